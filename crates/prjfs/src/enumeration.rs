@@ -1,0 +1,1 @@
+//! Directory enumeration: the entry buffer providers fill (spec §5).

@@ -1,0 +1,25 @@
+//! prjfs: the ProjFS provider model on Linux.
+//!
+//! A [`Provider`] owns a backing store; a virtualization instance projects it into a
+//! directory (the *root*). Names become placeholders on disk when a client first
+//! reaches them, content is hydrated on first read, local changes stay local.
+//!
+//! Core types: [`Provider`] (the callbacks), [`CallbackData`], [`InstanceHandle`]
+//! (how a provider answers: write placeholders and data, complete pended commands),
+//! [`DirEntryBuffer`] (enumeration results), and the name rules in [`names`].
+#![deny(missing_docs)]
+
+pub mod enumeration;
+pub mod names;
+pub mod provider;
+pub mod types;
+
+pub use enumeration::DirEntryBuffer;
+pub use provider::{
+    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId,
+    Extended, InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome,
+    Provider, ProviderError,
+};
+pub use types::{
+    Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo,
+};

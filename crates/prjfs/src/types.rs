@@ -1,0 +1,159 @@
+//! Plain data types shared by providers and the library: version info, placeholder
+//! and directory-entry metadata, on-disk state bits.
+
+use std::ffi::OsString;
+use std::time::SystemTime;
+
+/// Maximum length of [`VersionInfo::provider_id`] and [`VersionInfo::content_id`].
+pub const VERSION_ID_MAX: usize = 128;
+
+/// Identifies the version of an item in the backing store (spec §4).
+///
+/// Stored with each placeholder and handed back in every callback about that item.
+/// `content_id` tells versions of a path apart; a renamed placeholder keeps it, so a
+/// later hydration still fetches the original content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VersionInfo {
+    /// Provider-defined identity of the store (at most 128 bytes).
+    pub provider_id: Vec<u8>,
+    /// Provider-defined identity of this content version (at most 128 bytes).
+    pub content_id: Vec<u8>,
+}
+
+/// What kind of item a placeholder or entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// Basic metadata of an item, as a provider reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileBasicInfo {
+    /// File, directory or symlink.
+    pub kind: FileKind,
+    /// Size in bytes (files: content length; symlinks: target length; directories: ignored).
+    pub size: u64,
+    /// Permission bits (`0o7777` mask); the kind bits are taken from `kind`.
+    pub mode: u32,
+    /// Last modification time.
+    pub mtime: SystemTime,
+    /// Last access time.
+    pub atime: SystemTime,
+    /// Owner; `None` means the owner of the virtualization root.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl FileBasicInfo {
+    /// A regular file of `size` bytes with mode `0o644`, timestamps at the epoch.
+    pub fn file(size: u64) -> Self {
+        Self {
+            kind: FileKind::File,
+            size,
+            mode: 0o644,
+            mtime: SystemTime::UNIX_EPOCH,
+            atime: SystemTime::UNIX_EPOCH,
+            owner: None,
+        }
+    }
+
+    /// A directory with mode `0o755`, timestamps at the epoch.
+    pub fn directory() -> Self {
+        Self {
+            kind: FileKind::Directory,
+            size: 0,
+            mode: 0o755,
+            mtime: SystemTime::UNIX_EPOCH,
+            atime: SystemTime::UNIX_EPOCH,
+            owner: None,
+        }
+    }
+}
+
+/// Everything needed to write a placeholder (spec §3 GetPlaceholderInfo, §8
+/// WritePlaceholderInfo).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaceholderInfo {
+    /// Metadata of the item.
+    pub basic: FileBasicInfo,
+    /// Version of the item in the store.
+    pub version: VersionInfo,
+    /// Target of a symlink (required when `basic.kind` is [`FileKind::Symlink`]).
+    pub symlink_target: Option<OsString>,
+}
+
+/// One entry a provider adds to a [`crate::DirEntryBuffer`] (spec §5 item 8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name in the store's spelling (one path component).
+    pub name: OsString,
+    /// Metadata of the entry.
+    pub basic: FileBasicInfo,
+    /// Target of a symlink (the extended entry form).
+    pub symlink_target: Option<OsString>,
+}
+
+/// The on-disk state of an item, as the bit set of spec §4
+/// (`GetOnDiskFileState`). `0` means the item is not on disk (virtual).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OnDiskState(pub u32);
+
+impl OnDiskState {
+    /// Not on disk; exists only in its parent's enumeration.
+    pub const VIRTUAL: Self = Self(0);
+    /// Metadata on disk; a file has no content yet.
+    pub const PLACEHOLDER: Self = Self(1);
+    /// A placeholder file whose content is on disk.
+    pub const HYDRATED_PLACEHOLDER: Self = Self(2);
+    /// A placeholder whose metadata changed locally.
+    pub const DIRTY_PLACEHOLDER: Self = Self(4);
+    /// Content changed locally, or created locally.
+    pub const FULL: Self = Self(8);
+    /// Hidden marker of a locally deleted projected item.
+    pub const TOMBSTONE: Self = Self(16);
+
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    /// The ProjFS names of the set bits, `Virtual` when none is set.
+    pub fn names(self) -> Vec<&'static str> {
+        const NAMES: [(u32, &str); 5] = [
+            (1, "Placeholder"),
+            (2, "HydratedPlaceholder"),
+            (4, "DirtyPlaceholder"),
+            (8, "Full"),
+            (16, "Tombstone"),
+        ];
+        if self.0 == 0 {
+            return vec!["Virtual"];
+        }
+        NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, name)| *name)
+            .collect()
+    }
+}
+
+impl std::ops::BitOr for OnDiskState {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// How names are compared and matched in a virtualization root (spec §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Collation {
+    /// Byte order, case-sensitive: the Linux default.
+    #[default]
+    CaseSensitive,
+    /// ProjFS collation: ordinal comparison of the upper-cased names.
+    CaseInsensitive,
+}
