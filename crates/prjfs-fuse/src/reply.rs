@@ -1,0 +1,219 @@
+//! Replies: consumed when sent, movable to any thread, `EIO` from `Drop` if forgotten,
+//! and the interrupt hook through which a pending request learns its client gave up.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+use zerocopy::{Immutable, IntoBytes};
+
+use crate::abi::FuseOutHeader;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// What the channel knows of one request that the daemon has read and not answered.
+#[derive(Default)]
+struct Inflight {
+    interrupted: bool,
+    hook: Option<Hook>,
+}
+
+/// The connection shared by the workers and every reply.
+pub(crate) struct ChannelInner {
+    pub(crate) fd: OwnedFd,
+    /// Invariant: holds exactly the uniques of requests that were read and whose
+    /// reply has not been written yet (FORGET-like requests that take no reply are
+    /// never inserted).
+    inflight: Mutex<HashMap<u64, Inflight>>,
+    /// Workers still running.
+    workers: std::sync::atomic::AtomicUsize,
+}
+
+impl ChannelInner {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd,
+            inflight: Mutex::new(HashMap::new()),
+            workers: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn set_workers(&self, n: usize) {
+        self.workers.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Returns true for the last worker to exit.
+    pub(crate) fn worker_exited(&self) -> bool {
+        self.workers.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+    }
+
+    /// Write one message (header + body parts). Errors mean the request is gone
+    /// (interrupted and dropped by the kernel: ENOENT) or the connection is closed
+    /// (ENODEV); neither can be acted on, so they are only logged.
+    pub(crate) fn write_message(&self, parts: &[&[u8]]) {
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        match rustix::io::writev(&self.fd, &slices) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NODEV) => {}
+            Err(e) => tracing::warn!("writing a FUSE reply failed: {e}"),
+        }
+    }
+
+    pub(crate) fn send(&self, unique: u64, error: i32, body: &[&[u8]]) {
+        let len: usize = std::mem::size_of::<FuseOutHeader>() + body.iter().map(|b| b.len()).sum::<usize>();
+        let header = FuseOutHeader {
+            len: len as u32,
+            error: -error,
+            unique,
+        };
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(body.len() + 1);
+        parts.push(header.as_bytes());
+        parts.extend_from_slice(body);
+        // Remove before writing: once written the kernel may reuse the unique.
+        self.inflight.lock().expect("inflight lock").remove(&unique);
+        self.write_message(&parts);
+    }
+
+    pub(crate) fn register(&self, unique: u64) {
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .insert(unique, Inflight::default());
+    }
+
+    /// Handle FUSE_INTERRUPT for `target`. Returns false when the request is not
+    /// known (not registered yet, or already answered): the caller then answers the
+    /// interrupt with EAGAIN so the kernel re-queues it.
+    pub(crate) fn interrupt(&self, target: u64) -> bool {
+        let hook = {
+            let mut map = self.inflight.lock().expect("inflight lock");
+            match map.get_mut(&target) {
+                None => return false,
+                Some(entry) => {
+                    entry.interrupted = true;
+                    entry.hook.take()
+                }
+            }
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+        true
+    }
+
+    fn set_hook(&self, unique: u64, hook: Hook) {
+        let run_now = {
+            let mut map = self.inflight.lock().expect("inflight lock");
+            match map.get_mut(&unique) {
+                // Already answered: the hook has nothing to cancel.
+                None => return,
+                Some(entry) if entry.interrupted => Some(hook),
+                Some(entry) => {
+                    entry.hook = Some(hook);
+                    None
+                }
+            }
+        };
+        if let Some(hook) = run_now {
+            hook();
+        }
+    }
+
+    fn is_interrupted(&self, unique: u64) -> bool {
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .get(&unique)
+            .is_some_and(|e| e.interrupted)
+    }
+
+    /// Number of requests read and not yet answered.
+    pub(crate) fn inflight_count(&self) -> usize {
+        self.inflight.lock().expect("inflight lock").len()
+    }
+}
+
+/// The answer to one request. Send it once with one of the consuming methods; if it
+/// is dropped unanswered the client gets `EIO` (never a hung client).
+#[must_use = "an unanswered reply answers EIO when dropped"]
+pub struct Reply {
+    channel: Arc<ChannelInner>,
+    unique: u64,
+    answered: bool,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply").field("unique", &self.unique).finish()
+    }
+}
+
+impl Reply {
+    pub(crate) fn new(channel: Arc<ChannelInner>, unique: u64) -> Self {
+        channel.register(unique);
+        Self {
+            channel,
+            unique,
+            answered: false,
+        }
+    }
+
+    /// The request's unique id.
+    pub fn unique(&self) -> u64 {
+        self.unique
+    }
+
+    /// Answer with an error (a positive errno such as `libc::ENOENT`).
+    pub fn error(mut self, errno: i32) {
+        self.answered = true;
+        self.channel.send(self.unique, errno, &[]);
+    }
+
+    /// Answer success with no body.
+    pub fn ok(mut self) {
+        self.answered = true;
+        self.channel.send(self.unique, 0, &[]);
+    }
+
+    /// Answer success with raw bytes.
+    pub fn bytes(mut self, data: &[u8]) {
+        self.answered = true;
+        self.channel.send(self.unique, 0, &[data]);
+    }
+
+    /// Answer success with one wire struct.
+    pub fn value<T: IntoBytes + Immutable>(mut self, value: &T) {
+        self.answered = true;
+        self.channel.send(self.unique, 0, &[value.as_bytes()]);
+    }
+
+    /// Answer with a `Result`: `Ok` as one wire struct, `Err` as an errno.
+    pub fn result<T: IntoBytes + Immutable>(self, r: Result<T, i32>) {
+        match r {
+            Ok(v) => self.value(&v),
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// Run `hook` when the kernel interrupts this request (FUSE_INTERRUPT): at once
+    /// if the interrupt already arrived, never if the reply is sent first. The hook
+    /// runs on the thread that read the interrupt and must not block for long.
+    pub fn on_interrupt(&self, hook: impl FnOnce() + Send + 'static) {
+        self.channel.set_hook(self.unique, Box::new(hook));
+    }
+
+    /// Whether an interrupt for this request has arrived.
+    pub fn is_interrupted(&self) -> bool {
+        self.channel.is_interrupted(self.unique)
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if !self.answered {
+            tracing::debug!(unique = self.unique, "reply dropped unanswered: EIO");
+            self.channel.send(self.unique, libc::EIO, &[]);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Starting and stopping a virtualization instance: check the root, open the layer,
+//! mount, run the kernel channel's worker threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prjfs_fuse::mount::{Mount, MountOptions};
+use prjfs_fuse::session::{Session, SessionConfig};
+
+use crate::fuse_fs::FuseFs;
+use crate::layer::{Layer, RootMarker};
+use crate::provider::{InstanceHandle, Provider};
+use crate::types::Collation;
+use crate::virtualizer::{Virtualizer, VirtualizerOptions, VirtualizerStats};
+
+/// The mount type of every prjfs mount (`fuse.prjfs`).
+pub const FS_TYPE: &str = "fuse.prjfs";
+
+/// Start options (ProjFS `PRJ_STARTVIRTUALIZING_OPTIONS`).
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// PoolThreadCount: threads receiving requests. 0 = 2 × concurrent.
+    pub pool_threads: usize,
+    /// ConcurrentThreadCount: callbacks running at once. 0 = logical CPUs.
+    pub concurrent_threads: usize,
+    /// Cache not-found answers of GetPlaceholderInfo.
+    pub negative_path_cache: bool,
+    /// Name collation.
+    pub collation: Collation,
+    /// What the root must be a projection of. A root already marked for another
+    /// source is refused; an unmarked root must be empty.
+    pub marker: Option<RootMarker>,
+}
+
+impl StartOptions {
+    /// The thread counts in effect: (pool, concurrent).
+    pub fn effective_threads(&self) -> (usize, usize) {
+        let concurrent = if self.concurrent_threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.concurrent_threads
+        };
+        let pool = if self.pool_threads == 0 {
+            2 * concurrent
+        } else {
+            self.pool_threads
+        };
+        (pool, concurrent)
+    }
+}
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The root is missing or not a directory.
+    #[error("{path}: {reason}")]
+    BadRoot {
+        /// The root.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The layer could not be opened.
+    #[error("{0}")]
+    Layer(#[from] crate::layer::LayerError),
+    /// Mounting failed.
+    #[error("mounting {path} failed: {source}")]
+    Mount {
+        /// The root.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running virtualization instance. Dropping it unmounts.
+pub struct VirtualizationInstance {
+    virt: Virtualizer,
+    session: Option<Session>,
+    root: PathBuf,
+    threads: (usize, usize),
+}
+
+impl VirtualizationInstance {
+    /// Project `provider` into `root` and serve it until stopped or unmounted.
+    pub fn start(
+        root: &Path,
+        provider: Arc<dyn Provider>,
+        options: StartOptions,
+    ) -> Result<Self, StartError> {
+        let bad = |reason: String| StartError::BadRoot {
+            path: root.to_path_buf(),
+            reason,
+        };
+        if let Err(e) = std::fs::metadata(root) {
+            if e.raw_os_error() == Some(libc::ENOTCONN) {
+                // A daemon died and left its mount: clean it up.
+                tracing::warn!("{}: removing a stale mount left by a dead daemon", root.display());
+                eprintln!("prjfs: {}: removing a stale mount left by a dead daemon", root.display());
+                prjfs_fuse::mount::unmount(root, true).map_err(|e| bad(format!("cannot remove stale mount: {e}")))?;
+            }
+        }
+        let meta = std::fs::metadata(root).map_err(|e| bad(e.to_string()))?;
+        if !meta.is_dir() {
+            return Err(bad("not a directory".into()));
+        }
+        let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
+        if prjfs_fuse::mount::is_mounted(&root, FS_TYPE).unwrap_or(false) {
+            return Err(bad("already a mounted prjfs root".into()));
+        }
+        let layer = Layer::open(&root)?;
+        match (layer.root_marker()?, &options.marker) {
+            (Some(found), Some(want)) if found != *want => {
+                return Err(bad(format!(
+                    "is the root of another projection (source {}, provider {}); use an empty directory",
+                    found.source, found.provider
+                )))
+            }
+            (None, _) if !layer.is_empty_root()? => {
+                return Err(bad("is not empty and not a prjfs root; use an empty directory".into()))
+            }
+            (None, Some(want)) => layer.set_root_marker(want)?,
+            _ => {}
+        }
+        let (pool, concurrent) = options.effective_threads();
+        let virt = Virtualizer::new(
+            layer,
+            provider,
+            VirtualizerOptions {
+                concurrent_threads: concurrent,
+                negative_path_cache: options.negative_path_cache,
+                collation: options.collation,
+                ..Default::default()
+            },
+        );
+        let mount = Mount::new(&root, &MountOptions::default()).map_err(|source| StartError::Mount {
+            path: root.clone(),
+            source,
+        })?;
+        let (fd, mountpoint) = mount.into_parts();
+        let config = SessionConfig {
+            threads: pool,
+            ..Default::default()
+        };
+        let session = match Session::start(fd, mountpoint, config, Arc::new(FuseFs::new(virt.clone()))) {
+            Ok(s) => s,
+            Err(source) => {
+                let _ = prjfs_fuse::mount::unmount(&root, true);
+                return Err(StartError::Mount { path: root, source });
+            }
+        };
+        Ok(Self {
+            virt,
+            session: Some(session),
+            root,
+            threads: (pool, concurrent),
+        })
+    }
+
+    /// The handle providers answer through.
+    pub fn handle(&self) -> InstanceHandle {
+        self.virt.handle()
+    }
+
+    /// The virtualizer (state queries, counters).
+    pub fn virtualizer(&self) -> &Virtualizer {
+        &self.virt
+    }
+
+    /// The (canonical) root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// (PoolThreadCount, ConcurrentThreadCount) in effect.
+    pub fn threads(&self) -> (usize, usize) {
+        self.threads
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> VirtualizerStats {
+        self.virt.stats()
+    }
+
+    /// Block until the mount goes away (`prjfs unmount`, `umount`, `fusermount3 -u`).
+    pub fn wait(mut self) {
+        if let Some(s) = self.session.take() {
+            s.join();
+        }
+        self.virt.stop();
+    }
+
+    /// Unmount and wait for the workers. Pending commands are cancelled.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        // Answer what is pending first so unmount is not busy because of us.
+        self.virt.stop();
+        let r = prjfs_fuse::mount::unmount(&self.root, false)
+            .or_else(|_| prjfs_fuse::mount::unmount(&self.root, true));
+        session.join();
+        r
+    }
+}
+
+impl Drop for VirtualizationInstance {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!("{}: unmount failed: {e}", self.root.display());
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Directory handles: enumeration sessions with the provider (Start / Get / End),
+//! merged with what is on disk.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::{is_own_thread, is_projected_dir, Errno, Inner, RequestCtx, Responder};
+use crate::command::{CallbackKind, CommandOutcome};
+use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, Merged};
+use crate::names::compare_with;
+use crate::provider::{EnumerationId, Extended, ProviderError};
+use crate::types::{DirEntry, FileKind, OnDiskState};
+
+/// Largest enumeration buffer the library offers after InsufficientBuffer.
+const MAX_BUFFER: usize = 4 << 20;
+
+/// One entry of a listing as the client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirItem {
+    /// Name.
+    pub name: OsString,
+    /// Kind.
+    pub kind: FileKind,
+    /// Inode number to report (on-disk items: the real one; virtual: synthetic).
+    pub ino: u64,
+    /// Offset of the entry after this one.
+    pub next_offset: u64,
+}
+
+#[derive(Default)]
+struct Listing {
+    /// The merged listing of the current scan, `.` and `..` first.
+    items: Option<Arc<Vec<DirItem>>>,
+    /// Whether this handle has served entries from the current scan (an offset-0
+    /// read after that is a rewinddir: a restart scan).
+    served: bool,
+    /// Whether the provider has seen a Get in this session.
+    provider_scanned: bool,
+}
+
+/// One open directory.
+pub(crate) struct DirHandle {
+    path: PathBuf,
+    /// Set when StartDirectoryEnumeration succeeded: End must follow.
+    enum_id: Option<EnumerationId>,
+    listing: Mutex<Listing>,
+}
+
+impl Inner {
+    pub(super) fn opendir(self: &Arc<Self>, ctx: &RequestCtx, node: u64, done: Responder<u64>) {
+        let path = match self.path(node) {
+            Ok(p) => p,
+            Err(e) => return done(Err(e)),
+        };
+        let item = match self.item(&path) {
+            Ok(i) => i,
+            Err(e) => return done(Err(e)),
+        };
+        if item.kind != FileKind::Directory {
+            return done(Err(libc::ENOTDIR));
+        }
+        let projected = is_projected_dir(&item, node)
+            && !self.stopped.load(Ordering::SeqCst)
+            && !is_own_thread(ctx.pid);
+        if !projected {
+            let fh = self.register_dir(path, None);
+            return done(Ok(fh));
+        }
+        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
+        let data = self.callback_data(ctx, path.clone());
+        let inner = self.clone();
+        self.invoke(
+            CallbackKind::StartEnumeration,
+            data,
+            Some(&ctx.cancel),
+            move |p, cb| p.start_directory_enumeration(cb, id),
+            move |outcome| match outcome {
+                CommandOutcome::Finished(Ok(()), _) => {
+                    let fh = inner.register_dir(path, Some(id));
+                    done(Ok(fh))
+                }
+                CommandOutcome::Finished(Err(e), _) => {
+                    tracing::warn!("start_directory_enumeration {}: {e}", path.display());
+                    done(Err(e.errno()))
+                }
+                CommandOutcome::Cancelled => done(Err(libc::EINTR)),
+            },
+        );
+    }
+
+    fn register_dir(&self, path: PathBuf, enum_id: Option<EnumerationId>) -> u64 {
+        let fh = self.new_handle_id();
+        self.dirs.lock().expect("dirs lock").insert(
+            fh,
+            Arc::new(DirHandle {
+                path,
+                enum_id,
+                listing: Mutex::new(Listing::default()),
+            }),
+        );
+        fh
+    }
+
+    pub(super) fn end_enumeration(self: &Arc<Self>, dir: &DirHandle) {
+        let Some(id) = dir.enum_id else {
+            return;
+        };
+        let data = self.callback_data(&RequestCtx::default(), dir.path.clone());
+        let path = dir.path.clone();
+        self.invoke(
+            CallbackKind::EndEnumeration,
+            data,
+            None,
+            move |p, cb| p.end_directory_enumeration(cb, id),
+            move |outcome| {
+                if let CommandOutcome::Finished(Err(e), _) = outcome {
+                    tracing::warn!("end_directory_enumeration {}: {e}", path.display());
+                }
+            },
+        );
+    }
+
+    pub(super) fn readdir(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        done: Responder<Vec<DirItem>>,
+    ) {
+        let Some(dir) = self.dirs.lock().expect("dirs lock").get(&fh).cloned() else {
+            return done(Err(libc::EBADF));
+        };
+        let (current, restart) = {
+            let mut l = dir.listing.lock().expect("listing lock");
+            let rewind = offset == 0 && l.served;
+            if rewind {
+                l.items = None;
+                l.served = false;
+            }
+            (l.items.clone(), l.provider_scanned)
+        };
+        if let Some(items) = current {
+            return done(Ok(serve(&dir, &items, offset)));
+        }
+        let inner = self.clone();
+        let dir2 = dir.clone();
+        let finish = move |projected: Result<Vec<DirEntry>, Errno>| {
+            let items = projected.and_then(|p| inner.merge(&dir2.path, p));
+            match items {
+                Ok(items) => {
+                    let items = Arc::new(items);
+                    dir2.listing.lock().expect("listing lock").items = Some(items.clone());
+                    done(Ok(serve(&dir2, &items, offset)))
+                }
+                Err(e) => done(Err(e)),
+            }
+        };
+        match dir.enum_id {
+            None => finish(Ok(Vec::new())),
+            Some(id) => {
+                dir.listing.lock().expect("listing lock").provider_scanned = true;
+                self.fetch_projected(
+                    ctx.clone(),
+                    dir.clone(),
+                    id,
+                    restart,
+                    self.options.enumeration_buffer_bytes,
+                    Vec::new(),
+                    Box::new(finish),
+                );
+            }
+        }
+    }
+
+    /// Chain GetDirectoryEnumeration calls until one adds nothing (spec §5 rule 5).
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_projected(
+        self: &Arc<Self>,
+        ctx: RequestCtx,
+        dir: Arc<DirHandle>,
+        id: EnumerationId,
+        restart: bool,
+        capacity: usize,
+        mut acc: Vec<DirEntry>,
+        done: Responder<Vec<DirEntry>>,
+    ) {
+        let buffer = DirEntryBuffer::new(capacity);
+        let mut data = self.callback_data(&ctx, dir.path.clone());
+        data.flags.restart_scan = restart;
+        let inner = self.clone();
+        let buf2 = buffer.clone();
+        let slot = ctx.cancel.clone();
+        self.invoke(
+            CallbackKind::GetEnumeration,
+            data,
+            Some(&slot),
+            move |p, cb| p.get_directory_enumeration(cb, id, None, &buf2),
+            move |outcome| {
+                let path = dir.path.clone();
+                match outcome {
+                    CommandOutcome::Finished(Ok(()), ext) => {
+                        if let Some(Extended::Enumeration(b)) = &ext {
+                            if !b.same_buffer(&buffer) {
+                                tracing::error!(
+                                    "{}: provider completed an enumeration with a different buffer",
+                                    path.display()
+                                );
+                                return done(Err(libc::EIO));
+                            }
+                        }
+                        let entries = buffer.take_entries();
+                        if entries.is_empty() {
+                            return done(Ok(acc));
+                        }
+                        let previous = acc.last().map(|e| e.name.clone());
+                        if let Err(msg) =
+                            check_order(previous.as_deref(), &entries, inner.options.collation)
+                        {
+                            tracing::error!(
+                                "{}: provider returned directory entries out of order: {msg}",
+                                path.display()
+                            );
+                            return done(Err(libc::EIO));
+                        }
+                        acc.extend(entries);
+                        inner.fetch_projected(ctx, dir, id, false, capacity, acc, done);
+                    }
+                    CommandOutcome::Finished(Err(ProviderError::InsufficientBuffer), _)
+                        if capacity < MAX_BUFFER =>
+                    {
+                        inner.fetch_projected(ctx, dir, id, restart, capacity * 2, acc, done);
+                    }
+                    CommandOutcome::Finished(Err(e), _) => {
+                        tracing::warn!("get_directory_enumeration {}: {e}", path.display());
+                        done(Err(e.errno()))
+                    }
+                    CommandOutcome::Cancelled => done(Err(libc::EINTR)),
+                }
+            },
+        );
+    }
+
+    /// Merge on-disk items with projected ones, in collation order.
+    fn merge(&self, path: &PathBuf, projected: Vec<DirEntry>) -> Result<Vec<DirItem>, Errno> {
+        let collation = self.options.collation;
+        let mut local: Vec<(OsString, LocalItem<crate::layer::Item>)> = self
+            .layer
+            .list_dir(path)
+            .map_err(|e| {
+                tracing::error!("{}: listing on disk failed: {e}", path.display());
+                e.errno()
+            })?
+            .into_iter()
+            .map(|(name, item)| {
+                if item.state.contains(OnDiskState::TOMBSTONE) {
+                    (name, LocalItem::Tombstone)
+                } else {
+                    (name, LocalItem::Present(item))
+                }
+            })
+            .collect();
+        local.sort_by(|a, b| compare_with(&a.0, &b.0, collation));
+        let dir_ino = self.layer.lookup(path).ok().flatten().map_or(1, |i| i.attr.ino);
+        let mut items = vec![
+            DirItem {
+                name: ".".into(),
+                kind: FileKind::Directory,
+                ino: dir_ino,
+                next_offset: 1,
+            },
+            DirItem {
+                name: "..".into(),
+                kind: FileKind::Directory,
+                ino: 1,
+                next_offset: 2,
+            },
+        ];
+        for m in merge_listing(local, projected, collation) {
+            let (name, kind, ino) = match m {
+                Merged::Local(name, item) => (name, item.kind, item.attr.ino),
+                Merged::Projected(e) => {
+                    let ino = synthetic_ino(path, &e.name);
+                    (e.name, e.basic.kind, ino)
+                }
+            };
+            let next_offset = items.len() as u64 + 1;
+            items.push(DirItem {
+                name,
+                kind,
+                ino,
+                next_offset,
+            });
+        }
+        Ok(items)
+    }
+}
+
+fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64) -> Vec<DirItem> {
+    dir.listing.lock().expect("listing lock").served = true;
+    // A reply rarely holds more than a few hundred entries; the adapter stops
+    // packing when its buffer is full and the kernel asks again from there.
+    let start = (offset as usize).min(items.len());
+    let end = (start + 512).min(items.len());
+    items[start..end].to_vec()
+}
+
+/// A stable, non-zero inode number for a virtual item (it has no inode yet).
+fn synthetic_ino(dir: &PathBuf, name: &OsString) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    name.hash(&mut h);
+    h.finish() | (1 << 63)
+}

@@ -1,0 +1,547 @@
+//! The virtualizer: file operations → provider callbacks + on-disk transitions.
+//! Knows nothing of FUSE; the kernel channel adapter (`crate::fuse_fs`) calls it.
+//!
+//! Every operation either answers from the layer at once or queues a callback; a
+//! queued callback finishes through a continuation that runs on whichever thread
+//! ends the command (the callback thread, the provider's thread calling
+//! `complete_command`, or the thread that delivered the client's interrupt).
+
+mod dir;
+mod file;
+pub mod nodes;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::panic::AssertUnwindSafe;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::cancel::CancelSlot;
+use crate::command::{CallbackKind, CommandOutcome, CommandStats, CommandTable};
+use crate::layer::{Hydration, Item, Layer};
+use crate::names::validate_name;
+use crate::provider::{
+    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, Extended, InstanceApi,
+    InstanceError, InstanceHandle, Outcome, Provider, ProviderError,
+};
+use crate::scheduler::Scheduler;
+use crate::types::{Collation, FileKind, OnDiskState, PlaceholderInfo};
+
+pub use dir::DirItem;
+pub use nodes::ROOT_ID;
+
+/// An errno value (positive).
+pub type Errno = i32;
+
+/// Receives the answer of an operation, once, from any thread.
+pub type Responder<T> = Box<dyn FnOnce(Result<T, Errno>) + Send>;
+
+/// Who asked, and how to learn that they gave up.
+#[derive(Clone, Debug, Default)]
+pub struct RequestCtx {
+    /// Calling thread id as the kernel reports it (0 when unknown).
+    pub pid: u32,
+    /// Caller's uid.
+    pub uid: u32,
+    /// Caller's gid.
+    pub gid: u32,
+    /// Fired when the client's request is interrupted.
+    pub cancel: CancelSlot,
+}
+
+/// Settings of a virtualizer.
+#[derive(Clone, Debug)]
+pub struct VirtualizerOptions {
+    /// ConcurrentThreadCount: callbacks that may run at once.
+    pub concurrent_threads: usize,
+    /// Remember not-found answers of GetPlaceholderInfo.
+    pub negative_path_cache: bool,
+    /// Name collation of the root.
+    pub collation: Collation,
+    /// Capacity of the buffer handed to GetDirectoryEnumeration, in bytes.
+    pub enumeration_buffer_bytes: usize,
+}
+
+impl Default for VirtualizerOptions {
+    fn default() -> Self {
+        Self {
+            concurrent_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            negative_path_cache: false,
+            collation: Collation::CaseSensitive,
+            enumeration_buffer_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Counters of a running virtualizer.
+#[derive(Clone, Debug, Default)]
+pub struct VirtualizerStats {
+    /// Command counters.
+    pub commands: CommandStats,
+    /// Callbacks waiting for a slot.
+    pub queued: usize,
+    /// Nodes the kernel holds.
+    pub nodes: usize,
+}
+
+/// The shared state behind a virtualizer and its instance handles.
+pub(crate) struct Inner {
+    pub(crate) layer: Layer,
+    provider: Arc<dyn Provider>,
+    pub(crate) commands: CommandTable,
+    scheduler: Scheduler,
+    pub(crate) nodes: nodes::NodeTable,
+    pub(crate) options: VirtualizerOptions,
+    files: Mutex<HashMap<u64, Arc<file::FileHandle>>>,
+    dirs: Mutex<HashMap<u64, Arc<dir::DirHandle>>>,
+    next_handle: AtomicU64,
+    next_enum_id: AtomicU64,
+    streams: Mutex<HashMap<u64, Arc<Hydration>>>,
+    negative: Mutex<HashSet<PathBuf>>,
+    stopped: AtomicBool,
+    handle: InstanceHandle,
+}
+
+/// File operations over one virtualization root.
+#[derive(Clone)]
+pub struct Virtualizer {
+    inner: Arc<Inner>,
+}
+
+/// The provider-facing side ([`InstanceApi`]); holds the virtualizer weakly so a
+/// provider keeping handles does not keep a stopped instance alive.
+struct Api(Weak<Inner>);
+
+impl Virtualizer {
+    /// A virtualizer over `layer`, served by `provider`.
+    pub fn new(layer: Layer, provider: Arc<dyn Provider>, options: VirtualizerOptions) -> Self {
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            layer,
+            provider,
+            commands: CommandTable::new(),
+            scheduler: Scheduler::new(options.concurrent_threads),
+            nodes: nodes::NodeTable::new(),
+            options,
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            next_enum_id: AtomicU64::new(1),
+            streams: Mutex::new(HashMap::new()),
+            negative: Mutex::new(HashSet::new()),
+            stopped: AtomicBool::new(false),
+            handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
+        });
+        Self { inner }
+    }
+
+    /// The handle a provider uses to answer.
+    pub fn handle(&self) -> InstanceHandle {
+        self.inner.handle.clone()
+    }
+
+    /// The on-disk layer.
+    pub fn layer(&self) -> &Layer {
+        &self.inner.layer
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> VirtualizerStats {
+        VirtualizerStats {
+            commands: self.inner.commands.stats(),
+            queued: self.inner.scheduler.queued(),
+            nodes: self.inner.nodes.len(),
+        }
+    }
+
+    /// Stop virtualizing: cancel every live command (the provider hears
+    /// CancelCommand for those it was running), end open enumerations, stop the
+    /// callback threads. I/O that would need the provider then fails with `EIO`.
+    pub fn stop(&self) {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for id in self.inner.commands.live_ids() {
+            self.inner.cancel_command(id);
+        }
+        let dirs: Vec<_> = self.inner.dirs.lock().expect("dirs lock").drain().collect();
+        for (_, d) in dirs {
+            self.inner.end_enumeration(&d);
+        }
+        self.inner.scheduler.stop();
+    }
+
+    /// Path of a node.
+    pub fn path_of(&self, node: u64) -> Option<PathBuf> {
+        self.inner.nodes.path(node)
+    }
+
+    /// The kernel dropped `n` lookups of `node`.
+    pub fn forget(&self, node: u64, n: u64) {
+        self.inner.nodes.forget(node, n);
+    }
+
+    /// Metadata of a node.
+    pub fn getattr(&self, node: u64) -> Result<Item, Errno> {
+        let path = self.inner.path(node)?;
+        self.inner.item(&path)
+    }
+
+    /// Target of a symlink node.
+    pub fn readlink(&self, node: u64) -> Result<OsString, Errno> {
+        let path = self.inner.path(node)?;
+        self.inner.layer.read_link(&path).map_err(|e| e.errno())
+    }
+
+    /// The on-disk state of a node.
+    pub fn state(&self, node: u64) -> Result<OnDiskState, Errno> {
+        let path = self.inner.path(node)?;
+        self.inner.layer.state(&path).map_err(|e| e.errno())
+    }
+
+    /// The on-disk state of a path relative to the root, without any callback.
+    pub fn state_of_path(&self, rel: &Path) -> Result<OnDiskState, Errno> {
+        check_rel_path(rel).map_err(|_| libc::EINVAL)?;
+        self.inner.layer.state(rel).map_err(|e| e.errno())
+    }
+
+    /// Look `name` up under `parent`: from disk, or through GetPlaceholderInfo.
+    /// Answers the node id and its item (one lookup counted).
+    pub fn lookup(&self, ctx: &RequestCtx, parent: u64, name: &OsStr, done: Responder<(u64, Item)>) {
+        self.inner.lookup(ctx, parent, name, done)
+    }
+
+    /// Open a file node for reading.
+    pub fn open(&self, node: u64, flags: i32) -> Result<u64, Errno> {
+        self.inner.open(node, flags)
+    }
+
+    /// Read from an open file; hydrates a placeholder first (GetFileData).
+    pub fn read(&self, ctx: &RequestCtx, fh: u64, offset: u64, size: u32, done: Responder<Vec<u8>>) {
+        self.inner.read(ctx, fh, offset, size, done)
+    }
+
+    /// Close a file handle.
+    pub fn release(&self, fh: u64) {
+        self.inner.files.lock().expect("files lock").remove(&fh);
+    }
+
+    /// Open a directory: starts an enumeration session with the provider when the
+    /// directory is a placeholder.
+    pub fn opendir(&self, ctx: &RequestCtx, node: u64, done: Responder<u64>) {
+        self.inner.opendir(ctx, node, done)
+    }
+
+    /// Entries of an open directory from `offset` on (offset 0 again = restart
+    /// scan). Each item carries the offset of the entry after it.
+    pub fn readdir(&self, ctx: &RequestCtx, fh: u64, offset: u64, done: Responder<Vec<DirItem>>) {
+        self.inner.readdir(ctx, fh, offset, done)
+    }
+
+    /// Close a directory handle; EndDirectoryEnumeration follows a started session.
+    pub fn releasedir(&self, fh: u64) {
+        let d = self.inner.dirs.lock().expect("dirs lock").remove(&fh);
+        if let Some(d) = d {
+            self.inner.end_enumeration(&d);
+        }
+    }
+
+    /// File-system statistics of the layer.
+    pub fn statfs(&self) -> Result<rustix::fs::StatVfs, Errno> {
+        self.inner.layer.statfs().map_err(|e| e.errno())
+    }
+}
+
+/// Paths given by providers and the CLI: relative, no `.`/`..`, every component a
+/// valid name.
+pub(crate) fn check_rel_path(path: &Path) -> Result<(), String> {
+    for c in path.components() {
+        match c {
+            Component::Normal(name) => validate_name(name)?,
+            other => return Err(format!("{:?} is not allowed in {}", other, path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the calling thread `pid` belongs to this process (the provider's own
+/// I/O never reaches the provider).
+fn is_own_thread(pid: u32) -> bool {
+    pid != 0 && Path::new(&format!("/proc/self/task/{pid}")).exists()
+}
+
+fn process_name(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(s.trim_end().to_string())
+}
+
+impl Inner {
+    pub(crate) fn path(&self, node: u64) -> Result<PathBuf, Errno> {
+        self.nodes.path(node).ok_or(libc::ESTALE)
+    }
+
+    pub(crate) fn item(&self, path: &Path) -> Result<Item, Errno> {
+        match self.layer.lookup(path) {
+            Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(item),
+            Ok(_) => Err(libc::ENOENT),
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                Err(e.errno())
+            }
+        }
+    }
+
+    fn new_handle_id(&self) -> u64 {
+        self.next_handle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether a request from `ctx` may reach the provider; `Err` when it may not.
+    fn may_call_provider(&self, ctx: &RequestCtx) -> Result<(), Errno> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(libc::EIO);
+        }
+        if is_own_thread(ctx.pid) {
+            return Err(libc::EIO);
+        }
+        Ok(())
+    }
+
+    fn callback_data(&self, ctx: &RequestCtx, path: PathBuf) -> CallbackData {
+        CallbackData {
+            command_id: 0,
+            path,
+            file_id: 0,
+            data_stream_id: 0,
+            version: None,
+            triggering_pid: ctx.pid,
+            triggering_process_name: if ctx.pid != 0 { process_name(ctx.pid) } else { None },
+            flags: CallbackFlags::default(),
+            instance: self.handle.clone(),
+        }
+    }
+
+    /// Queue one callback as a command. `call` runs on a callback thread unless
+    /// the command is cancelled first; `continuation` runs exactly once.
+    fn invoke(
+        self: &Arc<Self>,
+        kind: CallbackKind,
+        mut data: CallbackData,
+        cancel: Option<&CancelSlot>,
+        call: impl FnOnce(&dyn Provider, &CallbackData) -> CallbackResult + Send + 'static,
+        continuation: impl FnOnce(CommandOutcome) + Send + 'static,
+    ) -> CommandId {
+        let id = self.commands.allocate_id();
+        data.command_id = id;
+        self.commands.insert(kind, data, Box::new(continuation));
+        if let Some(slot) = cancel {
+            let weak = Arc::downgrade(self);
+            slot.arm(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.cancel_command(id);
+                }
+            });
+        }
+        let inner = self.clone();
+        self.scheduler.submit(move || {
+            let Some((kind, data)) = inner.commands.start(id) else {
+                return; // cancelled while queued: the provider never hears of it
+            };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| call(&*inner.provider, &data)));
+            match result {
+                Ok(Ok(Outcome::Pending)) => inner.commands.mark_pending(id),
+                Ok(Ok(Outcome::Done)) => {
+                    inner.commands.finish(id, Ok(()), None);
+                }
+                Ok(Err(e)) => {
+                    inner.commands.finish(id, Err(e), None);
+                }
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(
+                        "provider panicked in {} for {:?}: {msg}",
+                        kind.name(),
+                        data.path
+                    );
+                    inner
+                        .commands
+                        .finish(id, Err(ProviderError::Other(format!("provider panicked: {msg}"))), None);
+                }
+            }
+        });
+        id
+    }
+
+    /// Cancel a command: its client is answered `EINTR` at once, then the provider
+    /// hears CancelCommand if its callback was already invoked.
+    pub(crate) fn cancel_command(&self, id: CommandId) {
+        if let Some(data) = self.commands.cancel(id) {
+            let provider = self.provider.clone();
+            if let Err(panic) =
+                std::panic::catch_unwind(AssertUnwindSafe(|| provider.cancel_command(&data)))
+            {
+                tracing::error!("provider panicked in cancel_command: {panic:?}");
+            }
+        }
+    }
+
+    fn lookup(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        done: Responder<(u64, Item)>,
+    ) {
+        let parent_path = match self.path(parent) {
+            Ok(p) => p,
+            Err(e) => return done(Err(e)),
+        };
+        if validate_name(name).is_err() {
+            return done(Err(libc::ENOENT));
+        }
+        if parent == ROOT_ID && name == crate::layer::HIDDEN_DIR {
+            return done(Err(libc::ENOENT));
+        }
+        let path = parent_path.join(name);
+        match self.layer.lookup(&path) {
+            Ok(Some(item)) => {
+                if item.state.contains(OnDiskState::TOMBSTONE) {
+                    return done(Err(libc::ENOENT));
+                }
+                let id = self.nodes.lookup(parent, name);
+                return done(Ok((id, item)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                return done(Err(e.errno()));
+            }
+        }
+        // Not on disk: only a placeholder directory has virtual children.
+        match self.layer.lookup(&parent_path) {
+            Ok(Some(p)) if p.kind == FileKind::Directory && is_projected_dir(&p, parent) => {}
+            Ok(_) => return done(Err(libc::ENOENT)),
+            Err(e) => return done(Err(e.errno())),
+        }
+        if let Err(e) = self.may_call_provider(ctx) {
+            // The provider's own process sees only what is on disk.
+            return done(Err(if e == libc::EIO { libc::ENOENT } else { e }));
+        }
+        if self.options.negative_path_cache
+            && self.negative.lock().expect("negative lock").contains(&path)
+        {
+            return done(Err(libc::ENOENT));
+        }
+        let data = self.callback_data(ctx, path.clone());
+        let inner = self.clone();
+        let name = name.to_os_string();
+        self.invoke(
+            CallbackKind::GetPlaceholderInfo,
+            data,
+            Some(&ctx.cancel),
+            |p, cb| p.get_placeholder_info(cb),
+            move |outcome| match outcome {
+                CommandOutcome::Finished(Ok(()), _) => match inner.layer.lookup(&path) {
+                    Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => {
+                        let id = inner.nodes.lookup(parent, &name);
+                        done(Ok((id, item)))
+                    }
+                    Ok(_) => {
+                        tracing::error!(
+                            "provider reported success for get_placeholder_info of {} but wrote no placeholder there",
+                            path.display()
+                        );
+                        done(Err(libc::EIO))
+                    }
+                    Err(e) => done(Err(e.errno())),
+                },
+                CommandOutcome::Finished(Err(ProviderError::NotFound), _) => {
+                    if inner.options.negative_path_cache {
+                        inner.negative.lock().expect("negative lock").insert(path);
+                    }
+                    done(Err(libc::ENOENT))
+                }
+                CommandOutcome::Finished(Err(e), _) => {
+                    if e != ProviderError::Cancelled {
+                        tracing::warn!("get_placeholder_info {}: {e}", path.display());
+                    }
+                    done(Err(e.errno()))
+                }
+                CommandOutcome::Cancelled => done(Err(libc::EINTR)),
+            },
+        );
+    }
+}
+
+/// A directory whose listing includes the provider's items: the root and
+/// placeholder directories (a directory created locally is full and has no
+/// virtual children).
+fn is_projected_dir(item: &Item, node: u64) -> bool {
+    node == ROOT_ID
+        || (item.state.contains(OnDiskState::PLACEHOLDER) && !item.state.contains(OnDiskState::FULL))
+}
+
+impl InstanceApi for Api {
+    fn write_placeholder_info(&self, path: &Path, info: &PlaceholderInfo) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        check_rel_path(path).map_err(InstanceError::InvalidName)?;
+        if path.as_os_str().is_empty() {
+            return Err(InstanceError::InvalidName("the root has no placeholder".into()));
+        }
+        if info.basic.kind == FileKind::Symlink && info.symlink_target.is_none() {
+            return Err(InstanceError::InvalidRequest(format!(
+                "{}: a symlink placeholder needs a target",
+                path.display()
+            )));
+        }
+        if info.version.provider_id.len() > crate::types::VERSION_ID_MAX
+            || info.version.content_id.len() > crate::types::VERSION_ID_MAX
+        {
+            return Err(InstanceError::InvalidRequest("version ids are limited to 128 bytes".into()));
+        }
+        inner
+            .layer
+            .write_placeholder(path, info)
+            .map(|_| ())
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
+    }
+
+    fn write_file_data(&self, stream_id: u64, offset: u64, data: &[u8]) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        let stream = inner
+            .streams
+            .lock()
+            .expect("streams lock")
+            .get(&stream_id)
+            .cloned()
+            .ok_or(InstanceError::UnknownStream(stream_id))?;
+        stream
+            .write_at(offset, data)
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
+    }
+
+    fn complete_command(
+        &self,
+        id: CommandId,
+        result: Result<(), ProviderError>,
+        extended: Option<Extended>,
+    ) -> Completion {
+        match self.0.upgrade() {
+            Some(inner) => inner.commands.finish(id, result, extended),
+            None => Completion::Ignored,
+        }
+    }
+
+    fn clear_negative_path_cache(&self) -> usize {
+        let Some(inner) = self.0.upgrade() else {
+            return 0;
+        };
+        let mut set = inner.negative.lock().expect("negative lock");
+        let n = set.len();
+        set.clear();
+        n
+    }
+}
