@@ -1,1 +1,188 @@
-fn main() {}
+//! `prjfs`: project a directory (and later other stores) into a root, lazily.
+
+mod bench;
+mod control;
+mod daemon;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "prjfs", version, about = "Projected file system: lazy projections of a backing store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Project SOURCE (a directory) into ROOT. Returns when the mount is ready.
+    Mount(daemon::MountArgs),
+    /// Unmount a prjfs root.
+    Unmount {
+        /// The root to unmount.
+        root: PathBuf,
+    },
+    /// Show counters and state counts of a mounted root.
+    Status {
+        /// The mounted root.
+        root: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the ProjFS on-disk state of each path (without fetching anything).
+    State {
+        /// Paths inside a mounted root.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Benchmarks comparing prjfs with the same work on the underlying file system.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mount(args) => daemon::mount(args),
+        Command::Unmount { root } => unmount(&root),
+        Command::Status { root, json } => status(&root, json),
+        Command::State { paths } => state(&paths),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("prjfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An absolute, lexically normalized path (no symlink resolution, no access to the
+/// path itself: it may be inside a dead or virtual tree).
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// The prjfs mount that contains `path`, and `path` relative to it.
+fn find_root(path: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let abs = absolute(path)?;
+    let mounts = prjfs_fuse_mounts()?;
+    mounts
+        .into_iter()
+        .filter_map(|m| abs.strip_prefix(&m).ok().map(|rel| (m.clone(), rel.to_path_buf())))
+        .max_by_key(|(m, _)| m.as_os_str().len())
+        .ok_or_else(|| format!("{}: not inside a mounted prjfs root", path.display()))
+}
+
+fn prjfs_fuse_mounts() -> Result<Vec<PathBuf>, String> {
+    Ok(prjfs::instance_mounts()
+        .map_err(|e| format!("cannot read the mount table: {e}"))?)
+}
+
+fn unmount(root: &Path) -> Result<(), String> {
+    let root = absolute(root)?;
+    if !prjfs_fuse_mounts()?.contains(&root) {
+        return Err(format!("{}: not a mounted prjfs root", root.display()));
+    }
+    prjfs::unmount(&root).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            format!(
+                "{}: busy (a process has a file or its working directory there); close it and retry",
+                root.display()
+            )
+        } else {
+            format!("{}: unmount failed: {e}", root.display())
+        }
+    })?;
+    // The daemon exits once the kernel connection is gone; wait for it so that a
+    // following mount of the same root finds it free.
+    for _ in 0..200 {
+        if !control::is_alive(&root) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    Err(format!("{}: unmounted, but the daemon did not exit", root.display()))
+}
+
+fn status(root: &Path, json: bool) -> Result<(), String> {
+    let root = absolute(root)?;
+    let v = control::call(&root, &control::ControlRequest::Status).map_err(|e| {
+        format!("{}: no prjfs daemon answers for this root ({e})", root.display())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
+    let get = |a: &str, b: &str| v[a][b].as_u64().unwrap_or(0);
+    println!("root:      {}", v["root"].as_str().unwrap_or(""));
+    println!("source:    {}", v["source"].as_str().unwrap_or(""));
+    println!(
+        "threads:   {} callback slots, {} request threads",
+        v["threads"], v["pool_threads"]
+    );
+    println!(
+        "callbacks: {} invoked, {} pending, {} completed, {} cancelled, {} failed",
+        get("callbacks", "invoked"),
+        get("callbacks", "pending"),
+        get("callbacks", "completed"),
+        get("callbacks", "cancelled"),
+        get("callbacks", "failed")
+    );
+    println!(
+        "states:    {} placeholder, {} hydrated, {} full, {} tombstone",
+        get("states", "placeholder"),
+        get("states", "hydrated"),
+        get("states", "full"),
+        get("states", "tombstone")
+    );
+    Ok(())
+}
+
+fn state(paths: &[PathBuf]) -> Result<(), String> {
+    let mut failed = false;
+    for p in paths {
+        let answer = find_root(p).and_then(|(root, rel)| {
+            control::call(
+                &root,
+                &control::ControlRequest::State {
+                    path: rel.to_string_lossy().into_owned(),
+                },
+            )
+            .map_err(|e| format!("{}: {e}", p.display()))
+        });
+        match answer {
+            Ok(v) => {
+                let names: Vec<&str> = v["names"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+                    .unwrap_or_default();
+                println!("{}: {} ({})", p.display(), names.join("|"), v["state"]);
+            }
+            Err(e) => {
+                eprintln!("prjfs: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err("some paths could not be queried".into())
+    } else {
+        Ok(())
+    }
+}

@@ -27,3 +27,9 @@
 pub mod abi;
 pub mod encode;
 pub mod request;
+pub mod mount;
+pub mod reply;
+pub mod session;
+
+pub use reply::Reply;
+pub use session::{Filesystem, InitInfo, Notifier, Request, Session, SessionConfig};

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -103,12 +103,13 @@ fn mount_direct(mountpoint: &Path, opts: &MountOptions) -> io::Result<OwnedFd> {
     let fd: OwnedFd = dev.into();
     let data = option_string(opts, Some(fd.as_raw_fd()), libc::S_IFDIR);
     let fstype = format!("fuse.{}", opts.subtype);
+    let data = std::ffi::CString::new(data).expect("mount options have no NUL");
     rustix::mount::mount(
         opts.fs_name.as_str(),
         mountpoint,
         fstype.as_str(),
         rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
-        data.as_str(),
+        Some(data.as_c_str()),
     )
     .map_err(io::Error::from)?;
     Ok(fd)
@@ -223,7 +224,8 @@ pub fn mounts_of_type(fstype: &str) -> io::Result<Vec<MountEntry>> {
         out.push(MountEntry {
             mountpoint: PathBuf::from(unescape_mountinfo(fields[4])),
             fstype: String::from_utf8_lossy(fields[dash + 1]).into_owned(),
-            source: String::from_utf8_lossy(&unescape_mountinfo(fields[dash + 2]).into_vec())
+            source: unescape_mountinfo(fields[dash + 2])
+                .to_string_lossy()
                 .into_owned(),
         });
     }

@@ -76,7 +76,7 @@ pub enum StartError {
 /// A running virtualization instance. Dropping it unmounts.
 pub struct VirtualizationInstance {
     virt: Virtualizer,
-    session: Option<Session>,
+    session: std::sync::Mutex<Option<Session>>,
     root: PathBuf,
     threads: (usize, usize),
 }
@@ -151,7 +151,7 @@ impl VirtualizationInstance {
         };
         Ok(Self {
             virt,
-            session: Some(session),
+            session: std::sync::Mutex::new(Some(session)),
             root,
             threads: (pool, concurrent),
         })
@@ -183,20 +183,21 @@ impl VirtualizationInstance {
     }
 
     /// Block until the mount goes away (`prjfs unmount`, `umount`, `fusermount3 -u`).
-    pub fn wait(mut self) {
-        if let Some(s) = self.session.take() {
+    pub fn wait(&self) {
+        let session = self.session.lock().expect("session lock").take();
+        if let Some(s) = session {
             s.join();
         }
         self.virt.stop();
     }
 
     /// Unmount and wait for the workers. Pending commands are cancelled.
-    pub fn stop(mut self) -> std::io::Result<()> {
+    pub fn stop(&self) -> std::io::Result<()> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> std::io::Result<()> {
-        let Some(session) = self.session.take() else {
+    fn shutdown(&self) -> std::io::Result<()> {
+        let Some(session) = self.session.lock().expect("session lock").take() else {
             return Ok(());
         };
         // Answer what is pending first so unmount is not busy because of us.
@@ -214,4 +215,17 @@ impl Drop for VirtualizationInstance {
             tracing::error!("{}: unmount failed: {e}", self.root.display());
         }
     }
+}
+
+/// Mountpoints of every prjfs mount visible to this process.
+pub fn instance_mounts() -> std::io::Result<Vec<PathBuf>> {
+    Ok(prjfs_fuse::mount::mounts_of_type(FS_TYPE)?
+        .into_iter()
+        .map(|m| m.mountpoint)
+        .collect())
+}
+
+/// Unmount a prjfs root (its daemon then stops). Fails with `EBUSY` while in use.
+pub fn unmount(root: &Path) -> std::io::Result<()> {
+    prjfs_fuse::mount::unmount(root, false)
 }

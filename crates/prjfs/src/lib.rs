@@ -9,12 +9,21 @@
 //! [`DirEntryBuffer`] (enumeration results), and the name rules in [`names`].
 #![deny(missing_docs)]
 
+pub mod cancel;
+pub mod command;
 pub mod enumeration;
+pub mod fuse_fs;
+pub mod instance;
+pub mod layer;
 pub mod names;
 pub mod provider;
+pub mod scheduler;
 pub mod types;
+pub mod virtualizer;
 
-pub use enumeration::DirEntryBuffer;
+pub use enumeration::{DirEntryBuffer, EnumerationSession};
+pub use instance::{instance_mounts, unmount, StartError, StartOptions, VirtualizationInstance};
+pub use layer::RootMarker;
 pub use provider::{
     CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId,
     Extended, InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome,
