@@ -10,15 +10,15 @@
 #![deny(missing_docs)]
 
 pub mod enumeration;
+pub mod layer;
 pub mod names;
 pub mod provider;
 pub mod types;
 
 pub use enumeration::DirEntryBuffer;
 pub use provider::{
-    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId,
-    Extended, InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome,
-    Provider, ProviderError,
+    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId, Extended,
+    InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome, Provider, ProviderError,
 };
 pub use types::{
     Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo,
