@@ -1,0 +1,251 @@
+//! Crash-safe hydration: content goes to a temp file in `.prjfs/tmp`, then replaces
+//! the placeholder by one rename, together with its record's state change.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
+use rustix::io::Errno;
+
+use super::error::{LayerError, Result};
+use super::meta::Record;
+use super::{path, timespec, Layer};
+use crate::types::{FileKind, OnDiskState};
+
+/// One hydration in progress: a temp file receiving the content of a placeholder.
+///
+/// `Send + Sync`: writes may come from any thread, in any order and size. Dropping
+/// it without [`Layer::finish_hydration`] deletes the temp file.
+#[derive(Debug)]
+pub struct Hydration {
+    file: File,
+    stream_id: u64,
+    /// The temp file's name in `tmp`.
+    name: CString,
+    tmp: Arc<OwnedFd>,
+    /// Written ranges `[start, end)`: sorted, disjoint and non-adjacent.
+    ranges: Mutex<Vec<(u64, u64)>>,
+    /// Set once the temp file has been renamed into place.
+    placed: bool,
+}
+
+impl Hydration {
+    /// Identifies this hydration (unique within its layer).
+    pub fn stream_id(&self) -> u64 {
+        self.stream_id
+    }
+
+    /// Write `data` at `offset` of the content.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| LayerError::InvalidArgument("write beyond the largest offset".into()))?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| LayerError::Io {
+                op: "pwrite",
+                path: Path::new(".prjfs/tmp").join(std::ffi::OsStr::new(
+                    std::str::from_utf8(self.name.to_bytes()).unwrap_or("?"),
+                )),
+                source: e,
+            })?;
+        // Recorded only after the bytes are in the file, so `covers` never claims
+        // data that a failed write did not deliver.
+        let mut ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        insert_range(&mut ranges, offset, end);
+        Ok(())
+    }
+
+    /// Whether every byte of `[start, end)` has been written.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        if start >= end {
+            return true;
+        }
+        let ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        ranges.iter().any(|&(s, e)| s <= start && end <= e)
+    }
+
+    /// The first unwritten range within `[0, size)`.
+    fn first_gap(&self, size: u64) -> Option<(u64, u64)> {
+        let ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pos = 0;
+        for &(s, e) in ranges.iter() {
+            if pos >= size {
+                break;
+            }
+            if s > pos {
+                return Some((pos, s.min(size)));
+            }
+            pos = pos.max(e);
+        }
+        (pos < size).then_some((pos, size))
+    }
+}
+
+impl Drop for Hydration {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = rustix::fs::unlinkat(&*self.tmp, &self.name, AtFlags::empty());
+        }
+    }
+}
+
+/// Add `[start, end)` to a sorted list of disjoint, non-adjacent ranges.
+fn insert_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    // First range that ends at or after `start` (it may touch or overlap).
+    let i = ranges.partition_point(|&(_, e)| e < start);
+    let mut j = i;
+    let (mut s, mut e) = (start, end);
+    while j < ranges.len() && ranges[j].0 <= e {
+        s = s.min(ranges[j].0);
+        e = e.max(ranges[j].1);
+        j += 1;
+    }
+    ranges.splice(i..j, [(s, e)]);
+}
+
+/// Whether `rec` describes a placeholder file whose content is not on disk yet.
+fn needs_hydration(st_mode: u32, rec: &Option<Record>) -> bool {
+    let Some(rec) = rec else { return false };
+    FileType::from_raw_mode(st_mode) == FileType::RegularFile
+        && rec.kind == FileKind::File
+        && rec.state.contains(OnDiskState::PLACEHOLDER)
+        && !rec.state.contains(OnDiskState::HYDRATED_PLACEHOLDER)
+}
+
+impl Layer {
+    /// Start hydrating the placeholder file at `rel`: a fresh temp file receives the
+    /// content. Fails unless `rel` is a placeholder file that is not hydrated.
+    pub fn begin_hydration(&self, rel: &Path) -> Result<Hydration> {
+        let comps = path::components(rel)?;
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        let st =
+            rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
+                Errno::NOENT => LayerError::NotFound {
+                    path: rel.to_path_buf(),
+                },
+                e => LayerError::io("statat", rel, e),
+            })?;
+        let rec = self.read_record(dir, &loc.name, rel)?;
+        if !needs_hydration(st.st_mode, &rec) {
+            return Err(LayerError::InvalidState {
+                path: rel.to_path_buf(),
+                reason: "not a placeholder file awaiting hydration".into(),
+            });
+        }
+        let name = self.temp_name("hy");
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*self.tmp, &name, flags, Mode::from_raw_mode(0o600))
+            .map_err(|e| LayerError::io("create hydration file", rel, e))?;
+        Ok(Hydration {
+            file: File::from(fd),
+            stream_id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            name,
+            tmp: Arc::clone(&self.tmp),
+            ranges: Mutex::new(Vec::new()),
+            placed: false,
+        })
+    }
+
+    /// Finish a hydration: check that `[0, size)` was written, give the temp file the
+    /// placeholder's mode, owner, times and record (state + HydratedPlaceholder),
+    /// then rename it over the placeholder. Bytes written beyond the size are cut.
+    ///
+    /// Crash safety: until the rename, the placeholder is untouched and the temp
+    /// file is garbage for the next [`Layer::open`]; the rename replaces it with the
+    /// complete file in one step.
+    pub fn finish_hydration(&self, h: Hydration, rel: &Path) -> Result<()> {
+        let mut h = h;
+        let comps = path::components(rel)?;
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        let st =
+            rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
+                Errno::NOENT => LayerError::NotFound {
+                    path: rel.to_path_buf(),
+                },
+                e => LayerError::io("statat", rel, e),
+            })?;
+        let rec = self.read_record(dir, &loc.name, rel)?;
+        if !needs_hydration(st.st_mode, &rec) {
+            return Err(LayerError::InvalidState {
+                path: rel.to_path_buf(),
+                reason: "no longer a placeholder file awaiting hydration".into(),
+            });
+        }
+        let mut rec = rec.expect("needs_hydration checked the record");
+        if let Some((missing_start, missing_end)) = h.first_gap(rec.size) {
+            return Err(LayerError::IncompleteData {
+                path: rel.to_path_buf(),
+                size: rec.size,
+                missing_start,
+                missing_end,
+            });
+        }
+        h.file.set_len(rec.size).map_err(|source| LayerError::Io {
+            op: "ftruncate",
+            path: rel.to_path_buf(),
+            source,
+        })?;
+        // A dirty placeholder's on-disk times are the local truth; otherwise the
+        // record's projected ones are.
+        let times = if rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
+            let a = super::attr_from_stat(&st);
+            (a.atime, a.mtime)
+        } else {
+            (rec.atime, rec.mtime)
+        };
+        let times = Timestamps {
+            last_access: timespec(times.0),
+            last_modification: timespec(times.1),
+        };
+        rec.state = rec.state | OnDiskState::HYDRATED_PLACEHOLDER;
+        self.form_item(
+            h.file.as_fd(),
+            (st.st_uid, st.st_gid),
+            st.st_mode & 0o7777,
+            &rec.encode(),
+            &times,
+        )
+        .map_err(|e| LayerError::io("set attributes", rel, e))?;
+        rustix::fs::renameat(&*self.tmp, &h.name, dir, &loc.name)
+            .map_err(|e| LayerError::io("renameat", rel, e))?;
+        h.placed = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge() {
+        let mut r = Vec::new();
+        insert_range(&mut r, 10, 20);
+        insert_range(&mut r, 30, 40);
+        assert_eq!(r, [(10, 20), (30, 40)]);
+        insert_range(&mut r, 20, 30);
+        assert_eq!(r, [(10, 40)]);
+        insert_range(&mut r, 0, 5);
+        insert_range(&mut r, 50, 60);
+        insert_range(&mut r, 3, 55);
+        assert_eq!(r, [(0, 60)]);
+        insert_range(&mut r, 70, 80);
+        insert_range(&mut r, 60, 61);
+        assert_eq!(r, [(0, 61), (70, 80)]);
+        insert_range(&mut r, 65, 66);
+        assert_eq!(r, [(0, 61), (65, 66), (70, 80)]);
+    }
+}

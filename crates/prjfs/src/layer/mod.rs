@@ -1,0 +1,883 @@
+//! The on-disk layer: placeholders, hydration, tombstones and state queries, kept in
+//! the virtualization root's own directory and reached only through one fd.
+//!
+//! # Model
+//!
+//! Every item under the root is a real file, directory or symlink. An item with a
+//! metadata record (one xattr, [`Layer::xattr_name`]) is a placeholder, a hydrated
+//! placeholder, a dirty placeholder or a tombstone; an item without one was created
+//! locally and is *Full*. A placeholder file holds no data (its projected size and
+//! times live in the record) until [`Layer::finish_hydration`] atomically replaces it
+//! with a complete copy. A tombstone is an empty file whose record hides a projected
+//! name.
+//!
+//! # Invariants
+//!
+//! * After [`Layer::open`], the layer reaches items only with `*at()` calls relative
+//!   to the root fd, never following symlinks and never leaving the root, so a FUSE
+//!   mount over the root path changes nothing for it.
+//! * Items come into place only by `renameat` from `.prjfs/tmp`, fully formed
+//!   (mode, owner, times, record): a killed process leaves either the old item or the
+//!   new one, plus garbage in `tmp/` that the next [`Layer::open`] removes.
+//! * A record that fails its checks is [`LayerError::CorruptMeta`], never a panic.
+//! * Check-then-replace operations ([`Layer::finish_hydration`],
+//!   [`Layer::write_tombstone`], [`Layer::remove`]) are serialized by one lock, so
+//!   two of them never interleave on the same name.
+
+mod error;
+mod hydrate;
+mod meta;
+mod path;
+#[cfg(test)]
+mod tests;
+mod xattr;
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps};
+use rustix::io::Errno;
+
+pub use error::{LayerError, Result};
+pub use hydrate::Hydration;
+
+use crate::types::{FileKind, OnDiskState, PlaceholderInfo, VersionInfo, VERSION_ID_MAX};
+use meta::Record;
+use path::Loc;
+
+/// Name of the layer's hidden directory in the root. It holds `tmp/` only.
+pub const HIDDEN_DIR: &str = ".prjfs";
+const TMP_DIR: &str = "tmp";
+
+/// Attributes of an item as a client should see them (projected values for
+/// placeholders, on-disk values otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number on the underlying file system.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    /// Last access (seconds, nanoseconds).
+    pub atime: (i64, u32),
+    /// Last modification (seconds, nanoseconds).
+    pub mtime: (i64, u32),
+    /// Last status change (seconds, nanoseconds), always from disk.
+    pub ctime: (i64, u32),
+    /// File type (`S_IFMT` bits) and permissions.
+    pub mode: u32,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number, in the kernel's `new_encode_dev` form (as FUSE carries it).
+    pub rdev: u32,
+    /// Preferred I/O size.
+    pub blksize: u32,
+}
+
+/// One item on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// File, directory or symlink. Tombstones report the kind in their record;
+    /// special files created locally (FIFOs, sockets, devices) report
+    /// [`FileKind::File`] and carry their type in `attr.mode`.
+    pub kind: FileKind,
+    /// Attributes.
+    pub attr: Attr,
+    /// State bits; [`OnDiskState::FULL`] when the item has no record.
+    pub state: OnDiskState,
+    /// The store's version, for placeholders (any state with the Placeholder bit).
+    pub version: Option<VersionInfo>,
+}
+
+/// What a root is virtualizing, stored as an xattr on the root directory so that a
+/// later mount can check it projects the same thing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootMarker {
+    /// Provider-defined description of the backing store (e.g. a path or URL).
+    pub source: String,
+    /// Provider name.
+    pub provider: String,
+}
+
+/// How many items are in each state. Each item counts once, in its most advanced
+/// state: tombstone, else full, else dirty, else hydrated, else placeholder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Placeholders neither hydrated nor dirty (files and directories).
+    pub placeholder: u64,
+    /// Hydrated placeholders (files, and symlinks whose target is their content).
+    pub hydrated: u64,
+    /// Dirty placeholders.
+    pub dirty: u64,
+    /// Items created or modified locally.
+    pub full: u64,
+    /// Tombstones.
+    pub tombstone: u64,
+}
+
+/// The on-disk layer of one virtualization root. `Send + Sync`; every method takes
+/// `&self`.
+#[derive(Debug)]
+pub struct Layer {
+    /// The root directory, opened before any mount covers it.
+    root: OwnedFd,
+    /// `.prjfs/tmp`, shared with in-flight [`Hydration`]s.
+    tmp: Arc<OwnedFd>,
+    /// `<ns>.prjfs.meta`.
+    meta_name: CString,
+    /// `<ns>.prjfs.root`.
+    marker_name: CString,
+    /// Running with euid 0 (`trusted.` namespace, chown allowed).
+    is_root: bool,
+    xattrs: xattr::Xattrs,
+    /// Source of temp-file names and hydration stream ids; unique per layer.
+    next_id: AtomicU64,
+    /// Serializes check-then-replace operations.
+    mutate: Mutex<()>,
+}
+
+/// `(secs, nsecs)` of a [`SystemTime`], also before the epoch.
+pub(crate) fn time_pair(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).map_or(i64::MIN, |s| -s);
+            match d.subsec_nanos() {
+                0 => (secs, 0),
+                ns => (secs.saturating_sub(1), 1_000_000_000 - ns),
+            }
+        }
+    }
+}
+
+fn timespec((secs, nsecs): (i64, u32)) -> Timespec {
+    Timespec {
+        tv_sec: secs,
+        tv_nsec: nsecs.into(),
+    }
+}
+
+/// The kind of an on-disk item from its mode (special files count as files).
+fn disk_kind(mode: u32) -> FileKind {
+    match FileType::from_raw_mode(mode) {
+        FileType::Directory => FileKind::Directory,
+        FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::File,
+    }
+}
+
+/// The kernel's `new_encode_dev`, the form FUSE attributes carry.
+fn encode_dev(dev: u64) -> u32 {
+    let major = rustix::fs::major(dev);
+    let minor = rustix::fs::minor(dev);
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+// Field widths of `struct stat` differ between architectures; the casts are exact on
+// each (non-negative sizes, nanoseconds below 10^9).
+#[allow(clippy::unnecessary_cast)]
+fn attr_from_stat(st: &Stat) -> Attr {
+    Attr {
+        ino: st.st_ino as u64,
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: (st.st_atime as i64, st.st_atime_nsec as u32),
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as u32),
+        ctime: (st.st_ctime as i64, st.st_ctime_nsec as u32),
+        mode: st.st_mode as u32,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: encode_dev(st.st_rdev as u64),
+        blksize: st.st_blksize as u32,
+    }
+}
+
+/// Create `name` in `dir` as a directory if it is not there yet, and open it.
+fn ensure_dir(dir: BorrowedFd<'_>, name: &str, what: &str) -> Result<OwnedFd> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(LayerError::io("mkdirat", what, e)),
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, name, flags, Mode::empty())
+        .map_err(|e| LayerError::io("openat", what, e))
+}
+
+/// Remove everything inside `dir` (not following symlinks).
+fn remove_contents(dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
+    let mut entries = rustix::fs::Dir::read_from(dir)?;
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let sub = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+            remove_contents(sub.as_fd())?;
+            rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+        } else {
+            rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
+impl Layer {
+    /// Open the layer of the directory `root`: keep an fd to it, create
+    /// `.prjfs/tmp`, and remove what a crashed process left in `tmp/`.
+    pub fn open(root: &Path) -> Result<Layer> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let root_fd = rustix::fs::openat(rustix::fs::CWD, root, flags, Mode::empty())
+            .map_err(|e| LayerError::io("open root", root, e))?;
+        let is_root = rustix::process::geteuid().is_root();
+        let ns = if is_root { "trusted" } else { "user" };
+        let hidden = ensure_dir(root_fd.as_fd(), HIDDEN_DIR, HIDDEN_DIR)?;
+        let tmp = ensure_dir(hidden.as_fd(), TMP_DIR, ".prjfs/tmp")?;
+        remove_contents(tmp.as_fd()).map_err(|e| LayerError::io("clean", ".prjfs/tmp", e))?;
+        Ok(Layer {
+            root: root_fd,
+            tmp: Arc::new(tmp),
+            meta_name: CString::new(format!("{ns}.prjfs.meta")).expect("no NUL"),
+            marker_name: CString::new(format!("{ns}.prjfs.root")).expect("no NUL"),
+            is_root,
+            xattrs: xattr::Xattrs::default(),
+            next_id: AtomicU64::new(1),
+            mutate: Mutex::new(()),
+        })
+    }
+
+    /// The xattr holding each item's record: `trusted.prjfs.meta` as root, else
+    /// `user.prjfs.meta`.
+    pub fn xattr_name(&self) -> &str {
+        self.meta_name.to_str().expect("ASCII name")
+    }
+
+    /// The root marker, if one was set.
+    pub fn root_marker(&self) -> Result<Option<RootMarker>> {
+        let mut buf = vec![0u8; 65536];
+        let n = xattr::fget(self.root.as_fd(), &self.marker_name, &mut buf)
+            .map_err(|e| LayerError::io("fgetxattr", "", e))?;
+        let Some(n) = n else { return Ok(None) };
+        let (source, provider) =
+            meta::decode_root_marker(&buf[..n]).map_err(|reason| LayerError::CorruptMeta {
+                path: PathBuf::new(),
+                reason,
+            })?;
+        Ok(Some(RootMarker { source, provider }))
+    }
+
+    /// Store the root marker (replacing any previous one).
+    pub fn set_root_marker(&self, m: &RootMarker) -> Result<()> {
+        if m.source.len() + m.provider.len() > 60_000 {
+            return Err(LayerError::InvalidArgument("root marker too long".into()));
+        }
+        let bytes = meta::encode_root_marker(&m.source, &m.provider);
+        xattr::fset(self.root.as_fd(), &self.marker_name, &bytes)
+            .map_err(|e| LayerError::io("fsetxattr", "", e))
+    }
+
+    /// Whether the root holds nothing but the hidden directory.
+    pub fn is_empty_root(&self) -> Result<bool> {
+        let mut dir = rustix::fs::Dir::read_from(self.root.as_fd())
+            .map_err(|e| LayerError::io("opendir", "", e))?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| LayerError::io("readdir", "", e))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." && name != HIDDEN_DIR.as_bytes() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The item at `rel` (empty: the root), `None` when nothing is on disk there.
+    ///
+    /// Placeholder files that are not hydrated report the record's size (blocks =
+    /// ⌈size/512⌉); items with a record that are neither dirty nor full report the
+    /// record's atime and mtime. Tombstones are returned with state
+    /// [`OnDiskState::TOMBSTONE`].
+    pub fn lookup(&self, rel: &Path) -> Result<Option<Item>> {
+        let comps = path::components(rel)?;
+        if comps.is_empty() {
+            let st = rustix::fs::fstat(&self.root).map_err(|e| LayerError::io("fstat", "", e))?;
+            let mut buf = [0u8; meta::MAX_RECORD_LEN];
+            let n = xattr::fget(self.root.as_fd(), &self.meta_name, &mut buf)
+                .map_err(|e| LayerError::io("fgetxattr", "", e))?;
+            let rec = n.map(|n| self.decode(rel, &buf[..n])).transpose()?;
+            return self.make_item(rel, &st, rec).map(Some);
+        }
+        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+            return Ok(None);
+        };
+        self.lookup_at(loc.dir(self.root.as_fd()), &loc.name, rel)
+    }
+
+    /// [`Layer::lookup`] of `name` in an open directory.
+    fn lookup_at(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<Option<Item>> {
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        };
+        let rec = match self.read_record(dir, name, rel) {
+            Ok(rec) => rec,
+            // Removed between the stat and the xattr read.
+            Err(LayerError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        self.make_item(rel, &st, rec).map(Some)
+    }
+
+    /// The record of `dir/name`, if it has one.
+    fn read_record(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<Option<Record>> {
+        let mut buf = [0u8; meta::MAX_RECORD_LEN];
+        match self.xattrs.get(dir, name, &self.meta_name, &mut buf) {
+            Ok(Some(n)) => self.decode(rel, &buf[..n]).map(Some),
+            Ok(None) => Ok(None),
+            Err(Errno::RANGE) => Err(LayerError::CorruptMeta {
+                path: rel.to_path_buf(),
+                reason: format!("record longer than {} bytes", meta::MAX_RECORD_LEN),
+            }),
+            Err(e) => Err(LayerError::io("getxattrat", rel, e)),
+        }
+    }
+
+    fn decode(&self, rel: &Path, bytes: &[u8]) -> Result<Record> {
+        Record::decode(bytes).map_err(|reason| LayerError::CorruptMeta {
+            path: rel.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Combine a stat and an optional record into what a client sees.
+    fn make_item(&self, rel: &Path, st: &Stat, rec: Option<Record>) -> Result<Item> {
+        let mut attr = attr_from_stat(st);
+        let on_disk = disk_kind(attr.mode);
+        let Some(rec) = rec else {
+            return Ok(Item {
+                kind: on_disk,
+                attr,
+                state: OnDiskState::FULL,
+                version: None,
+            });
+        };
+        let state = rec.state;
+        let corrupt = |reason: String| LayerError::CorruptMeta {
+            path: rel.to_path_buf(),
+            reason,
+        };
+        if state.contains(OnDiskState::TOMBSTONE) {
+            if FileType::from_raw_mode(attr.mode) != FileType::RegularFile {
+                return Err(corrupt("tombstone record on a non-regular file".into()));
+            }
+        } else if rec.kind != on_disk {
+            return Err(corrupt(format!(
+                "record says {:?}, disk has {on_disk:?}",
+                rec.kind
+            )));
+        }
+        let local = OnDiskState(OnDiskState::DIRTY_PLACEHOLDER.0 | OnDiskState::FULL.0);
+        if state.0 & local.0 == 0 {
+            attr.atime = rec.atime;
+            attr.mtime = rec.mtime;
+        }
+        if rec.kind == FileKind::File
+            && state.contains(OnDiskState::PLACEHOLDER)
+            && !state.contains(OnDiskState::HYDRATED_PLACEHOLDER)
+        {
+            attr.size = rec.size;
+            attr.blocks = rec.size.div_ceil(512);
+        }
+        let version = state
+            .contains(OnDiskState::PLACEHOLDER)
+            .then_some(rec.version);
+        Ok(Item {
+            kind: rec.kind,
+            attr,
+            state,
+            version,
+        })
+    }
+
+    /// Write a placeholder for `rel`, atomically: it is built in `.prjfs/tmp` with
+    /// its mode, owner, times and record, then renamed into place without replacing
+    /// anything. Returns `false` (and changes nothing) when something is already
+    /// there. The parent directory must exist.
+    pub fn write_placeholder(&self, rel: &Path, info: &PlaceholderInfo) -> Result<bool> {
+        let comps = path::components(rel)?;
+        check_info(info)?;
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => return Ok(false),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        }
+        let basic = &info.basic;
+        let owner = match basic.owner {
+            Some(owner) => owner,
+            None => {
+                let st =
+                    rustix::fs::fstat(&self.root).map_err(|e| LayerError::io("fstat", "", e))?;
+                (st.st_uid, st.st_gid)
+            }
+        };
+        let mut record = Record {
+            state: OnDiskState::PLACEHOLDER,
+            kind: basic.kind,
+            size: basic.size,
+            mtime: time_pair(basic.mtime),
+            atime: time_pair(basic.atime),
+            version: info.version.clone(),
+        };
+        if basic.kind == FileKind::Symlink {
+            // A symlink's content is its target: it is hydrated from the start.
+            record.state = record.state | OnDiskState::HYDRATED_PLACEHOLDER;
+            record.size = info.symlink_target.as_ref().map_or(0, |t| t.len() as u64);
+        } else if basic.kind == FileKind::Directory {
+            record.size = 0;
+        }
+        let tmp_name = self.temp_name("ph");
+        let built = self.build_placeholder(&tmp_name, info, owner, basic.mode & 0o7777, &record);
+        let result = built.and_then(|()| {
+            rustix::fs::renameat_with(
+                &*self.tmp,
+                &tmp_name,
+                dir,
+                &loc.name,
+                RenameFlags::NOREPLACE,
+            )
+            .map_err(|e| LayerError::io("renameat", rel, e))
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.discard_temp(&tmp_name);
+                match e {
+                    LayerError::Io { source, .. }
+                        if source.raw_os_error() == Some(libc::EEXIST) =>
+                    {
+                        Ok(false)
+                    }
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Create the temp item `tmp_name` for a placeholder, fully formed.
+    fn build_placeholder(
+        &self,
+        tmp_name: &CStr,
+        info: &PlaceholderInfo,
+        (uid, gid): (u32, u32),
+        perm: u32,
+        record: &Record,
+    ) -> Result<()> {
+        let tmp = self.tmp.as_fd();
+        let tmp_rel = Path::new(".prjfs/tmp").join(OsStr::from_bytes(tmp_name.to_bytes()));
+        let io = |op| {
+            let p = tmp_rel.clone();
+            move |e| LayerError::io(op, p, e)
+        };
+        let times = Timestamps {
+            last_access: timespec(record.atime),
+            last_modification: timespec(record.mtime),
+        };
+        let encoded = record.encode();
+        match info.basic.kind {
+            FileKind::Symlink => {
+                let target = info.symlink_target.as_ref().expect("checked by check_info");
+                rustix::fs::symlinkat(target.as_os_str(), tmp, tmp_name)
+                    .map_err(io("symlinkat"))?;
+                self.chown_at(tmp, tmp_name, uid, gid)
+                    .map_err(io("fchownat"))?;
+                match self.xattrs.set(tmp, tmp_name, &self.meta_name, &encoded) {
+                    Ok(()) => {}
+                    // No xattrs on symlinks here (old kernel, or the `user.` namespace,
+                    // which the kernel refuses on symlinks): the symlink looks Full.
+                    Err(Errno::LOOP) | Err(Errno::PERM) => {
+                        tracing::debug!(path = ?tmp_rel, "symlink placeholder written without a record");
+                    }
+                    Err(e) => return Err(io("setxattrat")(e)),
+                }
+                rustix::fs::utimensat(tmp, tmp_name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(io("utimensat"))?;
+            }
+            kind => {
+                let fd = if kind == FileKind::Directory {
+                    rustix::fs::mkdirat(tmp, tmp_name, Mode::from_raw_mode(0o700))
+                        .map_err(io("mkdirat"))?;
+                    let flags =
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    rustix::fs::openat(tmp, tmp_name, flags, Mode::empty()).map_err(io("openat"))?
+                } else {
+                    let flags = OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC;
+                    rustix::fs::openat(tmp, tmp_name, flags, Mode::from_raw_mode(0o600))
+                        .map_err(io("openat"))?
+                };
+                self.form_item(fd.as_fd(), (uid, gid), perm, &encoded, &times)
+                    .map_err(io("set attributes"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Give an open item its owner, permissions, record and times, in an order that
+    /// keeps each step from undoing the previous one (chown clears set-id bits).
+    fn form_item(
+        &self,
+        fd: BorrowedFd<'_>,
+        (uid, gid): (u32, u32),
+        perm: u32,
+        record: &[u8],
+        times: &Timestamps,
+    ) -> std::result::Result<(), Errno> {
+        self.ignore_eperm(rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        ))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(perm))?;
+        xattr::fset(fd, &self.meta_name, record)?;
+        rustix::fs::futimens(fd, times)
+    }
+
+    fn chown_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        uid: u32,
+        gid: u32,
+    ) -> std::result::Result<(), Errno> {
+        self.ignore_eperm(rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ))
+    }
+
+    /// Without root, giving an item away fails with `EPERM`; the item then keeps the
+    /// daemon's owner.
+    fn ignore_eperm(&self, r: std::result::Result<(), Errno>) -> std::result::Result<(), Errno> {
+        match r {
+            Err(Errno::PERM) if !self.is_root => Ok(()),
+            r => r,
+        }
+    }
+
+    /// A fresh name in `.prjfs/tmp` (unique per process and layer).
+    fn temp_name(&self, prefix: &str) -> CString {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        CString::new(format!("{prefix}-{}-{n}", std::process::id())).expect("no NUL")
+    }
+
+    /// Best-effort removal of a temp item (file, symlink or empty directory).
+    fn discard_temp(&self, name: &CStr) {
+        if let Err(Errno::ISDIR) = rustix::fs::unlinkat(&*self.tmp, name, AtFlags::empty()) {
+            let _ = rustix::fs::unlinkat(&*self.tmp, name, AtFlags::REMOVEDIR);
+        }
+    }
+
+    /// Locate a non-root item whose parent must exist.
+    fn locate_existing_parent(&self, rel: &Path, comps: &[&OsStr]) -> Result<Loc> {
+        path::locate(self.root.as_fd(), rel, comps)?.ok_or_else(|| LayerError::NotFound {
+            path: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic while holding it cannot leave it broken.
+        self.mutate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mark `rel` deleted: replace what is there (a file, symlink or empty
+    /// directory; or nothing) with a tombstone, an empty file whose record has state
+    /// [`OnDiskState::TOMBSTONE`]. The parent must exist.
+    pub fn write_tombstone(&self, rel: &Path) -> Result<()> {
+        let comps = path::components(rel)?;
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        let now = time_pair(SystemTime::now());
+        let record = Record {
+            state: OnDiskState::TOMBSTONE,
+            kind: FileKind::File,
+            size: 0,
+            mtime: now,
+            atime: now,
+            version: VersionInfo::default(),
+        };
+        let tmp_name = self.temp_name("tb");
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let result = rustix::fs::openat(&*self.tmp, &tmp_name, flags, Mode::from_raw_mode(0o600))
+            .and_then(|fd| xattr::fset(fd.as_fd(), &self.meta_name, &record.encode()))
+            .map_err(|e| LayerError::io("create tombstone", rel, e))
+            .and_then(|()| {
+                // A directory cannot be renamed over: remove it first (it must be
+                // empty). A crash in between leaves the name absent, not wrong.
+                if let Ok(st) = rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        rustix::fs::unlinkat(dir, &loc.name, AtFlags::REMOVEDIR)
+                            .map_err(|e| LayerError::io("rmdir", rel, e))?;
+                    }
+                }
+                rustix::fs::renameat(&*self.tmp, &tmp_name, dir, &loc.name)
+                    .map_err(|e| LayerError::io("renameat", rel, e))
+            });
+        if result.is_err() {
+            self.discard_temp(&tmp_name);
+        }
+        result
+    }
+
+    /// Remove the item at `rel` (a directory must be empty), whatever its state,
+    /// tombstones included.
+    pub fn remove(&self, rel: &Path) -> Result<()> {
+        let comps = path::components(rel)?;
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => {
+                return Err(LayerError::NotFound {
+                    path: rel.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        };
+        let flags = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        rustix::fs::unlinkat(dir, &loc.name, flags).map_err(|e| LayerError::io("unlinkat", rel, e))
+    }
+
+    /// Open the item at `rel` (never following a final symlink; `O_NOFOLLOW` and
+    /// `O_CLOEXEC` are added; with `O_CREAT` the mode is 0o666 less the umask).
+    pub fn open_file(&self, rel: &Path, flags: OFlags) -> Result<std::fs::File> {
+        let comps = path::components(rel)?;
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = if comps.is_empty() {
+            rustix::fs::openat(&self.root, c".", flags, Mode::empty())
+        } else {
+            let loc = self.locate_existing_parent(rel, &comps)?;
+            rustix::fs::openat(
+                loc.dir(self.root.as_fd()),
+                &loc.name,
+                flags,
+                Mode::from_raw_mode(0o666),
+            )
+        };
+        fd.map(std::fs::File::from)
+            .map_err(|e| LayerError::io("openat", rel, e))
+    }
+
+    /// The target of the symlink at `rel`.
+    pub fn read_link(&self, rel: &Path) -> Result<OsString> {
+        let comps = path::components(rel)?;
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        rustix::fs::readlinkat(loc.dir(self.root.as_fd()), &loc.name, Vec::new())
+            .map(|t| OsString::from_vec(t.into_bytes()))
+            .map_err(|e| LayerError::io("readlinkat", rel, e))
+    }
+
+    /// The items of the directory `rel`, sorted by name bytes, tombstones included,
+    /// the hidden directory excluded.
+    pub fn list_dir(&self, rel: &Path) -> Result<Vec<(OsString, Item)>> {
+        let comps = path::components(rel)?;
+        let fd = path::open_dir(self.root.as_fd(), &comps, OFlags::RDONLY).map_err(|e| {
+            if path::is_absent(e) {
+                LayerError::NotFound {
+                    path: rel.to_path_buf(),
+                }
+            } else {
+                LayerError::io("opendir", rel, e)
+            }
+        })?;
+        let at_root = comps.is_empty();
+        let mut dir = rustix::fs::Dir::new(fd).map_err(|e| LayerError::io("opendir", rel, e))?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| LayerError::io("readdir", rel, e))?;
+            let name = entry.file_name();
+            let bytes = name.to_bytes();
+            if bytes == b"." || bytes == b".." || (at_root && bytes == HIDDEN_DIR.as_bytes()) {
+                continue;
+            }
+            names.push(name.to_owned());
+        }
+        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let dir_fd = dir.fd().map_err(|e| LayerError::io("dirfd", rel, e))?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let name = OsString::from_vec(name.into_bytes());
+            let child = rel.join(&name);
+            let cname = CString::new(name.as_bytes()).expect("readdir names have no NUL");
+            // An entry removed since readdir is simply gone.
+            if let Some(item) = self.lookup_at(dir_fd, &cname, &child)? {
+                out.push((name, item));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The state bits of `rel`; [`OnDiskState::VIRTUAL`] when nothing is on disk.
+    pub fn state(&self, rel: &Path) -> Result<OnDiskState> {
+        Ok(self
+            .lookup(rel)?
+            .map_or(OnDiskState::VIRTUAL, |item| item.state))
+    }
+
+    /// Count the items under the root by state (the root itself excluded; symlinks
+    /// not followed; the hidden directory skipped).
+    pub fn count_states(&self) -> Result<StateCounts> {
+        let mut counts = StateCounts::default();
+        let mut pending = vec![PathBuf::new()];
+        while let Some(dir) = pending.pop() {
+            for (name, item) in self.list_dir(&dir)? {
+                let s = item.state;
+                let slot = if s.contains(OnDiskState::TOMBSTONE) {
+                    &mut counts.tombstone
+                } else if s.contains(OnDiskState::FULL) {
+                    &mut counts.full
+                } else if s.contains(OnDiskState::DIRTY_PLACEHOLDER) {
+                    &mut counts.dirty
+                } else if s.contains(OnDiskState::HYDRATED_PLACEHOLDER) {
+                    &mut counts.hydrated
+                } else {
+                    &mut counts.placeholder
+                };
+                *slot += 1;
+                if FileType::from_raw_mode(item.attr.mode) == FileType::Directory {
+                    pending.push(dir.join(name));
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// File-system statistics of the underlying file system.
+    pub fn statfs(&self) -> Result<rustix::fs::StatVfs> {
+        rustix::fs::fstatvfs(&self.root).map_err(|e| LayerError::io("fstatvfs", "", e))
+    }
+}
+
+/// Reject placeholder infos the record cannot hold.
+fn check_info(info: &PlaceholderInfo) -> Result<()> {
+    let v = &info.version;
+    if v.provider_id.len() > VERSION_ID_MAX || v.content_id.len() > VERSION_ID_MAX {
+        return Err(LayerError::InvalidArgument(format!(
+            "version ids are limited to {VERSION_ID_MAX} bytes"
+        )));
+    }
+    if info.basic.kind == FileKind::Symlink {
+        match &info.symlink_target {
+            Some(t) if !t.is_empty() && !t.as_bytes().contains(&0) => {}
+            _ => {
+                return Err(LayerError::InvalidArgument(
+                    "a symlink placeholder needs a non-empty target without NUL".into(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Layer {
+    /// Mark the placeholder at `rel` dirty (its metadata changed locally): from now
+    /// on its on-disk times are the truth. A no-op for dirty placeholders.
+    pub fn mark_dirty(&self, rel: &Path) -> Result<()> {
+        let comps = path::components(rel)?;
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        let mut rec = self.placeholder_record(dir, &loc.name, rel)?;
+        if rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
+            return Ok(());
+        }
+        rec.state = rec.state | OnDiskState::DIRTY_PLACEHOLDER;
+        self.xattrs
+            .set(dir, &loc.name, &self.meta_name, &rec.encode())
+            .map_err(|e| LayerError::io("setxattrat", rel, e))
+    }
+
+    /// Turn the placeholder file or symlink at `rel` into a full item by removing its
+    /// record (spec §4: content changed locally). Its content must be on disk: a
+    /// placeholder file that is not hydrated, a directory or a tombstone cannot
+    /// become full. A no-op for items already full.
+    pub fn mark_full(&self, rel: &Path) -> Result<()> {
+        let comps = path::components(rel)?;
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        let rec = match self.read_record(dir, &loc.name, rel)? {
+            None => return Ok(()),
+            Some(rec) if rec.state.contains(OnDiskState::FULL) => return Ok(()),
+            Some(rec) => rec,
+        };
+        let invalid = |reason: &str| LayerError::InvalidState {
+            path: rel.to_path_buf(),
+            reason: reason.into(),
+        };
+        if rec.state.contains(OnDiskState::TOMBSTONE) {
+            return Err(invalid("a tombstone cannot become full"));
+        }
+        match rec.kind {
+            FileKind::Directory => return Err(invalid("directories never become full")),
+            FileKind::File if !rec.state.contains(OnDiskState::HYDRATED_PLACEHOLDER) => {
+                return Err(invalid("hydrate a placeholder file before it becomes full"))
+            }
+            _ => {}
+        }
+        self.xattrs
+            .remove(dir, &loc.name, &self.meta_name)
+            .map_err(|e| LayerError::io("removexattrat", rel, e))
+    }
+
+    /// The record of an item that must be a placeholder.
+    fn placeholder_record(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<Record> {
+        match self.read_record(dir, name, rel) {
+            Ok(Some(rec)) if rec.state.contains(OnDiskState::PLACEHOLDER) => Ok(rec),
+            Ok(_) => Err(LayerError::InvalidState {
+                path: rel.to_path_buf(),
+                reason: "not a placeholder".into(),
+            }),
+            Err(LayerError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                Err(LayerError::NotFound {
+                    path: rel.to_path_buf(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Validation of layer-relative paths and resolution of an item's parent directory
+//! beneath the root fd, never following symlinks.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use super::error::{LayerError, Result};
+use super::HIDDEN_DIR;
+
+/// The components of `rel`, checked: relative, no `..`, no NUL byte, not inside the
+/// hidden directory. `.` components are dropped; empty means the root itself.
+pub(crate) fn components(rel: &Path) -> Result<Vec<&OsStr>> {
+    let invalid = |reason| LayerError::InvalidPath {
+        path: rel.to_path_buf(),
+        reason,
+    };
+    let mut out = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => return Err(invalid("absolute path")),
+            Component::ParentDir => return Err(invalid("`..` component")),
+            Component::CurDir => {}
+            Component::Normal(name) => {
+                if name.as_bytes().contains(&0) {
+                    return Err(invalid("NUL byte in name"));
+                }
+                if out.is_empty() && name == OsStr::new(HIDDEN_DIR) {
+                    return Err(invalid("the layer's hidden directory"));
+                }
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Join checked components back into a relative path.
+pub(crate) fn join(comps: &[&OsStr]) -> PathBuf {
+    comps.iter().collect()
+}
+
+/// A non-root item: its parent directory (open `O_PATH`, or the root) and its name.
+#[derive(Debug)]
+pub(crate) struct Loc {
+    /// `None`: the parent is the root itself.
+    parent: Option<OwnedFd>,
+    /// The item's name in its parent.
+    pub name: CString,
+}
+
+impl Loc {
+    /// The parent directory's fd.
+    pub fn dir<'a>(&'a self, root: BorrowedFd<'a>) -> BorrowedFd<'a> {
+        match &self.parent {
+            Some(fd) => fd.as_fd(),
+            None => root,
+        }
+    }
+}
+
+/// Whether an errno from resolving a path means "there is no such directory" (a
+/// component is missing, not a directory, or a symlink, which the layer never
+/// follows).
+pub(crate) fn is_absent(e: Errno) -> bool {
+    matches!(e, Errno::NOENT | Errno::NOTDIR | Errno::LOOP)
+}
+
+/// Open the directory `comps` beneath `root` with `flags` (plus `O_DIRECTORY`,
+/// `O_NOFOLLOW`, `O_CLOEXEC`), following no symlink and never leaving the root.
+pub(crate) fn open_dir(
+    root: BorrowedFd<'_>,
+    comps: &[&OsStr],
+    flags: OFlags,
+) -> std::result::Result<OwnedFd, Errno> {
+    let flags = flags | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if comps.is_empty() {
+        return rustix::fs::openat(root, c".", flags, Mode::empty());
+    }
+    let path = join(comps);
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::openat2(root, &path, flags, Mode::empty(), resolve) {
+            // openat2 reports EAGAIN when a concurrent rename may have raced the
+            // lookup; a retry is the documented answer.
+            Err(Errno::AGAIN) if attempts < 8 => attempts += 1,
+            Err(Errno::NOSYS) => return open_dir_walk(root, comps, flags),
+            other => return other,
+        }
+    }
+}
+
+/// Component-wise `O_NOFOLLOW` walk for kernels without `openat2`.
+fn open_dir_walk(
+    root: BorrowedFd<'_>,
+    comps: &[&OsStr],
+    flags: OFlags,
+) -> std::result::Result<OwnedFd, Errno> {
+    let walk = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut cur: Option<OwnedFd> = None;
+    for (i, name) in comps.iter().enumerate() {
+        let f = if i + 1 == comps.len() { flags } else { walk };
+        let dir = cur.as_ref().map_or(root, |fd| fd.as_fd());
+        cur = Some(rustix::fs::openat(dir, *name, f, Mode::empty())?);
+    }
+    Ok(cur.expect("comps is not empty"))
+}
+
+/// Locate a non-root item. `Ok(None)` when its parent directory is absent.
+pub(crate) fn locate(root: BorrowedFd<'_>, rel: &Path, comps: &[&OsStr]) -> Result<Option<Loc>> {
+    let (name, parent_comps) = comps.split_last().ok_or(LayerError::InvalidPath {
+        path: rel.to_path_buf(),
+        reason: "the root itself",
+    })?;
+    let name = CString::new(name.as_bytes()).expect("components() rejected NUL bytes");
+    let parent = if parent_comps.is_empty() {
+        None
+    } else {
+        match open_dir(root, parent_comps, OFlags::PATH) {
+            Ok(fd) => Some(fd),
+            Err(e) if is_absent(e) => return Ok(None),
+            Err(e) => return Err(LayerError::io("open parent", join(parent_comps), e)),
+        }
+    };
+    Ok(Some(Loc { parent, name }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_checked() {
+        assert!(components(Path::new("")).expect("root").is_empty());
+        assert_eq!(components(Path::new("a/./b")).expect("ok").len(), 2);
+        assert!(components(Path::new("/a")).is_err());
+        assert!(components(Path::new("a/../b")).is_err());
+        assert!(components(Path::new("..")).is_err());
+        assert!(components(Path::new(".prjfs")).is_err());
+        assert!(components(Path::new(".prjfs/tmp/x")).is_err());
+        assert!(
+            components(Path::new("d/.prjfs")).is_ok(),
+            "only the root's .prjfs is hidden"
+        );
+        assert!(components(Path::new(OsStr::from_bytes(b"a\0b"))).is_err());
+    }
+}
