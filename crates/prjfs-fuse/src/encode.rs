@@ -109,6 +109,9 @@ pub const fn dirent_type(mode: u32) -> u32 {
 ///
 /// Each record carries the offset of the entry *after* it; the kernel passes that
 /// offset back in the next READDIR to continue. Use one kind of record per buffer.
+///
+/// Names must be 1 to [`FUSE_NAME_MAX`] bytes without `/`: the kernel fails the
+/// whole READDIR with `EIO` on any other name.
 #[derive(Debug, Clone, Default)]
 pub struct DirBuf {
     buf: Vec<u8>,
@@ -151,6 +154,10 @@ impl DirBuf {
         name: &OsStr,
     ) -> bool {
         let name = name.as_bytes();
+        debug_assert!(
+            (1..=FUSE_NAME_MAX).contains(&name.len()),
+            "directory entry names must be 1..={FUSE_NAME_MAX} bytes"
+        );
         let Ok(namelen) = u32::try_from(name.len()) else {
             return false;
         };
@@ -304,3 +311,6 @@ fn name_len(name: &[u8]) -> u32 {
     // Longer names are refused by the kernel anyway; saturate rather than wrap.
     u32::try_from(name.len()).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -709,3 +709,6 @@ impl<'a> Body<'a> {
         Ok(OsStr::from_bytes(name))
     }
 }
+
+#[cfg(test)]
+mod tests;
