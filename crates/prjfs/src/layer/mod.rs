@@ -24,10 +24,13 @@
 //!   [`Layer::write_tombstone`], [`Layer::remove`]) are serialized by one lock, so
 //!   two of them never interleave on the same name.
 
+#[cfg(test)]
+mod crash_tests;
 mod error;
 mod hydrate;
 mod meta;
 mod path;
+mod place;
 #[cfg(test)]
 mod tests;
 mod xattr;
@@ -40,13 +43,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec};
 use rustix::io::Errno;
 
 pub use error::{LayerError, Result};
 pub use hydrate::Hydration;
 
-use crate::types::{FileKind, OnDiskState, PlaceholderInfo, VersionInfo, VERSION_ID_MAX};
+use crate::types::{FileKind, OnDiskState, VersionInfo};
 use meta::Record;
 use path::Loc;
 
@@ -419,179 +422,6 @@ impl Layer {
         })
     }
 
-    /// Write a placeholder for `rel`, atomically: it is built in `.prjfs/tmp` with
-    /// its mode, owner, times and record, then renamed into place without replacing
-    /// anything. Returns `false` (and changes nothing) when something is already
-    /// there. The parent directory must exist.
-    pub fn write_placeholder(&self, rel: &Path, info: &PlaceholderInfo) -> Result<bool> {
-        let comps = path::components(rel)?;
-        check_info(info)?;
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
-        match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(_) => return Ok(false),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(LayerError::io("statat", rel, e)),
-        }
-        let basic = &info.basic;
-        let owner = match basic.owner {
-            Some(owner) => owner,
-            None => {
-                let st =
-                    rustix::fs::fstat(&self.root).map_err(|e| LayerError::io("fstat", "", e))?;
-                (st.st_uid, st.st_gid)
-            }
-        };
-        let mut record = Record {
-            state: OnDiskState::PLACEHOLDER,
-            kind: basic.kind,
-            size: basic.size,
-            mtime: time_pair(basic.mtime),
-            atime: time_pair(basic.atime),
-            version: info.version.clone(),
-        };
-        if basic.kind == FileKind::Symlink {
-            // A symlink's content is its target: it is hydrated from the start.
-            record.state = record.state | OnDiskState::HYDRATED_PLACEHOLDER;
-            record.size = info.symlink_target.as_ref().map_or(0, |t| t.len() as u64);
-        } else if basic.kind == FileKind::Directory {
-            record.size = 0;
-        }
-        let tmp_name = self.temp_name("ph");
-        let built = self.build_placeholder(&tmp_name, info, owner, basic.mode & 0o7777, &record);
-        let result = built.and_then(|()| {
-            rustix::fs::renameat_with(
-                &*self.tmp,
-                &tmp_name,
-                dir,
-                &loc.name,
-                RenameFlags::NOREPLACE,
-            )
-            .map_err(|e| LayerError::io("renameat", rel, e))
-        });
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                self.discard_temp(&tmp_name);
-                match e {
-                    LayerError::Io { source, .. }
-                        if source.raw_os_error() == Some(libc::EEXIST) =>
-                    {
-                        Ok(false)
-                    }
-                    e => Err(e),
-                }
-            }
-        }
-    }
-
-    /// Create the temp item `tmp_name` for a placeholder, fully formed.
-    fn build_placeholder(
-        &self,
-        tmp_name: &CStr,
-        info: &PlaceholderInfo,
-        (uid, gid): (u32, u32),
-        perm: u32,
-        record: &Record,
-    ) -> Result<()> {
-        let tmp = self.tmp.as_fd();
-        let tmp_rel = Path::new(".prjfs/tmp").join(OsStr::from_bytes(tmp_name.to_bytes()));
-        let io = |op| {
-            let p = tmp_rel.clone();
-            move |e| LayerError::io(op, p, e)
-        };
-        let times = Timestamps {
-            last_access: timespec(record.atime),
-            last_modification: timespec(record.mtime),
-        };
-        let encoded = record.encode();
-        match info.basic.kind {
-            FileKind::Symlink => {
-                let target = info.symlink_target.as_ref().expect("checked by check_info");
-                rustix::fs::symlinkat(target.as_os_str(), tmp, tmp_name)
-                    .map_err(io("symlinkat"))?;
-                self.chown_at(tmp, tmp_name, uid, gid)
-                    .map_err(io("fchownat"))?;
-                match self.xattrs.set(tmp, tmp_name, &self.meta_name, &encoded) {
-                    Ok(()) => {}
-                    // No xattrs on symlinks here (old kernel, or the `user.` namespace,
-                    // which the kernel refuses on symlinks): the symlink looks Full.
-                    Err(Errno::LOOP) | Err(Errno::PERM) => {
-                        tracing::debug!(path = ?tmp_rel, "symlink placeholder written without a record");
-                    }
-                    Err(e) => return Err(io("setxattrat")(e)),
-                }
-                rustix::fs::utimensat(tmp, tmp_name, &times, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(io("utimensat"))?;
-            }
-            kind => {
-                let fd = if kind == FileKind::Directory {
-                    rustix::fs::mkdirat(tmp, tmp_name, Mode::from_raw_mode(0o700))
-                        .map_err(io("mkdirat"))?;
-                    let flags =
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    rustix::fs::openat(tmp, tmp_name, flags, Mode::empty()).map_err(io("openat"))?
-                } else {
-                    let flags = OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC;
-                    rustix::fs::openat(tmp, tmp_name, flags, Mode::from_raw_mode(0o600))
-                        .map_err(io("openat"))?
-                };
-                self.form_item(fd.as_fd(), (uid, gid), perm, &encoded, &times)
-                    .map_err(io("set attributes"))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Give an open item its owner, permissions, record and times, in an order that
-    /// keeps each step from undoing the previous one (chown clears set-id bits).
-    fn form_item(
-        &self,
-        fd: BorrowedFd<'_>,
-        (uid, gid): (u32, u32),
-        perm: u32,
-        record: &[u8],
-        times: &Timestamps,
-    ) -> std::result::Result<(), Errno> {
-        self.ignore_eperm(rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        ))?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(perm))?;
-        xattr::fset(fd, &self.meta_name, record)?;
-        rustix::fs::futimens(fd, times)
-    }
-
-    fn chown_at(
-        &self,
-        dir: BorrowedFd<'_>,
-        name: &CStr,
-        uid: u32,
-        gid: u32,
-    ) -> std::result::Result<(), Errno> {
-        self.ignore_eperm(rustix::fs::chownat(
-            dir,
-            name,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ))
-    }
-
-    /// Without root, giving an item away fails with `EPERM`; the item then keeps the
-    /// daemon's owner.
-    fn ignore_eperm(&self, r: std::result::Result<(), Errno>) -> std::result::Result<(), Errno> {
-        match r {
-            Err(Errno::PERM) if !self.is_root => Ok(()),
-            r => r,
-        }
-    }
-
     /// A fresh name in `.prjfs/tmp` (unique per process and layer).
     fn temp_name(&self, prefix: &str) -> CString {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -615,71 +445,6 @@ impl Layer {
     fn lock(&self) -> MutexGuard<'_, ()> {
         // The guarded data is `()`: a panic while holding it cannot leave it broken.
         self.mutate.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Mark `rel` deleted: replace what is there (a file, symlink or empty
-    /// directory; or nothing) with a tombstone, an empty file whose record has state
-    /// [`OnDiskState::TOMBSTONE`]. The parent must exist.
-    pub fn write_tombstone(&self, rel: &Path) -> Result<()> {
-        let comps = path::components(rel)?;
-        let _guard = self.lock();
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
-        let now = time_pair(SystemTime::now());
-        let record = Record {
-            state: OnDiskState::TOMBSTONE,
-            kind: FileKind::File,
-            size: 0,
-            mtime: now,
-            atime: now,
-            version: VersionInfo::default(),
-        };
-        let tmp_name = self.temp_name("tb");
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let result = rustix::fs::openat(&*self.tmp, &tmp_name, flags, Mode::from_raw_mode(0o600))
-            .and_then(|fd| xattr::fset(fd.as_fd(), &self.meta_name, &record.encode()))
-            .map_err(|e| LayerError::io("create tombstone", rel, e))
-            .and_then(|()| {
-                // A directory cannot be renamed over: remove it first (it must be
-                // empty). A crash in between leaves the name absent, not wrong.
-                if let Ok(st) = rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                        rustix::fs::unlinkat(dir, &loc.name, AtFlags::REMOVEDIR)
-                            .map_err(|e| LayerError::io("rmdir", rel, e))?;
-                    }
-                }
-                rustix::fs::renameat(&*self.tmp, &tmp_name, dir, &loc.name)
-                    .map_err(|e| LayerError::io("renameat", rel, e))
-            });
-        if result.is_err() {
-            self.discard_temp(&tmp_name);
-        }
-        result
-    }
-
-    /// Remove the item at `rel` (a directory must be empty), whatever its state,
-    /// tombstones included.
-    pub fn remove(&self, rel: &Path) -> Result<()> {
-        let comps = path::components(rel)?;
-        let _guard = self.lock();
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
-        let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => {
-                return Err(LayerError::NotFound {
-                    path: rel.to_path_buf(),
-                })
-            }
-            Err(e) => return Err(LayerError::io("statat", rel, e)),
-        };
-        let flags = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            AtFlags::REMOVEDIR
-        } else {
-            AtFlags::empty()
-        };
-        rustix::fs::unlinkat(dir, &loc.name, flags).map_err(|e| LayerError::io("unlinkat", rel, e))
     }
 
     /// Open the item at `rel` (never following a final symlink; `O_NOFOLLOW` and
@@ -789,95 +554,5 @@ impl Layer {
     /// File-system statistics of the underlying file system.
     pub fn statfs(&self) -> Result<rustix::fs::StatVfs> {
         rustix::fs::fstatvfs(&self.root).map_err(|e| LayerError::io("fstatvfs", "", e))
-    }
-}
-
-/// Reject placeholder infos the record cannot hold.
-fn check_info(info: &PlaceholderInfo) -> Result<()> {
-    let v = &info.version;
-    if v.provider_id.len() > VERSION_ID_MAX || v.content_id.len() > VERSION_ID_MAX {
-        return Err(LayerError::InvalidArgument(format!(
-            "version ids are limited to {VERSION_ID_MAX} bytes"
-        )));
-    }
-    if info.basic.kind == FileKind::Symlink {
-        match &info.symlink_target {
-            Some(t) if !t.is_empty() && !t.as_bytes().contains(&0) => {}
-            _ => {
-                return Err(LayerError::InvalidArgument(
-                    "a symlink placeholder needs a non-empty target without NUL".into(),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
-impl Layer {
-    /// Mark the placeholder at `rel` dirty (its metadata changed locally): from now
-    /// on its on-disk times are the truth. A no-op for dirty placeholders.
-    pub fn mark_dirty(&self, rel: &Path) -> Result<()> {
-        let comps = path::components(rel)?;
-        let _guard = self.lock();
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
-        let mut rec = self.placeholder_record(dir, &loc.name, rel)?;
-        if rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
-            return Ok(());
-        }
-        rec.state = rec.state | OnDiskState::DIRTY_PLACEHOLDER;
-        self.xattrs
-            .set(dir, &loc.name, &self.meta_name, &rec.encode())
-            .map_err(|e| LayerError::io("setxattrat", rel, e))
-    }
-
-    /// Turn the placeholder file or symlink at `rel` into a full item by removing its
-    /// record (spec §4: content changed locally). Its content must be on disk: a
-    /// placeholder file that is not hydrated, a directory or a tombstone cannot
-    /// become full. A no-op for items already full.
-    pub fn mark_full(&self, rel: &Path) -> Result<()> {
-        let comps = path::components(rel)?;
-        let _guard = self.lock();
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
-        let rec = match self.read_record(dir, &loc.name, rel)? {
-            None => return Ok(()),
-            Some(rec) if rec.state.contains(OnDiskState::FULL) => return Ok(()),
-            Some(rec) => rec,
-        };
-        let invalid = |reason: &str| LayerError::InvalidState {
-            path: rel.to_path_buf(),
-            reason: reason.into(),
-        };
-        if rec.state.contains(OnDiskState::TOMBSTONE) {
-            return Err(invalid("a tombstone cannot become full"));
-        }
-        match rec.kind {
-            FileKind::Directory => return Err(invalid("directories never become full")),
-            FileKind::File if !rec.state.contains(OnDiskState::HYDRATED_PLACEHOLDER) => {
-                return Err(invalid("hydrate a placeholder file before it becomes full"))
-            }
-            _ => {}
-        }
-        self.xattrs
-            .remove(dir, &loc.name, &self.meta_name)
-            .map_err(|e| LayerError::io("removexattrat", rel, e))
-    }
-
-    /// The record of an item that must be a placeholder.
-    fn placeholder_record(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<Record> {
-        match self.read_record(dir, name, rel) {
-            Ok(Some(rec)) if rec.state.contains(OnDiskState::PLACEHOLDER) => Ok(rec),
-            Ok(_) => Err(LayerError::InvalidState {
-                path: rel.to_path_buf(),
-                reason: "not a placeholder".into(),
-            }),
-            Err(LayerError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-                Err(LayerError::NotFound {
-                    path: rel.to_path_buf(),
-                })
-            }
-            Err(e) => Err(e),
-        }
     }
 }
