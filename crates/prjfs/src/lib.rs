@@ -9,16 +9,17 @@
 //! [`DirEntryBuffer`] (enumeration results), and the name rules in [`names`].
 #![deny(missing_docs)]
 
+pub mod async_provider;
 pub mod enumeration;
 pub mod names;
 pub mod provider;
 pub mod types;
 
+pub use async_provider::{AsyncAdapter, AsyncProvider, FileDataWriter};
 pub use enumeration::DirEntryBuffer;
 pub use provider::{
-    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId,
-    Extended, InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome,
-    Provider, ProviderError,
+    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId, Extended,
+    InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome, Provider, ProviderError,
 };
 pub use types::{
     Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo,
