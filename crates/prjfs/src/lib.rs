@@ -15,7 +15,7 @@ pub mod names;
 pub mod provider;
 pub mod types;
 
-pub use async_provider::{AsyncAdapter, AsyncProvider, FileDataWriter};
+pub use async_provider::{AsyncAdapter, AsyncProvider, FileDataWriter, Placeholder};
 pub use enumeration::DirEntryBuffer;
 pub use provider::{
     CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId, Extended,
