@@ -192,10 +192,7 @@ pub fn read_file(
     if !item.metadata.is_file() {
         return Err(ProviderError::NotFound);
     }
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&item.source)?;
+    let file = open_source_file(&item.source)?;
     let end = offset.saturating_add(length);
     let mut buf = vec![0u8; CHUNK_SIZE.min(usize::try_from(length).unwrap_or(CHUNK_SIZE))];
     let mut pos = offset;
@@ -211,6 +208,17 @@ pub fn read_file(
         pos += n as u64;
     }
     Ok(())
+}
+
+/// Open a source file for reading without following a symlink and, when allowed
+/// (owner or `CAP_FOWNER`), without updating its access time: hydrating a projection
+/// is not an access to the source a user made.
+fn open_source_file(path: &Path) -> io::Result<File> {
+    let open = |flags| File::options().read(true).custom_flags(flags).open(path);
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        other => other,
+    }
 }
 
 /// The projected metadata of an item: kind, size (file length, symlink target length,
