@@ -182,3 +182,381 @@ pub fn validate_name(name: &OsStr) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    fn raw(b: &[u8]) -> &OsStr {
+        OsStr::from_bytes(b)
+    }
+
+    /// Case-insensitive match, the ProjFS default.
+    fn m(name: &str, pattern: &str) -> bool {
+        file_name_match(os(name), Some(os(pattern)))
+    }
+
+    /// Case-sensitive match.
+    fn ms(name: &str, pattern: &str) -> bool {
+        file_name_match_with(os(name), Some(os(pattern)), Collation::CaseSensitive)
+    }
+
+    /// `(name, pattern, expected)` under the ProjFS (case-insensitive) rules.
+    const CASES: &[(&str, &str, bool)] = &[
+        // Spec §6 examples.
+        ("Test", "*.*", false),
+        ("Test", "Test>", true),
+        ("Test", "Test\"", true),
+        ("Test.", "Test\"", true),
+        ("Test.txt", "Test\"", false),
+        ("Test.txt", "t<txt", true),
+        // Literals.
+        ("abc", "abc", true),
+        ("abc", "abd", false),
+        ("abc", "abcd", false),
+        ("abcd", "abc", false),
+        ("a.b", "a.b", true),
+        // `*`.
+        ("anything.at.all", "*", true),
+        ("Test.txt", "*.*", true),
+        (".hidden", "*.*", true),
+        ("a.b.txt", "*.txt", true),
+        ("a.txt.bak", "*.txt", false),
+        ("aXbYc", "a*b*c", true),
+        ("abc", "a*b*c", true),
+        ("acb", "a*b*c", false),
+        ("abc", "**c", true),
+        ("abc", "abc*", true),
+        // `?`.
+        ("a", "?", true),
+        ("ab", "?", false),
+        ("ab", "??", true),
+        ("abc", "a?c", true),
+        ("ac", "a?c", false),
+        ("a.b", "a?b", true),
+        // `<` (DOS_STAR): any run up to and including the final `.`.
+        ("abc", "<", true),
+        ("a.", "<", true),
+        ("a.b", "<", false),
+        ("a.b", "<b", true),
+        ("a.txt", "<.txt", true),
+        ("a.b.txt", "<.txt", true),
+        ("a.b.txt", "<txt", true),
+        ("a.b.txt", "<b.txt", true),
+        ("a.b.txt", "a<xt", false),
+        ("Test", "<\"*", true),
+        ("Test.txt", "<\"*", true),
+        // `>` (DOS_QM): one char; zero width at a `.` or the end.
+        ("Tests", "Test>", true),
+        ("Tests1", "Test>", false),
+        ("", ">>>", true),
+        ("ab", ">>>", true),
+        ("abc", ">>>", true),
+        ("abcd", ">>>", false),
+        ("ab.txt", ">>>.txt", true),
+        ("abc.txt", ">>>.txt", true),
+        ("abcd.txt", ">>>.txt", false),
+        ("a.b", "a>>.b", true),
+        ("a.b", "a>b", false),
+        ("a.b", "a>.>", true),
+        // `"` (DOS_DOT): a `.`, or nothing at the end.
+        ("a.b", "a\"b", true),
+        ("ab", "a\"b", false),
+        ("a", "a\"", true),
+        ("a.", "a\"\"", true),
+        ("a..", "a\"\"", true),
+        // Mixed.
+        ("readme.md", "R?A*<\"md", true),
+        ("readme.md", "r?a*\"txt", false),
+        ("readme.md", "R?A*\"md", true),
+        ("x.tar.gz", "*.>>>.gz", true),
+        ("x.tar.gz", "*.>>.gz", false),
+        // Case folding, also beyond ASCII.
+        ("test.txt", "TEST.TXT", true),
+        ("TEST.TXT", "t*.txt", true),
+        ("äbc.txt", "ÄBC*", true),
+        ("σοφος", "ΣΟΦΟΣ", true),
+        ("straße", "STRAßE", true),
+        // `ß` has no one-character upper case, so it does not fold to "SS".
+        ("straße", "STRASSE", false),
+        // `?` is one character, not one byte.
+        ("é", "?", true),
+        ("é", "??", false),
+        ("日本.txt", "??.txt", true),
+        // Wildcard characters in a name are matched literally by literals.
+        ("a*b", "a*b", true),
+        ("a?b", "a\\?b", false),
+    ];
+
+    #[test]
+    fn match_table() {
+        let failures: Vec<_> = CASES
+            .iter()
+            .filter(|(name, pattern, want)| m(name, pattern) != *want)
+            .collect();
+        assert!(failures.is_empty(), "mismatches: {failures:?}");
+        assert!(CASES.len() >= 30);
+    }
+
+    #[test]
+    fn empty_or_absent_pattern_matches_everything() {
+        for name in ["a", "Test.txt", ".", "", "日本"] {
+            assert!(file_name_match(os(name), None), "{name:?} with None");
+            assert!(
+                file_name_match(os(name), Some(os(""))),
+                "{name:?} with \"\""
+            );
+            assert!(file_name_match_with(
+                os(name),
+                None,
+                Collation::CaseSensitive
+            ));
+        }
+        assert!(file_name_match(raw(b"\xff\xfe"), None));
+    }
+
+    #[test]
+    fn empty_name_matches_only_patterns_that_can_be_empty() {
+        assert!(m("", "*"));
+        assert!(m("", "<"));
+        assert!(m("", "\""));
+        assert!(!m("", "?"));
+        assert!(!m("", "a"));
+    }
+
+    #[test]
+    fn case_sensitive_collation_compares_literals_exactly() {
+        assert!(!ms("test.txt", "TEST.TXT"));
+        assert!(ms("test.txt", "test.txt"));
+        assert!(ms("a.TXT", "*.TXT"));
+        assert!(!ms("a.txt", "*.TXT"));
+        assert!(!ms("äbc", "ÄBC"));
+        // Wildcards keep their meaning.
+        assert!(ms("Test", "Test>"));
+        assert!(!ms("Test.txt", "t<txt"), "'t' must not match 'T'");
+        assert!(ms("Test.txt", "T<txt"));
+        assert!(ms("Test.", "Test\""));
+    }
+
+    #[test]
+    fn non_utf8_names_fall_back_to_bytes() {
+        // A stray byte is one unit; ASCII around it is folded.
+        assert!(file_name_match(raw(b"a\xffb"), Some(os("a?b"))));
+        assert!(file_name_match(raw(b"a\xffb"), Some(os("A?B"))));
+        assert!(file_name_match(raw(b"a\xffb"), Some(os("a*"))));
+        assert!(!file_name_match(raw(b"a\xffb"), Some(os("a??b"))));
+        assert!(file_name_match(raw(b"\xffx"), Some(raw(b"\xff*"))));
+        assert!(!file_name_match(raw(b"\xfex"), Some(raw(b"\xff*"))));
+        // The valid parts of such a name still fold fully.
+        assert!(file_name_match(raw(b"\xc3\xa9\xff"), Some(os("É?"))));
+        assert!(!file_name_match_with(
+            raw(b"\xc3\xa9\xff"),
+            Some(os("É?")),
+            Collation::CaseSensitive
+        ));
+        // A truncated UTF-8 sequence is two stray bytes, not one character.
+        assert!(file_name_match(raw(b"\xe6\x97"), Some(os("??"))));
+        assert!(!file_name_match(raw(b"\xe6\x97"), Some(os("?"))));
+    }
+
+    #[test]
+    fn pathological_pattern_is_fast() {
+        let name = "a".repeat(255);
+        let pattern = "*a".repeat(100) + "*b";
+        let start = std::time::Instant::now();
+        assert!(!m(&name, &pattern));
+        assert!(m(&name, &"*a".repeat(100)));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn contains_wildcards_finds_each() {
+        for w in ["*", "?", "<", ">", "\"", "a*b", "x.tx?"] {
+            assert!(contains_wildcards(os(w)), "{w:?}");
+        }
+        for plain in ["", "abc", "a.b", "[x]", "a|b", "日本"] {
+            assert!(!contains_wildcards(os(plain)), "{plain:?}");
+        }
+        assert!(!contains_wildcards(raw(b"\xff\xfe")));
+    }
+
+    #[test]
+    fn compare_projfs_collation() {
+        use Ordering::*;
+        // `_` (0x5F) sorts after the upper-case letters.
+        assert_eq!(file_name_compare(os("a_b"), os("abc")), Greater);
+        assert_eq!(file_name_compare(os("abc"), os("a_b")), Less);
+        assert_eq!(file_name_compare(os("ABC"), os("abc")), Equal);
+        assert_eq!(file_name_compare(os("Readme.MD"), os("README.md")), Equal);
+        assert_eq!(file_name_compare(os("äbc"), os("ÄBC")), Equal);
+        assert_eq!(file_name_compare(os("a"), os("ab")), Less);
+        assert_eq!(file_name_compare(os("B"), os("a")), Greater);
+        assert_eq!(file_name_compare(os(""), os("a")), Less);
+        // Non-ASCII sorts after ASCII; a stray byte after every character.
+        assert_eq!(file_name_compare(os("z"), os("é")), Less);
+        assert_eq!(file_name_compare(os("\u{10FFFF}"), raw(b"\xff")), Less);
+        assert_eq!(file_name_compare(raw(b"a\xff"), raw(b"A\xff")), Equal);
+        assert_eq!(
+            file_name_compare(os("x"), os("y")),
+            compare_with(os("x"), os("y"), Collation::CaseInsensitive)
+        );
+    }
+
+    #[test]
+    fn compare_case_sensitive_is_byte_order() {
+        use Ordering::*;
+        let cs = |a: &OsStr, b: &OsStr| compare_with(a, b, Collation::CaseSensitive);
+        assert_eq!(cs(os("a_b"), os("abc")), Less);
+        assert_eq!(cs(os("ABC"), os("abc")), Less);
+        assert_eq!(cs(os("B"), os("a")), Less);
+        assert_eq!(cs(os("abc"), os("abc")), Equal);
+        assert_eq!(cs(os("é"), os("z")), Greater);
+        assert_eq!(cs(raw(b"\x7f"), raw(b"\x80")), Less);
+        let mut names = vec!["b", "_", "B", "a", "A"];
+        names.sort_by(|a, b| cs(os(a), os(b)));
+        assert_eq!(names, ["A", "B", "_", "a", "b"]);
+        names.sort_by(|a, b| file_name_compare(os(a), os(b)).then(a.cmp(b)));
+        assert_eq!(names, ["A", "a", "B", "b", "_"]);
+    }
+
+    #[test]
+    fn validate_name_rejects_each_bad_input() {
+        let cases: [(&OsStr, &str); 5] = [
+            (os(""), "empty"),
+            (os("."), "reserved"),
+            (os(".."), "reserved"),
+            (os("a/b"), "'/'"),
+            (raw(b"a\0b"), "NUL"),
+        ];
+        for (name, needle) in cases {
+            let err = validate_name(name).expect_err("bad name should be rejected");
+            assert!(err.contains(needle), "{name:?}: {err}");
+        }
+        let long = "x".repeat(NAME_MAX + 1);
+        let err = validate_name(os(&long)).expect_err("256 bytes is too long");
+        assert!(err.contains("256") && err.contains("255"), "{err}");
+        // Multi-byte characters count in bytes: 128 × 2 bytes = 256.
+        assert!(validate_name(os(&"é".repeat(128))).is_err());
+    }
+
+    #[test]
+    fn validate_name_accepts_good_names() {
+        for name in ["a", "...", ".hidden", "a b", "*?<>\"", "日本語", "-"] {
+            assert_eq!(validate_name(os(name)), Ok(()), "{name:?}");
+        }
+        assert_eq!(validate_name(os(&"x".repeat(NAME_MAX))), Ok(()));
+        assert_eq!(validate_name(raw(b"\xff\xfe")), Ok(()));
+    }
+
+    /// A direct reading of the spec §6 rules, trying every run length: exponential,
+    /// fine for short inputs, and independent of the DP's row bookkeeping.
+    fn reference(name: &[u8], pat: &[u8]) -> bool {
+        let last_dot = name.iter().rposition(|&c| c == b'.');
+        let limit = last_dot.map_or(name.len(), |d| d + 1);
+        fn rec(name: &[u8], pat: &[u8], limit: usize, i: usize, j: usize) -> bool {
+            let n = name.len();
+            let Some(&p) = pat.get(j) else { return i == n };
+            let at = name.get(i).copied();
+            match p {
+                b'*' => (i..=n).any(|k| rec(name, pat, limit, k, j + 1)),
+                b'?' => at.is_some() && rec(name, pat, limit, i + 1, j + 1),
+                b'<' => (i..=n)
+                    .filter(|&k| k == i || k <= limit)
+                    .any(|k| rec(name, pat, limit, k, j + 1)),
+                b'>' => match at {
+                    None | Some(b'.') => rec(name, pat, limit, i, j + 1),
+                    Some(_) => rec(name, pat, limit, i + 1, j + 1),
+                },
+                b'"' => match at {
+                    None => rec(name, pat, limit, i, j + 1),
+                    Some(c) => c == b'.' && rec(name, pat, limit, i + 1, j + 1),
+                },
+                lit => {
+                    at.is_some_and(|c| c.eq_ignore_ascii_case(&lit))
+                        && rec(name, pat, limit, i + 1, j + 1)
+                }
+            }
+        }
+        rec(name, pat, limit, 0, 0)
+    }
+
+    proptest! {
+        #[test]
+        fn dp_agrees_with_reference(name in "[aB.]{0,8}", pattern in "[Ab.*?<>\"]{1,6}") {
+            prop_assert_eq!(
+                m(&name, &pattern),
+                reference(name.as_bytes(), pattern.as_bytes()),
+                "name {:?} pattern {:?}", name, pattern
+            );
+        }
+
+        #[test]
+        fn star_matches_anything(name in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let name = OsString::from_vec(name);
+            prop_assert!(file_name_match(&name, Some(os("*"))));
+            prop_assert!(file_name_match_with(&name, Some(os("*")), Collation::CaseSensitive));
+        }
+
+        #[test]
+        fn plain_name_matches_itself_in_any_case(name in "[a-zA-Z0-9._ éßΣ-]{1,20}") {
+            prop_assert!(m(&name, &name));
+            prop_assert!(ms(&name, &name));
+            prop_assert!(m(&name, &name.to_ascii_uppercase()));
+            prop_assert!(m(&name.to_ascii_lowercase(), &name));
+        }
+
+        #[test]
+        fn question_marks_count_characters(name in "[a-zé.]{0,10}", k in 0usize..12) {
+            let pattern = "?".repeat(k);
+            let want = k == 0 || name.chars().count() == k;
+            prop_assert_eq!(m(&name, &pattern), want);
+        }
+
+        #[test]
+        fn compare_is_a_total_order(
+            names in proptest::collection::vec(
+                proptest::collection::vec(
+                    prop_oneof![Just(b'a'), Just(b'A'), Just(b'_'), Just(b'b'), Just(0xc3), Just(0xa9), Just(0xff)],
+                    0..5,
+                ),
+                0..12,
+            ),
+            ci in any::<bool>(),
+        ) {
+            let collation = if ci { Collation::CaseInsensitive } else { Collation::CaseSensitive };
+            let mut names: Vec<OsString> = names.into_iter().map(OsString::from_vec).collect();
+            for a in &names {
+                prop_assert_eq!(compare_with(a, a, collation), Ordering::Equal);
+                for b in &names {
+                    prop_assert_eq!(compare_with(a, b, collation), compare_with(b, a, collation).reverse());
+                }
+            }
+            names.sort_by(|a, b| compare_with(a, b, collation));
+            for (i, a) in names.iter().enumerate() {
+                for b in &names[i..] {
+                    prop_assert_ne!(compare_with(a, b, collation), Ordering::Greater, "{:?} {:?}", a, b);
+                }
+            }
+        }
+
+        #[test]
+        fn equal_names_are_exactly_the_literal_matches(
+            a in "[aAbB_é]{0,4}",
+            b in "[aAbBÉ_]{0,4}",
+        ) {
+            prop_assume!(!a.is_empty() && !b.is_empty());
+            prop_assert_eq!(file_name_compare(os(&a), os(&b)) == Ordering::Equal, m(&a, &b));
+            prop_assert_eq!(
+                compare_with(os(&a), os(&b), Collation::CaseSensitive) == Ordering::Equal,
+                ms(&a, &b)
+            );
+        }
+    }
+}
