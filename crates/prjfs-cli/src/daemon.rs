@@ -151,7 +151,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     // unmounts, so the daemon always ends through a clean unmount.
     block_signals();
     let mode = if args.sync { DirMode::Sync } else { DirMode::Async };
-    let provider = prjfs_providers::dir::dir_provider(
+    let provider = prjfs_providers::dir::DirProvider::open(
         &source,
         DirOptions {
             mode,

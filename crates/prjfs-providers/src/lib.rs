@@ -1,1 +1,14 @@
-//! placeholder
+//! Built-in prjfs providers.
+//!
+//! * [`dir`]: [`DirProvider`] projects a source directory, answering inline
+//!   ([`DirMode::Sync`]) or pended on a tokio runtime ([`DirMode::Async`]), with a
+//!   configurable store latency and per-callback counters.
+//! * [`testing`]: providers the library's tests use (never completing, slow,
+//!   misbehaving, panicking) over an in-memory tree, and a recording mock instance
+//!   for testing providers without a mount.
+#![deny(missing_docs)]
+
+pub mod dir;
+pub mod testing;
+
+pub use dir::{CallbackCounts, DirMode, DirOptions, DirProvider};

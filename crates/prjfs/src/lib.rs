@@ -9,6 +9,7 @@
 //! [`DirEntryBuffer`] (enumeration results), and the name rules in [`names`].
 #![deny(missing_docs)]
 
+pub mod async_provider;
 pub mod cancel;
 pub mod command;
 pub mod enumeration;
@@ -21,13 +22,13 @@ pub mod scheduler;
 pub mod types;
 pub mod virtualizer;
 
+pub use async_provider::{AsyncAdapter, AsyncProvider, FileDataWriter, Placeholder};
 pub use enumeration::{DirEntryBuffer, EnumerationSession};
 pub use instance::{instance_mounts, unmount, StartError, StartOptions, VirtualizationInstance};
 pub use layer::RootMarker;
 pub use provider::{
-    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId,
-    Extended, InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome,
-    Provider, ProviderError,
+    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId, Extended,
+    InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome, Provider, ProviderError,
 };
 pub use types::{
     Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo,

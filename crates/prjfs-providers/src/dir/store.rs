@@ -1,0 +1,276 @@
+//! The directory store as plain functions: resolve a root-relative path in the source
+//! tree, describe an item, list a directory, read a file in chunks. No callbacks.
+//!
+//! Symlinks in the source are items, never followed: metadata comes from
+//! `symlink_metadata`, every intermediate component must be a real directory, and
+//! files are opened with `O_NOFOLLOW`. (The checks and the later use are separate
+//! system calls; a source changed concurrently can race them, as with any mirror.)
+
+use std::cmp::Ordering;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use prjfs::names::{compare_with, validate_name};
+use prjfs::{
+    Collation, DirEntry, FileBasicInfo, FileKind, PlaceholderInfo, ProviderError, VersionInfo,
+};
+
+/// [`VersionInfo::provider_id`] of every item the directory provider describes.
+pub const PROVIDER_ID: &[u8] = b"prjfs-dir";
+
+/// Size of the pieces [`read_file`] hands to its sink.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// An item of the source tree found by [`resolve`].
+#[derive(Debug)]
+pub struct Resolved {
+    /// Where the item is in the source tree.
+    pub source: PathBuf,
+    /// Its last component in the store's spelling (empty for the root).
+    pub name: OsString,
+    /// Its metadata (not following a symlink).
+    pub metadata: Metadata,
+}
+
+/// Find `rel` (relative to the virtualization root) under the source directory
+/// `root`.
+///
+/// `rel` must be relative and hold only normal components (`.` is skipped): `..`, an
+/// absolute path or an invalid name is [`ProviderError::InvalidName`]. Every
+/// component but the last must be a directory, not a symlink to one
+/// ([`ProviderError::NotFound`] otherwise). Under [`Collation::CaseInsensitive`] a
+/// component that does not exist as spelled matches a name equal under the collation
+/// (the byte-smallest such name when there are several).
+pub fn resolve(root: &Path, rel: &Path, collation: Collation) -> Result<Resolved, ProviderError> {
+    let mut source = root.to_path_buf();
+    let mut found: Option<(OsString, Metadata)> = None;
+    for component in rel.components() {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::CurDir => continue,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(ProviderError::InvalidName(format!(
+                    "{rel:?} is not a path below the root"
+                )));
+            }
+        };
+        validate_name(name).map_err(ProviderError::InvalidName)?;
+        if let Some((_, parent)) = &found {
+            if !parent.is_dir() {
+                return Err(ProviderError::NotFound);
+            }
+        }
+        let (spelled, metadata) = lookup(&source, name, collation)?;
+        source.push(&spelled);
+        found = Some((spelled, metadata));
+    }
+    match found {
+        Some((name, metadata)) => Ok(Resolved {
+            source,
+            name,
+            metadata,
+        }),
+        None => Ok(Resolved {
+            metadata: fs::metadata(root)?,
+            source,
+            name: OsString::new(),
+        }),
+    }
+}
+
+/// `name` in the directory `dir`: as spelled, or else (case-insensitive collation) a
+/// name equal to it under the collation.
+fn lookup(
+    dir: &Path,
+    name: &OsStr,
+    collation: Collation,
+) -> Result<(OsString, Metadata), ProviderError> {
+    match fs::symlink_metadata(dir.join(name)) {
+        Ok(m) => return Ok((name.to_os_string(), m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    if collation == Collation::CaseSensitive {
+        return Err(ProviderError::NotFound);
+    }
+    let mut best: Option<OsString> = None;
+    for entry in fs::read_dir(dir)? {
+        let candidate = entry?.file_name();
+        if compare_with(&candidate, name, collation) == Ordering::Equal
+            && best.as_ref().is_none_or(|b| candidate < *b)
+        {
+            best = Some(candidate);
+        }
+    }
+    let spelled = best.ok_or(ProviderError::NotFound)?;
+    let metadata = fs::symlink_metadata(dir.join(&spelled))?;
+    Ok((spelled, metadata))
+}
+
+/// The placeholder describing `rel`: metadata from [`basic_info`], version from
+/// [`version_info`], symlink target read without following it.
+pub fn placeholder_info(
+    root: &Path,
+    rel: &Path,
+    collation: Collation,
+) -> Result<(PlaceholderInfo, Resolved), ProviderError> {
+    let item = resolve(root, rel, collation)?;
+    let basic = basic_info(&item.metadata).ok_or(ProviderError::NotFound)?;
+    let symlink_target = match basic.kind {
+        FileKind::Symlink => Some(fs::read_link(&item.source)?.into_os_string()),
+        _ => None,
+    };
+    let info = PlaceholderInfo {
+        basic,
+        version: version_info(&item.metadata),
+        symlink_target,
+    };
+    Ok((info, item))
+}
+
+/// The entries of the directory `rel`, sorted by `collation` (ties by bytes), with
+/// symlink targets. Items that are neither files, directories nor symlinks (fifos,
+/// sockets, devices) are not projected; an entry that vanishes while listing is
+/// skipped. [`ProviderError::NotFound`] if `rel` is missing or not a directory.
+pub fn list_dir(
+    root: &Path,
+    rel: &Path,
+    collation: Collation,
+) -> Result<Vec<DirEntry>, ProviderError> {
+    let dir = resolve(root, rel, collation)?;
+    if !dir.metadata.is_dir() {
+        return Err(ProviderError::NotFound);
+    }
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(&dir.source)? {
+        let entry = entry?;
+        // `DirEntry::metadata` does not follow symlinks.
+        let metadata = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(basic) = basic_info(&metadata) else {
+            continue;
+        };
+        let symlink_target = match basic.kind {
+            FileKind::Symlink => match fs::read_link(entry.path()) {
+                Ok(t) => Some(t.into_os_string()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            },
+            _ => None,
+        };
+        entries.push(DirEntry {
+            name: entry.file_name(),
+            basic,
+            symlink_target,
+        });
+    }
+    entries.sort_by(|a, b| {
+        compare_with(&a.name, &b.name, collation).then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(entries)
+}
+
+/// Feed `[offset, offset + length)` of the regular file `rel` to `sink` in pieces of
+/// at most [`CHUNK_SIZE`], in order, stopping early at end of file. The first sink
+/// error stops the read and is returned.
+pub fn read_file(
+    root: &Path,
+    rel: &Path,
+    collation: Collation,
+    offset: u64,
+    length: u64,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<(), ProviderError>,
+) -> Result<(), ProviderError> {
+    let item = resolve(root, rel, collation)?;
+    if !item.metadata.is_file() {
+        return Err(ProviderError::NotFound);
+    }
+    let file = open_source_file(&item.source)?;
+    let end = offset.saturating_add(length);
+    let mut buf = vec![0u8; CHUNK_SIZE.min(usize::try_from(length).unwrap_or(CHUNK_SIZE))];
+    let mut pos = offset;
+    while pos < end {
+        let want = usize::try_from(end - pos).map_or(buf.len(), |w| w.min(buf.len()));
+        let n = match file.read_at(&mut buf[..want], pos) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        sink(pos, &buf[..n])?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Open a source file for reading without following a symlink and, when allowed
+/// (owner or `CAP_FOWNER`), without updating its access time: hydrating a projection
+/// is not an access to the source a user made.
+fn open_source_file(path: &Path) -> io::Result<File> {
+    let open = |flags| File::options().read(true).custom_flags(flags).open(path);
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        other => other,
+    }
+}
+
+/// The projected metadata of an item: kind, size (file length, symlink target length,
+/// 0 for directories), permission bits, mtime, atime, owner. `None` for kinds that are
+/// not projected.
+pub fn basic_info(metadata: &Metadata) -> Option<FileBasicInfo> {
+    let file_type = metadata.file_type();
+    let kind = if file_type.is_symlink() {
+        FileKind::Symlink
+    } else if file_type.is_dir() {
+        FileKind::Directory
+    } else if file_type.is_file() {
+        FileKind::File
+    } else {
+        return None;
+    };
+    Some(FileBasicInfo {
+        kind,
+        size: if kind == FileKind::Directory {
+            0
+        } else {
+            metadata.len()
+        },
+        mode: metadata.mode() & 0o7777,
+        mtime: system_time(metadata.mtime(), metadata.mtime_nsec()),
+        atime: system_time(metadata.atime(), metadata.atime_nsec()),
+        owner: Some((metadata.uid(), metadata.gid())),
+    })
+}
+
+/// Version of an item: [`PROVIDER_ID`], and a content id of 32 bytes: inode (u64),
+/// size (u64) and mtime in nanoseconds since the epoch (i128), all little-endian. A
+/// change of any of them is a new version.
+pub fn version_info(metadata: &Metadata) -> VersionInfo {
+    let mtime_nanos =
+        i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec());
+    let mut content_id = Vec::with_capacity(32);
+    content_id.extend_from_slice(&metadata.ino().to_le_bytes());
+    content_id.extend_from_slice(&metadata.len().to_le_bytes());
+    content_id.extend_from_slice(&mtime_nanos.to_le_bytes());
+    VersionInfo {
+        provider_id: PROVIDER_ID.to_vec(),
+        content_id,
+    }
+}
+
+/// A `stat` time as a [`SystemTime`] (times before the epoch included).
+fn system_time(secs: i64, nanos: i64) -> SystemTime {
+    let nanos = nanos.clamp(0, 999_999_999) as u32;
+    if secs >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::new(0, nanos)
+    }
+}

@@ -1,0 +1,519 @@
+//! Tests of the directory provider against a temporary source tree and a recording
+//! instance.
+
+use std::fs::{self, File, FileTimes};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use prjfs::{
+    CallbackFlags, Collation, DirEntry, DirEntryBuffer, EnumerationId, Extended, FileKind, Outcome,
+    Provider, ProviderError,
+};
+
+use super::store::{self, CHUNK_SIZE, PROVIDER_ID};
+use super::{DirMode, DirOptions, DirProvider};
+use crate::testing::RecordingInstance;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A source tree: `a.txt` (0o640, old times), `dir/` (0o750) with `dir/inner`,
+/// `link -> a.txt`, `dirlink -> dir`, `Big`, `_under`.
+fn source() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir should be creatable");
+    let root = tmp.path();
+    fs::write(root.join("a.txt"), b"hello").unwrap();
+    fs::set_permissions(root.join("a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    let times = FileTimes::new()
+        .set_accessed(SystemTime::UNIX_EPOCH + Duration::new(1_000_000, 5))
+        .set_modified(SystemTime::UNIX_EPOCH + Duration::new(2_000_000, 7));
+    File::options()
+        .write(true)
+        .open(root.join("a.txt"))
+        .unwrap()
+        .set_times(times)
+        .unwrap();
+    fs::create_dir(root.join("dir")).unwrap();
+    fs::set_permissions(root.join("dir"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(root.join("dir/inner"), b"x").unwrap();
+    symlink("a.txt", root.join("link")).unwrap();
+    symlink("dir", root.join("dirlink")).unwrap();
+    fs::write(root.join("Big"), b"B").unwrap();
+    fs::write(root.join("_under"), b"").unwrap();
+    tmp
+}
+
+fn sync_dir(path: &Path) -> DirProvider {
+    DirProvider::new(path, DirOptions::default()).unwrap()
+}
+
+fn placeholder_of(dir: &DirProvider, rel: &str) -> prjfs::PlaceholderInfo {
+    let inst = RecordingInstance::new();
+    let cb = inst.callback(1, rel);
+    assert_eq!(
+        Provider::get_placeholder_info(dir, &cb),
+        Ok(Outcome::Done),
+        "{rel}"
+    );
+    let written = inst.placeholders();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].0, Path::new(rel));
+    written[0].1.clone()
+}
+
+fn assert_matches_metadata(info: &prjfs::PlaceholderInfo, path: &Path) {
+    let meta = fs::symlink_metadata(path).unwrap();
+    assert_eq!(info.basic.mode, meta.mode() & 0o7777, "{path:?}");
+    assert_eq!(info.basic.mtime, meta.modified().unwrap(), "{path:?}");
+    // Reading a symlink's target updates its atime, after the provider's stat.
+    if info.basic.kind != FileKind::Symlink {
+        assert_eq!(info.basic.atime, meta.accessed().unwrap(), "{path:?}");
+    }
+    assert_eq!(info.basic.owner, Some((meta.uid(), meta.gid())));
+    assert_eq!(info.version.provider_id, PROVIDER_ID);
+    assert_eq!(info.version.content_id.len(), 32);
+    assert_eq!(info.version.content_id[..8], meta.ino().to_le_bytes());
+}
+
+#[test]
+fn placeholder_info_matches_std_metadata() {
+    let src = source();
+    let dir = sync_dir(src.path());
+
+    let file = placeholder_of(&dir, "a.txt");
+    assert_eq!(file.basic.kind, FileKind::File);
+    assert_eq!(file.basic.size, 5);
+    assert_eq!(file.basic.mode, 0o640);
+    assert_eq!(
+        file.basic.mtime,
+        SystemTime::UNIX_EPOCH + Duration::new(2_000_000, 7)
+    );
+    assert_eq!(file.symlink_target, None);
+    assert_matches_metadata(&file, &src.path().join("a.txt"));
+
+    let d = placeholder_of(&dir, "dir");
+    assert_eq!(d.basic.kind, FileKind::Directory);
+    assert_eq!(d.basic.mode, 0o750);
+    assert_matches_metadata(&d, &src.path().join("dir"));
+
+    let inner = placeholder_of(&dir, "dir/inner");
+    assert_eq!(inner.basic.size, 1);
+
+    let link = placeholder_of(&dir, "link");
+    assert_eq!(link.basic.kind, FileKind::Symlink);
+    assert_eq!(link.basic.size, 5);
+    assert_eq!(link.symlink_target.as_deref(), Some("a.txt".as_ref()));
+    assert_matches_metadata(&link, &src.path().join("link"));
+
+    assert_ne!(file.version, d.version);
+    assert_eq!(dir.stats().placeholder_info, 4);
+}
+
+#[test]
+fn content_id_changes_with_the_file() {
+    let src = source();
+    let dir = sync_dir(src.path());
+    let before = placeholder_of(&dir, "a.txt");
+    fs::write(src.path().join("a.txt"), b"hello, world").unwrap();
+    let after = placeholder_of(&dir, "a.txt");
+    assert_ne!(before.version.content_id, after.version.content_id);
+    assert_eq!(before.version.provider_id, after.version.provider_id);
+}
+
+#[test]
+fn symlinks_are_never_followed_and_paths_stay_below_the_root() {
+    let src = source();
+    let dir = sync_dir(src.path());
+    let inst = RecordingInstance::new();
+    let missing = |rel: &str| Provider::get_placeholder_info(&dir, &inst.callback(1, rel));
+    // Through a symlink to a directory, or below a file.
+    assert_eq!(missing("dirlink/inner"), Err(ProviderError::NotFound));
+    assert_eq!(missing("a.txt/x"), Err(ProviderError::NotFound));
+    assert_eq!(missing("nope"), Err(ProviderError::NotFound));
+    assert!(matches!(
+        missing("../etc"),
+        Err(ProviderError::InvalidName(_))
+    ));
+    assert!(matches!(
+        missing("dir/../../x"),
+        Err(ProviderError::InvalidName(_))
+    ));
+    assert!(matches!(
+        missing("/etc/passwd"),
+        Err(ProviderError::InvalidName(_))
+    ));
+    assert!(inst.placeholders().is_empty());
+    // Data of a symlink is not read through it.
+    let cb = inst.callback(2, "link");
+    assert_eq!(
+        Provider::get_file_data(&dir, &cb, 0, 5),
+        Err(ProviderError::NotFound)
+    );
+    assert!(inst.writes(2).is_empty());
+}
+
+/// Run a whole enumeration of `rel` with a buffer of `capacity` bytes; returns the
+/// names in order and the number of gets.
+fn list(dir: &dyn Provider, rel: &str, capacity: usize) -> (Vec<String>, usize) {
+    let inst = RecordingInstance::new();
+    let id = EnumerationId(7);
+    let cb = inst.callback(1, rel);
+    assert_eq!(dir.start_directory_enumeration(&cb, id), Ok(Outcome::Done));
+    let buffer = DirEntryBuffer::new(capacity);
+    let mut names = Vec::new();
+    let mut gets = 0;
+    loop {
+        gets += 1;
+        assert_eq!(
+            dir.get_directory_enumeration(&cb, id, None, &buffer),
+            Ok(Outcome::Done)
+        );
+        let batch = buffer.take_entries();
+        if batch.is_empty() {
+            break;
+        }
+        names.extend(batch.into_iter().map(|e| e.name.into_string().unwrap()));
+    }
+    assert_eq!(dir.end_directory_enumeration(&cb, id), Ok(Outcome::Done));
+    (names, gets)
+}
+
+#[test]
+fn enumeration_is_sorted_by_the_collation() {
+    let src = source();
+    let sensitive = sync_dir(src.path());
+    let (names, _) = list(&sensitive, "", 1 << 16);
+    assert_eq!(names, ["Big", "_under", "a.txt", "dir", "dirlink", "link"]);
+
+    let insensitive = DirProvider::new(
+        src.path(),
+        DirOptions {
+            collation: Collation::CaseInsensitive,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (names, _) = list(&insensitive, "", 1 << 16);
+    // Upper-cased ordinal order: `_` (0x5F) sorts after the letters.
+    assert_eq!(names, ["a.txt", "Big", "dir", "dirlink", "link", "_under"]);
+
+    // A small buffer takes several gets, same result.
+    let (small, gets) = list(&sensitive, "", 100);
+    assert_eq!(small.len(), 6);
+    assert!(gets > 2, "{gets} gets");
+    assert_eq!(sensitive.open_sessions(), 0);
+}
+
+#[test]
+fn enumeration_entries_carry_metadata_and_targets() {
+    let src = source();
+    let entries = store::list_dir(src.path(), Path::new(""), Collation::CaseSensitive).unwrap();
+    let by_name = |n: &str| -> &DirEntry { entries.iter().find(|e| e.name == n).unwrap() };
+    assert_eq!(
+        by_name("link").symlink_target.as_deref(),
+        Some("a.txt".as_ref())
+    );
+    assert_eq!(by_name("dirlink").basic.kind, FileKind::Symlink);
+    assert_eq!(by_name("dir").basic.kind, FileKind::Directory);
+    assert_eq!(by_name("a.txt").basic.size, 5);
+    let info = placeholder_of(&sync_dir(src.path()), "a.txt");
+    assert_eq!(by_name("a.txt").basic, info.basic);
+}
+
+#[test]
+fn enumeration_restart_and_search_expression() {
+    let src = source();
+    let dir = sync_dir(src.path());
+    let inst = RecordingInstance::new();
+    let id = EnumerationId(1);
+    let mut cb = inst.callback(1, "");
+    Provider::start_directory_enumeration(&dir, &cb, id).unwrap();
+    let buffer = DirEntryBuffer::new(1 << 16);
+    let names = |b: &DirEntryBuffer| -> Vec<String> {
+        b.take_entries()
+            .into_iter()
+            .map(|e| e.name.into_string().unwrap())
+            .collect()
+    };
+    let pattern = std::ffi::OsStr::new("*.txt");
+    Provider::get_directory_enumeration(&dir, &cb, id, Some(pattern), &buffer).unwrap();
+    assert_eq!(names(&buffer), ["a.txt"]);
+    Provider::get_directory_enumeration(&dir, &cb, id, None, &buffer).unwrap();
+    assert!(buffer.is_empty(), "the session is over");
+    // Restart with a new expression.
+    cb.flags = CallbackFlags {
+        restart_scan: true,
+        ..Default::default()
+    };
+    Provider::get_directory_enumeration(&dir, &cb, id, Some("d*".as_ref()), &buffer).unwrap();
+    assert_eq!(names(&buffer), ["dir", "dirlink"]);
+    Provider::end_directory_enumeration(&dir, &cb, id).unwrap();
+    assert_eq!(dir.open_sessions(), 0);
+    let s = dir.stats();
+    assert_eq!((s.start_enum, s.get_enum, s.end_enum), (1, 3, 1));
+}
+
+#[test]
+fn enumeration_of_missing_or_non_directories_fails_at_start() {
+    let src = source();
+    let dir = sync_dir(src.path());
+    let inst = RecordingInstance::new();
+    for rel in ["missing", "a.txt", "dirlink"] {
+        assert_eq!(
+            Provider::start_directory_enumeration(&dir, &inst.callback(1, rel), EnumerationId(1)),
+            Err(ProviderError::NotFound),
+            "{rel}"
+        );
+    }
+    assert_eq!(dir.open_sessions(), 0);
+    let buffer = DirEntryBuffer::new(1024);
+    assert!(Provider::get_directory_enumeration(
+        &dir,
+        &inst.callback(2, ""),
+        EnumerationId(99),
+        None,
+        &buffer
+    )
+    .is_err());
+}
+
+fn big_source(len: usize) -> (tempfile::TempDir, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(tmp.path().join("big"), &content).unwrap();
+    (tmp, content)
+}
+
+#[test]
+fn file_data_covers_the_file_in_chunks() {
+    let (src, content) = big_source(3 * CHUNK_SIZE + 123);
+    let dir = sync_dir(src.path());
+    let inst = RecordingInstance::new();
+    let cb = inst.callback(5, "big");
+    assert_eq!(
+        Provider::get_file_data(&dir, &cb, 0, content.len() as u64),
+        Ok(Outcome::Done)
+    );
+    let writes = inst.writes(5);
+    assert_eq!(writes.len(), 4);
+    assert!(writes.iter().all(|(_, d)| d.len() <= CHUNK_SIZE));
+    assert_eq!(inst.stream_bytes(5), content);
+
+    // A range in the middle, and a length beyond the end.
+    let cb = inst.callback(6, "big");
+    Provider::get_file_data(&dir, &cb, 10, 20).unwrap();
+    assert_eq!(inst.writes(6), vec![(10, content[10..30].to_vec())]);
+    let cb = inst.callback(7, "big");
+    let tail = content.len() as u64 - 3;
+    Provider::get_file_data(&dir, &cb, tail, u64::MAX).unwrap();
+    assert_eq!(
+        inst.writes(7),
+        vec![(tail, content[tail as usize..].to_vec())]
+    );
+    assert_eq!(dir.stats().file_data, 3);
+}
+
+#[test]
+fn file_data_stops_when_the_stream_is_gone() {
+    let (src, content) = big_source(2 * CHUNK_SIZE);
+    let dir = sync_dir(src.path());
+    let inst = RecordingInstance::new();
+    inst.cancel(3);
+    let cb = inst.callback(3, "big");
+    assert_eq!(
+        Provider::get_file_data(&dir, &cb, 0, content.len() as u64),
+        Err(ProviderError::Cancelled)
+    );
+    assert!(inst.writes(3).is_empty());
+}
+
+#[test]
+fn case_insensitive_lookup_writes_the_store_spelling() {
+    let src = source();
+    let options = DirOptions {
+        collation: Collation::CaseInsensitive,
+        ..Default::default()
+    };
+    for mode in [DirMode::Sync, DirMode::Async] {
+        let provider = DirProvider::open(src.path(), DirOptions { mode, ..options }).unwrap();
+        let inst = RecordingInstance::new();
+        let outcome = provider.get_placeholder_info(&inst.callback(1, "DIR/INNER"));
+        if outcome == Ok(Outcome::Pending) {
+            assert!(inst.wait_for_completions(1, WAIT));
+        }
+        let written = inst.placeholders();
+        assert_eq!(written.len(), 1, "{mode:?}");
+        assert_eq!(written[0].0, Path::new("DIR/inner"), "{mode:?}");
+    }
+}
+
+#[test]
+fn sync_mode_sleeps_on_the_calling_thread() {
+    let src = source();
+    let dir = DirProvider::new(
+        src.path(),
+        DirOptions {
+            latency: Duration::from_millis(30),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let inst = RecordingInstance::new();
+    let start = Instant::now();
+    assert_eq!(
+        Provider::get_placeholder_info(&dir, &inst.callback(1, "a.txt")),
+        Ok(Outcome::Done)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    // Enumeration gets and ends do not touch the store: no latency.
+    let id = EnumerationId(1);
+    Provider::start_directory_enumeration(&dir, &inst.callback(2, ""), id).unwrap();
+    let start = Instant::now();
+    Provider::end_directory_enumeration(&dir, &inst.callback(3, ""), id).unwrap();
+    assert!(start.elapsed() < Duration::from_millis(30));
+}
+
+fn async_dir(path: &Path, latency: Duration) -> (DirProvider, Arc<dyn Provider>) {
+    let dir = DirProvider::new(
+        path,
+        DirOptions {
+            mode: DirMode::Async,
+            latency,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let provider = dir.to_provider().unwrap();
+    (dir, provider)
+}
+
+#[test]
+fn async_mode_completes_with_the_right_results() {
+    let src = source();
+    let (dir, p) = async_dir(src.path(), Duration::from_millis(5));
+    let inst = RecordingInstance::new();
+
+    assert_eq!(
+        p.get_placeholder_info(&inst.callback(1, "a.txt")),
+        Ok(Outcome::Pending)
+    );
+    assert_eq!(
+        p.get_placeholder_info(&inst.callback(2, "nope")),
+        Ok(Outcome::Pending)
+    );
+    assert_eq!(
+        p.get_file_data(&inst.callback(3, "a.txt"), 0, 5),
+        Ok(Outcome::Pending)
+    );
+    let id = EnumerationId(4);
+    assert_eq!(
+        p.start_directory_enumeration(&inst.callback(4, "dir"), id),
+        Ok(Outcome::Pending)
+    );
+    assert!(inst.wait_for_completions(4, WAIT));
+    let buffer = DirEntryBuffer::new(4096);
+    assert_eq!(
+        p.get_directory_enumeration(&inst.callback(5, "dir"), id, None, &buffer),
+        Ok(Outcome::Pending)
+    );
+    assert!(inst.wait_for_completions(5, WAIT));
+    assert_eq!(
+        p.end_directory_enumeration(&inst.callback(6, "dir"), id),
+        Ok(Outcome::Pending)
+    );
+    assert_eq!(
+        p.start_directory_enumeration(&inst.callback(7, "missing"), EnumerationId(8)),
+        Ok(Outcome::Pending)
+    );
+    assert!(inst.wait_for_completions(7, WAIT));
+
+    let mut done = inst.completions();
+    done.sort_by_key(|c| c.id);
+    let results: Vec<_> = done.iter().map(|c| (c.id, c.result.clone())).collect();
+    assert_eq!(
+        results,
+        vec![
+            (1, Ok(())),
+            (2, Err(ProviderError::NotFound)),
+            (3, Ok(())),
+            (4, Ok(())),
+            (5, Ok(())),
+            (6, Ok(())),
+            (7, Err(ProviderError::NotFound)),
+        ]
+    );
+    assert_eq!(inst.placeholders().len(), 1);
+    let expected = placeholder_of(&dir, "a.txt");
+    let written = &inst.placeholders()[0].1;
+    assert_eq!(written.version, expected.version);
+    assert_eq!(written.basic.mtime, expected.basic.mtime);
+    assert_eq!((written.basic.size, written.basic.mode), (5, 0o640));
+    assert_eq!(inst.stream_bytes(3), b"hello");
+    match &done[4].extended {
+        Some(Extended::Enumeration(b)) => assert!(b.same_buffer(&buffer)),
+        other => panic!("expected the buffer, got {other:?}"),
+    }
+    let names: Vec<_> = buffer.take_entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["inner"]);
+    assert_eq!(dir.open_sessions(), 0);
+}
+
+#[test]
+fn async_cancel_during_latency_writes_and_completes_nothing() {
+    let src = source();
+    let (dir, p) = async_dir(src.path(), Duration::from_millis(200));
+    let inst = RecordingInstance::new();
+    let cb = inst.callback(1, "a.txt");
+    assert_eq!(p.get_file_data(&cb, 0, 5), Ok(Outcome::Pending));
+    inst.cancel(1);
+    p.cancel_command(&cb);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(inst.completions().is_empty());
+    assert!(
+        inst.ignored_completions().is_empty(),
+        "no completion was even tried"
+    );
+    assert!(inst.writes(1).is_empty());
+    assert_eq!(dir.stats().cancel, 1);
+    // Unknown and repeated cancels are harmless.
+    p.cancel_command(&cb);
+    p.cancel_command(&inst.callback(42, "x"));
+    assert_eq!(dir.stats().cancel, 3);
+}
+
+#[test]
+fn async_latency_holds_no_thread() {
+    // 64 file-data commands with 300 ms latency on a 4-thread runtime. Structure: all
+    // 64 callbacks return Pending before any completion. Timing (loose): they finish
+    // far sooner than if each held a thread for its latency (64 / 4 × 300 ms).
+    let (src, content) = big_source(1000);
+    let latency = Duration::from_millis(300);
+    let (dir, p) = async_dir(src.path(), latency);
+    let inst = RecordingInstance::new();
+    let start = Instant::now();
+    for id in 0..64 {
+        assert_eq!(
+            p.get_file_data(&inst.callback(id, "big"), 0, 1000),
+            Ok(Outcome::Pending)
+        );
+    }
+    let returned = start.elapsed();
+    let completed_early = inst.completions().len();
+    assert!(inst.wait_for_completions(64, WAIT));
+    let total = start.elapsed();
+    if returned < latency {
+        assert_eq!(completed_early, 0);
+    }
+    assert!(total < 64 / 4 * latency, "took {total:?}");
+    assert!(inst.completions().iter().all(|c| c.result.is_ok()));
+    assert!((0..64).all(|id| inst.stream_bytes(id) == content));
+    assert_eq!(dir.stats().file_data, 64);
+}
+
+#[test]
+fn source_must_be_a_directory() {
+    let src = source();
+    assert!(DirProvider::new(src.path().join("a.txt"), DirOptions::default()).is_err());
+    assert!(DirProvider::new(src.path().join("missing"), DirOptions::default()).is_err());
+}
