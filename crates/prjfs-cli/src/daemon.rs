@@ -104,7 +104,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         .stdout(logfile.try_clone().map_err(|e| e.to_string())?)
         .stderr(logfile);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the daemon: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
     drop(write_end);
     let mut report = String::new();
     let mut reader = std::fs::File::from(read_end);
@@ -113,10 +115,17 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         return Ok(());
     }
     let _ = child.wait();
-    let msg = report.trim().strip_prefix("error: ").unwrap_or(report.trim()).to_string();
+    let msg = report
+        .trim()
+        .strip_prefix("error: ")
+        .unwrap_or(report.trim())
+        .to_string();
     if msg.is_empty() {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(format!("the daemon exited before the mount was ready: {}", tail.trim()));
+        return Err(format!(
+            "the daemon exited before the mount was ready: {}",
+            tail.trim()
+        ));
     }
     Err(msg)
 }
@@ -150,7 +159,11 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     // Block SIGINT/SIGTERM in every thread; one thread waits for them and
     // unmounts, so the daemon always ends through a clean unmount.
     block_signals();
-    let mode = if args.sync { DirMode::Sync } else { DirMode::Async };
+    let mode = if args.sync {
+        DirMode::Sync
+    } else {
+        DirMode::Async
+    };
     let provider = prjfs_providers::dir::DirProvider::open(
         &source,
         DirOptions {
@@ -180,7 +193,10 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     let listener = match control::listen(&root) {
         Ok(l) => l,
         Err(e) => {
-            let msg = format!("{}: another prjfs daemon serves this root ({e})", root.display());
+            let msg = format!(
+                "{}: another prjfs daemon serves this root ({e})",
+                root.display()
+            );
             report(ready, &format!("error: {msg}"));
             return Err(msg);
         }
@@ -201,7 +217,9 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         std::thread::Builder::new()
             .name("prjfs-control".into())
             .spawn(move || {
-                control::serve(listener, |req| answer(&instance, &source, pool, concurrent, req))
+                control::serve(listener, |req| {
+                    answer(&instance, &source, pool, concurrent, req)
+                })
             })
             .map_err(|e| e.to_string())?;
     }
@@ -214,7 +232,11 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     }
     report(ready, "ready");
     if args.ready_fd.is_none() {
-        eprintln!("prjfs: {} projected at {}", source.display(), root2.display());
+        eprintln!(
+            "prjfs: {} projected at {}",
+            source.display(),
+            root2.display()
+        );
     }
     // Runs until the mount goes away (prjfs unmount, umount, a signal).
     instance.wait();

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "prjfs", version, about = "Projected file system: lazy projections of a backing store")]
+#[command(
+    name = "prjfs",
+    version,
+    about = "Projected file system: lazy projections of a backing store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,14 +88,17 @@ fn find_root(path: &Path) -> Result<(PathBuf, PathBuf), String> {
     let mounts = prjfs_fuse_mounts()?;
     mounts
         .into_iter()
-        .filter_map(|m| abs.strip_prefix(&m).ok().map(|rel| (m.clone(), rel.to_path_buf())))
+        .filter_map(|m| {
+            abs.strip_prefix(&m)
+                .ok()
+                .map(|rel| (m.clone(), rel.to_path_buf()))
+        })
         .max_by_key(|(m, _)| m.as_os_str().len())
         .ok_or_else(|| format!("{}: not inside a mounted prjfs root", path.display()))
 }
 
 fn prjfs_fuse_mounts() -> Result<Vec<PathBuf>, String> {
-    Ok(prjfs::instance_mounts()
-        .map_err(|e| format!("cannot read the mount table: {e}"))?)
+    Ok(prjfs::instance_mounts().map_err(|e| format!("cannot read the mount table: {e}"))?)
 }
 
 fn unmount(root: &Path) -> Result<(), String> {
@@ -117,13 +124,19 @@ fn unmount(root: &Path) -> Result<(), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    Err(format!("{}: unmounted, but the daemon did not exit", root.display()))
+    Err(format!(
+        "{}: unmounted, but the daemon did not exit",
+        root.display()
+    ))
 }
 
 fn status(root: &Path, json: bool) -> Result<(), String> {
     let root = absolute(root)?;
     let v = control::call(&root, &control::ControlRequest::Status).map_err(|e| {
-        format!("{}: no prjfs daemon answers for this root ({e})", root.display())
+        format!(
+            "{}: no prjfs daemon answers for this root ({e})",
+            root.display()
+        )
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));

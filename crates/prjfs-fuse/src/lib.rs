@@ -26,9 +26,9 @@
 
 pub mod abi;
 pub mod encode;
-pub mod request;
 pub mod mount;
 pub mod reply;
+pub mod request;
 pub mod session;
 
 pub use reply::Reply;

@@ -187,7 +187,9 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
             if status.success() {
                 Ok(())
             } else {
-                Err(io::Error::other(format!("fusermount3 -u failed ({status})")))
+                Err(io::Error::other(format!(
+                    "fusermount3 -u failed ({status})"
+                )))
             }
         }
         Err(e) => Err(e.into()),
@@ -241,7 +243,9 @@ fn unescape_mountinfo(field: &[u8]) -> OsString {
         if field[i] == b'\\' && i + 4 <= field.len() {
             let oct = &field[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = (oct[0] - b'0') as u32 * 64 + (oct[1] - b'0') as u32 * 8 + (oct[2] - b'0') as u32;
+                let v = (oct[0] - b'0') as u32 * 64
+                    + (oct[1] - b'0') as u32 * 8
+                    + (oct[2] - b'0') as u32;
                 out.push(v as u8);
                 i += 4;
                 continue;
@@ -267,7 +271,10 @@ mod tests {
 
     #[test]
     fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo(b"/tmp/a\\040b"), OsString::from("/tmp/a b"));
+        assert_eq!(
+            unescape_mountinfo(b"/tmp/a\\040b"),
+            OsString::from("/tmp/a b")
+        );
         assert_eq!(unescape_mountinfo(b"/x\\134y"), OsString::from("/x\\y"));
         assert_eq!(unescape_mountinfo(b"plain"), OsString::from("plain"));
     }

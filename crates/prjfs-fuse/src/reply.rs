@@ -45,7 +45,9 @@ impl ChannelInner {
 
     /// Returns true for the last worker to exit.
     pub(crate) fn worker_exited(&self) -> bool {
-        self.workers.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+        self.workers
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
     }
 
     /// Write one message (header + body parts). Errors mean the request is gone
@@ -61,7 +63,8 @@ impl ChannelInner {
     }
 
     pub(crate) fn send(&self, unique: u64, error: i32, body: &[&[u8]]) {
-        let len: usize = std::mem::size_of::<FuseOutHeader>() + body.iter().map(|b| b.len()).sum::<usize>();
+        let len: usize =
+            std::mem::size_of::<FuseOutHeader>() + body.iter().map(|b| b.len()).sum::<usize>();
         let header = FuseOutHeader {
             len: len as u32,
             error: -error,
@@ -145,7 +148,9 @@ pub struct Reply {
 
 impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reply").field("unique", &self.unique).finish()
+        f.debug_struct("Reply")
+            .field("unique", &self.unique)
+            .finish()
     }
 }
 

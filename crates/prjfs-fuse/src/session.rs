@@ -311,5 +311,6 @@ fn worker_loop<F: Filesystem>(channel: &Arc<ChannelInner>, fs: &F, bufsize: usiz
 }
 
 fn peek_unique(buf: &[u8]) -> Option<u64> {
-    buf.get(8..16).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    buf.get(8..16)
+        .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
 }

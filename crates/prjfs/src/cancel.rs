@@ -19,7 +19,9 @@ pub struct CancelSlot(Arc<Mutex<State>>);
 
 impl std::fmt::Debug for CancelSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CancelSlot").field("fired", &self.is_fired()).finish()
+        f.debug_struct("CancelSlot")
+            .field("fired", &self.is_fired())
+            .finish()
     }
 }
 

@@ -88,7 +88,9 @@ impl Filesystem for FuseFs {
                     node,
                     name,
                     Box::new(move |r: Result<(u64, Item), i32>| match r {
-                        Ok((id, item)) => reply.value(&entry_out(id, 0, &file_attr(&item.attr), TTL, TTL)),
+                        Ok((id, item)) => {
+                            reply.value(&entry_out(id, 0, &file_attr(&item.attr), TTL, TTL))
+                        }
                         Err(e) => reply.error(e),
                     }),
                 );
@@ -109,7 +111,9 @@ impl Filesystem for FuseFs {
                 }),
                 Err(e) => reply.error(e),
             },
-            Operation::Read { fh, offset, size, .. } => {
+            Operation::Read {
+                fh, offset, size, ..
+            } => {
                 let ctx = Self::ctx(&req, &reply);
                 self.virt.read(
                     &ctx,

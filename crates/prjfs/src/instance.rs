@@ -95,9 +95,16 @@ impl VirtualizationInstance {
         if let Err(e) = std::fs::metadata(root) {
             if e.raw_os_error() == Some(libc::ENOTCONN) {
                 // A daemon died and left its mount: clean it up.
-                tracing::warn!("{}: removing a stale mount left by a dead daemon", root.display());
-                eprintln!("prjfs: {}: removing a stale mount left by a dead daemon", root.display());
-                prjfs_fuse::mount::unmount(root, true).map_err(|e| bad(format!("cannot remove stale mount: {e}")))?;
+                tracing::warn!(
+                    "{}: removing a stale mount left by a dead daemon",
+                    root.display()
+                );
+                eprintln!(
+                    "prjfs: {}: removing a stale mount left by a dead daemon",
+                    root.display()
+                );
+                prjfs_fuse::mount::unmount(root, true)
+                    .map_err(|e| bad(format!("cannot remove stale mount: {e}")))?;
             }
         }
         let meta = std::fs::metadata(root).map_err(|e| bad(e.to_string()))?;
@@ -133,22 +140,24 @@ impl VirtualizationInstance {
                 ..Default::default()
             },
         );
-        let mount = Mount::new(&root, &MountOptions::default()).map_err(|source| StartError::Mount {
-            path: root.clone(),
-            source,
-        })?;
+        let mount =
+            Mount::new(&root, &MountOptions::default()).map_err(|source| StartError::Mount {
+                path: root.clone(),
+                source,
+            })?;
         let (fd, mountpoint) = mount.into_parts();
         let config = SessionConfig {
             threads: pool,
             ..Default::default()
         };
-        let session = match Session::start(fd, mountpoint, config, Arc::new(FuseFs::new(virt.clone()))) {
-            Ok(s) => s,
-            Err(source) => {
-                let _ = prjfs_fuse::mount::unmount(&root, true);
-                return Err(StartError::Mount { path: root, source });
-            }
-        };
+        let session =
+            match Session::start(fd, mountpoint, config, Arc::new(FuseFs::new(virt.clone()))) {
+                Ok(s) => s,
+                Err(source) => {
+                    let _ = prjfs_fuse::mount::unmount(&root, true);
+                    return Err(StartError::Mount { path: root, source });
+                }
+            };
         Ok(Self {
             virt,
             session: std::sync::Mutex::new(Some(session)),

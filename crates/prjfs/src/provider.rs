@@ -171,8 +171,7 @@ pub enum NotificationKind {
 /// The provider's callbacks. See the module documentation for the contract.
 pub trait Provider: Send + Sync + 'static {
     /// A client starts listing a directory.
-    fn start_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId)
-        -> CallbackResult;
+    fn start_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult;
 
     /// Fill `buffer` with the next entries of session `id`, in collation order,
     /// filtered by the search expression (spec §5).
@@ -265,8 +264,12 @@ pub trait InstanceApi: Send + Sync + 'static {
     ) -> Result<(), InstanceError>;
 
     /// Write content for a hydration in progress (spec §8 WriteFileData).
-    fn write_file_data(&self, stream_id: u64, offset: u64, data: &[u8])
-        -> Result<(), InstanceError>;
+    fn write_file_data(
+        &self,
+        stream_id: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), InstanceError>;
 
     /// Finish a pended command (spec §2 CompleteCommand).
     fn complete_command(
@@ -333,5 +336,7 @@ impl InstanceHandle {
 
 /// Convenience for providers: the last component of `cb.path` as an owned name.
 pub fn file_name_of(path: &Path) -> OsString {
-    path.file_name().map(OsStr::to_os_string).unwrap_or_default()
+    path.file_name()
+        .map(OsStr::to_os_string)
+        .unwrap_or_default()
 }

@@ -262,7 +262,12 @@ impl Inner {
             })
             .collect();
         local.sort_by(|a, b| compare_with(&a.0, &b.0, collation));
-        let dir_ino = self.layer.lookup(path).ok().flatten().map_or(1, |i| i.attr.ino);
+        let dir_ino = self
+            .layer
+            .lookup(path)
+            .ok()
+            .flatten()
+            .map_or(1, |i| i.attr.ino);
         let mut items = vec![
             DirItem {
                 name: ".".into(),

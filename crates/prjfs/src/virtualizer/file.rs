@@ -75,7 +75,10 @@ impl Inner {
                     return done(Err(e));
                 }
             }
-            return done(self.open_local(&handle, &path).and_then(|f| read_at(&f, offset, size)));
+            return done(
+                self.open_local(&handle, &path)
+                    .and_then(|f| read_at(&f, offset, size)),
+            );
         }
         if let Err(e) = self.may_call_provider(ctx) {
             tracing::warn!(
@@ -108,7 +111,11 @@ impl Inner {
             Some(&ctx.cancel),
             move |p, cb| p.get_file_data(cb, 0, length),
             move |outcome| {
-                let hydration = inner.streams.lock().expect("streams lock").remove(&stream_id);
+                let hydration = inner
+                    .streams
+                    .lock()
+                    .expect("streams lock")
+                    .remove(&stream_id);
                 let result = match outcome {
                     CommandOutcome::Finished(Ok(()), _) => {
                         inner.finish_hydration(hydration, &path, length)
@@ -121,9 +128,11 @@ impl Inner {
                     }
                     CommandOutcome::Cancelled => Err(libc::EINTR),
                 };
-                done(result
-                    .and_then(|()| inner.open_local(&handle, &path))
-                    .and_then(|f| read_at(&f, offset, size)));
+                done(
+                    result
+                        .and_then(|()| inner.open_local(&handle, &path))
+                        .and_then(|f| read_at(&f, offset, size)),
+                );
             },
         );
     }

@@ -207,7 +207,13 @@ impl Virtualizer {
 
     /// Look `name` up under `parent`: from disk, or through GetPlaceholderInfo.
     /// Answers the node id and its item (one lookup counted).
-    pub fn lookup(&self, ctx: &RequestCtx, parent: u64, name: &OsStr, done: Responder<(u64, Item)>) {
+    pub fn lookup(
+        &self,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        done: Responder<(u64, Item)>,
+    ) {
         self.inner.lookup(ctx, parent, name, done)
     }
 
@@ -217,7 +223,14 @@ impl Virtualizer {
     }
 
     /// Read from an open file; hydrates a placeholder first (GetFileData).
-    pub fn read(&self, ctx: &RequestCtx, fh: u64, offset: u64, size: u32, done: Responder<Vec<u8>>) {
+    pub fn read(
+        &self,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        done: Responder<Vec<u8>>,
+    ) {
         self.inner.read(ctx, fh, offset, size, done)
     }
 
@@ -314,7 +327,11 @@ impl Inner {
             data_stream_id: 0,
             version: None,
             triggering_pid: ctx.pid,
-            triggering_process_name: if ctx.pid != 0 { process_name(ctx.pid) } else { None },
+            triggering_process_name: if ctx.pid != 0 {
+                process_name(ctx.pid)
+            } else {
+                None
+            },
             flags: CallbackFlags::default(),
             instance: self.handle.clone(),
         }
@@ -346,7 +363,8 @@ impl Inner {
             let Some((kind, data)) = inner.commands.start(id) else {
                 return; // cancelled while queued: the provider never hears of it
             };
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| call(&*inner.provider, &data)));
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| call(&*inner.provider, &data)));
             match result {
                 Ok(Ok(Outcome::Pending)) => inner.commands.mark_pending(id),
                 Ok(Ok(Outcome::Done)) => {
@@ -366,9 +384,11 @@ impl Inner {
                         kind.name(),
                         data.path
                     );
-                    inner
-                        .commands
-                        .finish(id, Err(ProviderError::Other(format!("provider panicked: {msg}"))), None);
+                    inner.commands.finish(
+                        id,
+                        Err(ProviderError::Other(format!("provider panicked: {msg}"))),
+                        None,
+                    );
                 }
             }
         });
@@ -481,15 +501,22 @@ impl Inner {
 /// virtual children).
 fn is_projected_dir(item: &Item, node: u64) -> bool {
     node == ROOT_ID
-        || (item.state.contains(OnDiskState::PLACEHOLDER) && !item.state.contains(OnDiskState::FULL))
+        || (item.state.contains(OnDiskState::PLACEHOLDER)
+            && !item.state.contains(OnDiskState::FULL))
 }
 
 impl InstanceApi for Api {
-    fn write_placeholder_info(&self, path: &Path, info: &PlaceholderInfo) -> Result<(), InstanceError> {
+    fn write_placeholder_info(
+        &self,
+        path: &Path,
+        info: &PlaceholderInfo,
+    ) -> Result<(), InstanceError> {
         let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
         check_rel_path(path).map_err(InstanceError::InvalidName)?;
         if path.as_os_str().is_empty() {
-            return Err(InstanceError::InvalidName("the root has no placeholder".into()));
+            return Err(InstanceError::InvalidName(
+                "the root has no placeholder".into(),
+            ));
         }
         if info.basic.kind == FileKind::Symlink && info.symlink_target.is_none() {
             return Err(InstanceError::InvalidRequest(format!(
@@ -500,7 +527,9 @@ impl InstanceApi for Api {
         if info.version.provider_id.len() > crate::types::VERSION_ID_MAX
             || info.version.content_id.len() > crate::types::VERSION_ID_MAX
         {
-            return Err(InstanceError::InvalidRequest("version ids are limited to 128 bytes".into()));
+            return Err(InstanceError::InvalidRequest(
+                "version ids are limited to 128 bytes".into(),
+            ));
         }
         inner
             .layer
@@ -509,7 +538,12 @@ impl InstanceApi for Api {
             .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
     }
 
-    fn write_file_data(&self, stream_id: u64, offset: u64, data: &[u8]) -> Result<(), InstanceError> {
+    fn write_file_data(
+        &self,
+        stream_id: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), InstanceError> {
         let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
         let stream = inner
             .streams

@@ -67,7 +67,11 @@ impl NodeTable {
         let mut inner = self.inner.lock().expect("node lock");
         let key = (parent, name.to_os_string());
         if let Some(&id) = inner.index.get(&key) {
-            inner.nodes.get_mut(&id).expect("indexed node exists").lookups += 1;
+            inner
+                .nodes
+                .get_mut(&id)
+                .expect("indexed node exists")
+                .lookups += 1;
             return id;
         }
         let id = inner.next;
