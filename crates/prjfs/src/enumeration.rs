@@ -34,6 +34,9 @@ struct BufferState {
     capacity: usize,
     used: usize,
     entries: Vec<DirEntry>,
+    /// The first name `add` refused, kept so the library can report a provider
+    /// that produced an invalid name even when it ignored the error.
+    rejected: Option<String>,
 }
 
 /// Cloneable handle (`Arc<Mutex<..>>`) to one enumeration buffer; clones share the
@@ -67,6 +70,7 @@ impl DirEntryBuffer {
                 capacity: capacity_bytes,
                 used: 0,
                 entries: Vec::new(),
+                rejected: None,
             })),
         }
     }
@@ -85,7 +89,10 @@ impl DirEntryBuffer {
     /// ([`AddEntryError::InvalidName`]), then the capacity ([`AddEntryError::Full`]);
     /// on error nothing is added.
     pub fn add(&self, entry: DirEntry) -> Result<(), AddEntryError> {
-        validate_name(&entry.name).map_err(AddEntryError::InvalidName)?;
+        if let Err(msg) = validate_name(&entry.name) {
+            self.lock().rejected.get_or_insert_with(|| msg.clone());
+            return Err(AddEntryError::InvalidName(msg));
+        }
         let size = Self::entry_size(&entry);
         let mut state = self.lock();
         if size > state.capacity - state.used {
@@ -122,6 +129,11 @@ impl DirEntryBuffer {
         let mut state = self.lock();
         state.used = 0;
         std::mem::take(&mut state.entries)
+    }
+
+    /// The first invalid name `add` refused since the last call, if any.
+    pub fn take_rejected(&self) -> Option<String> {
+        self.lock().rejected.take()
     }
 
     /// Whether `self` and `other` are handles to the same buffer.

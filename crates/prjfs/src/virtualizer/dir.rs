@@ -210,6 +210,13 @@ impl Inner {
                                 return done(Err(libc::EIO));
                             }
                         }
+                        if let Some(msg) = buffer.take_rejected() {
+                            tracing::error!(
+                                "{}: provider returned an invalid directory entry name: {msg}",
+                                path.display()
+                            );
+                            return done(Err(libc::EIO));
+                        }
                         let entries = buffer.take_entries();
                         if entries.is_empty() {
                             return done(Ok(acc));
@@ -233,7 +240,7 @@ impl Inner {
                         inner.fetch_projected(ctx, dir, id, restart, capacity * 2, acc, done);
                     }
                     CommandOutcome::Finished(Err(e), _) => {
-                        tracing::warn!("get_directory_enumeration {}: {e}", path.display());
+                        tracing::error!("get_directory_enumeration {}: {e}", path.display());
                         done(Err(e.errno()))
                     }
                     CommandOutcome::Cancelled => done(Err(libc::EINTR)),
