@@ -101,7 +101,7 @@ fn prjfs_fuse_mounts() -> Result<Vec<PathBuf>, String> {
     Ok(prjfs::instance_mounts().map_err(|e| format!("cannot read the mount table: {e}"))?)
 }
 
-fn unmount(root: &Path) -> Result<(), String> {
+pub(crate) fn unmount(root: &Path) -> Result<(), String> {
     let root = absolute(root)?;
     if !prjfs_fuse_mounts()?.contains(&root) {
         return Err(format!("{}: not a mounted prjfs root", root.display()));
