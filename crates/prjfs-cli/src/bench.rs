@@ -57,7 +57,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let rows = result?;
     print_table(&rows);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows_json(&rows)).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows_json(&rows)).expect("json")
+        );
     }
     Ok(())
 }
@@ -72,14 +75,20 @@ struct Row {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("{:<28} {:<22} {:>10} {:>24}", "workload", "variant", "time (s)", "ratio");
+    println!(
+        "{:<28} {:<22} {:>10} {:>24}",
+        "workload", "variant", "time (s)", "ratio"
+    );
     for r in rows {
         let ratio = r
             .ratio
             .as_ref()
             .map(|(what, x)| format!("{x:.2} ({what})"))
             .unwrap_or_default();
-        println!("{:<28} {:<22} {:>10.3} {:>24}", r.workload, r.variant, r.seconds, ratio);
+        println!(
+            "{:<28} {:<22} {:>10.3} {:>24}",
+            r.workload, r.variant, r.seconds, ratio
+        );
     }
 }
 
@@ -108,7 +117,11 @@ impl Drop for TempDir {
 }
 
 fn tempdir_in(base: &Path) -> Result<TempDir, String> {
-    let p = base.join(format!("prjfs-bench-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let p = base.join(format!(
+        "prjfs-bench-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     Ok(TempDir(p))
 }
@@ -130,7 +143,10 @@ impl BenchMount {
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("mount failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(Self {
             root: root.to_path_buf(),

@@ -98,7 +98,7 @@ fn find_root(path: &Path) -> Result<(PathBuf, PathBuf), String> {
 }
 
 fn prjfs_fuse_mounts() -> Result<Vec<PathBuf>, String> {
-    Ok(prjfs::instance_mounts().map_err(|e| format!("cannot read the mount table: {e}"))?)
+    prjfs::instance_mounts().map_err(|e| format!("cannot read the mount table: {e}"))
 }
 
 pub(crate) fn unmount(root: &Path) -> Result<(), String> {

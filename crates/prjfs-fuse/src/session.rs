@@ -39,12 +39,12 @@ impl Default for SessionConfig {
             threads: 4,
             max_write: 1 << 20,
             max_readahead: 1 << 20,
-            wanted_flags: abi::FUSE_PARALLEL_DIROPS as u64
-                | abi::FUSE_MAX_PAGES as u64
-                | abi::FUSE_BIG_WRITES as u64
-                | abi::FUSE_CACHE_SYMLINKS as u64
-                | abi::FUSE_ATOMIC_O_TRUNC as u64
-                | abi::FUSE_INIT_EXT as u64,
+            wanted_flags: abi::FUSE_PARALLEL_DIROPS
+                | abi::FUSE_MAX_PAGES
+                | abi::FUSE_BIG_WRITES
+                | abi::FUSE_CACHE_SYMLINKS
+                | abi::FUSE_ATOMIC_O_TRUNC
+                | abi::FUSE_INIT_EXT,
             max_background: 64,
         }
     }
@@ -222,11 +222,11 @@ fn negotiate(channel: &Arc<ChannelInner>, config: &SessionConfig) -> io::Result<
         }
         let effective_minor = minor.min(PROTO_MINOR);
         let mut granted = flags & config.wanted_flags;
-        if flags & abi::FUSE_INIT_EXT as u64 == 0 {
+        if flags & abi::FUSE_INIT_EXT == 0 {
             granted &= 0xffff_ffff;
         }
         let max_pages = (config.max_write as usize).div_ceil(4096).min(256) as u16;
-        let max_write = if granted & abi::FUSE_MAX_PAGES as u64 != 0 {
+        let max_write = if granted & abi::FUSE_MAX_PAGES != 0 {
             config.max_write
         } else {
             config.max_write.min(128 * 1024)

@@ -2,7 +2,7 @@
 //! merged with what is on disk.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -250,7 +250,7 @@ impl Inner {
     }
 
     /// Merge on-disk items with projected ones, in collation order.
-    fn merge(&self, path: &PathBuf, projected: Vec<DirEntry>) -> Result<Vec<DirItem>, Errno> {
+    fn merge(&self, path: &Path, projected: Vec<DirEntry>) -> Result<Vec<DirItem>, Errno> {
         let collation = self.options.collation;
         let mut local: Vec<(OsString, LocalItem<crate::layer::Item>)> = self
             .layer
@@ -319,7 +319,7 @@ fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64) -> Vec<DirItem
 }
 
 /// A stable, non-zero inode number for a virtual item (it has no inode yet).
-fn synthetic_ino(dir: &PathBuf, name: &OsString) -> u64 {
+fn synthetic_ino(dir: &Path, name: &OsString) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut h);

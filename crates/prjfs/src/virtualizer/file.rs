@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{Errno, Inner, RequestCtx, Responder};
@@ -140,7 +140,7 @@ impl Inner {
     fn finish_hydration(
         &self,
         hydration: Option<Arc<crate::layer::Hydration>>,
-        path: &PathBuf,
+        path: &Path,
         length: u64,
     ) -> Result<(), Errno> {
         let Some(h) = hydration else {
@@ -177,12 +177,12 @@ impl Inner {
         }
     }
 
-    fn hydrate_empty(&self, path: &PathBuf) -> Result<(), Errno> {
+    fn hydrate_empty(&self, path: &Path) -> Result<(), Errno> {
         let h = self.layer.begin_hydration(path).map_err(|e| e.errno())?;
         self.finish_hydration(Some(Arc::new(h)), path, 0)
     }
 
-    fn open_local(&self, handle: &FileHandle, path: &PathBuf) -> Result<Arc<File>, Errno> {
+    fn open_local(&self, handle: &FileHandle, path: &Path) -> Result<Arc<File>, Errno> {
         let mut slot = handle.data.lock().expect("handle lock");
         if let Some(f) = slot.as_ref() {
             return Ok(f.clone());
