@@ -300,7 +300,18 @@ fn worker_loop<F: Filesystem>(channel: &Arc<ChannelInner>, fs: &F, bufsize: usiz
             }
             op => {
                 let reply = Reply::new(channel.clone(), header.unique);
-                fs.dispatch(Request { header, op }, reply);
+                let opcode = header.opcode;
+                // A panic in the file system must not take a worker thread down:
+                // the reply, dropped while unwinding, answers EIO.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    fs.dispatch(Request { header, op }, reply)
+                }));
+                if r.is_err() {
+                    tracing::error!(
+                        "panic while handling {} (opcode {opcode}); answered EIO",
+                        abi::opcode_name(opcode).unwrap_or("an unknown request")
+                    );
+                }
             }
         }
     }

@@ -110,6 +110,14 @@ pub struct CommandStats {
     pub by_kind: Vec<(CallbackKind, u64)>,
 }
 
+/// Run a continuation; a panic in it is logged, never passed on to the thread
+/// that ended the command (which may be the provider's own).
+fn run_continuation(continuation: Continuation, outcome: CommandOutcome) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| continuation(outcome))).is_err() {
+        tracing::error!("a command continuation panicked; its client got EIO");
+    }
+}
+
 /// The table of live commands.
 pub struct CommandTable {
     next_id: AtomicU64,
@@ -192,7 +200,10 @@ impl CommandTable {
         } else {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
-        (entry.continuation)(CommandOutcome::Finished(result, extended));
+        run_continuation(
+            entry.continuation,
+            CommandOutcome::Finished(result, extended),
+        );
         Completion::Completed
     }
 
@@ -203,7 +214,7 @@ impl CommandTable {
         let entry = self.lock().remove(&id)?;
         self.cancelled.fetch_add(1, Ordering::Relaxed);
         let invoked = !matches!(entry.phase, Phase::Queued);
-        (entry.continuation)(CommandOutcome::Cancelled);
+        run_continuation(entry.continuation, CommandOutcome::Cancelled);
         invoked.then_some(entry.data)
     }
 
