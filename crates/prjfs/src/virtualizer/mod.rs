@@ -196,13 +196,13 @@ impl Virtualizer {
     /// The on-disk state of a node.
     pub fn state(&self, node: u64) -> Result<OnDiskState, Errno> {
         let path = self.inner.path(node)?;
-        self.inner.layer.state(&path).map_err(|e| e.errno())
+        self.inner.state(&path)
     }
 
     /// The on-disk state of a path relative to the root, without any callback.
     pub fn state_of_path(&self, rel: &Path) -> Result<OnDiskState, Errno> {
         check_rel_path(rel).map_err(|_| libc::EINVAL)?;
-        self.inner.layer.state(rel).map_err(|e| e.errno())
+        self.inner.state(rel)
     }
 
     /// Look `name` up under `parent`: from disk, or through GetPlaceholderInfo.
@@ -291,6 +291,15 @@ fn process_name(pid: u32) -> Option<String> {
 impl Inner {
     pub(crate) fn path(&self, node: u64) -> Result<PathBuf, Errno> {
         self.nodes.path(node).ok_or(libc::ESTALE)
+    }
+
+    /// The on-disk state; the root is the virtualization root, a placeholder
+    /// directory by definition (ProjFS MarkDirectoryAsPlaceholder).
+    fn state(&self, path: &Path) -> Result<OnDiskState, Errno> {
+        if path.as_os_str().is_empty() {
+            return Ok(OnDiskState::PLACEHOLDER);
+        }
+        self.layer.state(path).map_err(|e| e.errno())
     }
 
     pub(crate) fn item(&self, path: &Path) -> Result<Item, Errno> {
