@@ -1,0 +1,297 @@
+//! Scratch space, mounts, trees and the small helpers every workload shares.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Set by SIGINT/SIGTERM; the workloads poll it so that an interrupted run still
+/// unmounts and removes its trees (the guards run as the error unwinds the stack).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn catch_interrupts() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Err once the run was interrupted.
+pub fn check() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+pub fn progress(msg: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "# {msg}");
+}
+
+pub fn io_err(p: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+/// A temp directory removed on drop (unless something is still mounted inside it:
+/// removing through a live mount would reach the provider's source).
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let mounted = prjfs::instance_mounts()
+            .map(|ms| ms.iter().any(|m| m.starts_with(&self.0)))
+            .unwrap_or(true);
+        if mounted {
+            eprintln!(
+                "prjfs bench: {} still has a mount inside; left in place",
+                self.0.display()
+            );
+            return;
+        }
+        remove_tree(&self.0);
+    }
+}
+
+/// Removes a tree with many threads: on a file system mounted with `discard`,
+/// freeing a placeholder's xattr block waits for the device, so a serial
+/// `remove_dir_all` of a few hundred thousand placeholders takes minutes.
+fn remove_tree(top: &Path) {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut files = Vec::new();
+    let mut i = 0;
+    while i < dirs.len() {
+        if let Ok(rd) = std::fs::read_dir(&dirs[i]) {
+            for e in rd.flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(e.path()),
+                    _ => files.push(e.path()),
+                }
+            }
+        }
+        i += 1;
+    }
+    let threads = 16;
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for part in files.chunks(chunk) {
+            s.spawn(move || {
+                for f in part {
+                    let _ = std::fs::remove_file(f);
+                }
+            });
+        }
+    });
+    // Parents were pushed before their children: remove in reverse order.
+    for d in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    let _ = std::fs::remove_dir_all(top);
+}
+
+pub fn tempdir_in(base: &Path) -> Result<TempDir, String> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let p = base.join(format!("prjfs-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+    let p = p.canonicalize().map_err(io_err(&p))?;
+    Ok(TempDir(p))
+}
+
+/// A mount made by running `prjfs mount`; unmounted on drop, even on error.
+pub struct BenchMount {
+    pub root: PathBuf,
+}
+
+impl BenchMount {
+    pub fn new(args: &[String], source: &Path, root: &Path) -> Result<Self, String> {
+        check()?;
+        std::fs::create_dir_all(root).map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let out = Command::new(exe)
+            .arg("mount")
+            .args(args)
+            .arg(source)
+            .arg(root)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for BenchMount {
+    fn drop(&mut self) {
+        if crate::unmount(&self.root).is_err() {
+            let _ = rustix::mount::unmount(&self.root, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// The bytes of the `i`th generated file.
+pub fn content(i: usize, size: usize) -> Vec<u8> {
+    (0..size).map(|j| ((i * 131 + j) % 251) as u8).collect()
+}
+
+/// A generated tree: `top` directories of `sub` directories of `files` files of
+/// `size` bytes each. `files()` are relative paths, `dirs()` too.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    pub top: usize,
+    pub sub: usize,
+    pub files: usize,
+    pub size: usize,
+}
+
+impl Tree {
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::with_capacity(self.top * (self.sub + 1));
+        for t in 0..self.top {
+            let td = PathBuf::from(format!("d{t:02}"));
+            out.push(td.clone());
+            for s in 0..self.sub {
+                out.push(td.join(format!("s{s:02}")));
+            }
+        }
+        out
+    }
+
+    /// Leaf files, directory by directory (the order a walk would visit them).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::with_capacity(self.file_count());
+        for t in 0..self.top {
+            for s in 0..self.sub {
+                let leaf = PathBuf::from(format!("d{t:02}/s{s:02}"));
+                for f in 0..self.files {
+                    out.push(leaf.join(format!("f{f:04}")));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.top * self.sub * self.files
+    }
+
+    /// Every path below the root: directories first, then their files.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut all = self.dirs();
+        all.extend(self.files());
+        all
+    }
+
+    pub fn create(&self, at: &Path) -> Result<(), String> {
+        for d in self.dirs() {
+            let p = at.join(d);
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        for (i, f) in self.files().iter().enumerate() {
+            if i % 1000 == 0 {
+                check()?;
+            }
+            let p = at.join(f);
+            if self.size == 0 {
+                std::fs::File::create(&p).map_err(io_err(&p))?;
+            } else {
+                std::fs::write(&p, content(i, self.size)).map_err(io_err(&p))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One directory with `n` empty files.
+pub fn create_flat(dir: &Path, n: usize) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let names: Vec<String> = (0..n).map(|i| format!("entry{i:06}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        if i % 1000 == 0 {
+            check()?;
+        }
+        let p = dir.join(name);
+        std::fs::File::create(&p).map_err(io_err(&p))?;
+    }
+    Ok(names)
+}
+
+/// A file of `size` bytes (a repeating non-trivial pattern), written in 1 MiB
+/// chunks.
+pub fn create_big(path: &Path, size: u64) -> Result<(), String> {
+    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
+    let chunk = content(7, 1 << 20);
+    let mut left = size;
+    while left > 0 {
+        check()?;
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).map_err(io_err(path))?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(io_err(path))?;
+    Ok(())
+}
+
+/// splitmix64: deterministic offsets, the same on both sides of a comparison.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Runs `f` `reps` times; returns every time and the best.
+pub fn best_of(
+    reps: usize,
+    label: &str,
+    mut f: impl FnMut() -> Result<Duration, String>,
+) -> Result<Vec<Duration>, String> {
+    let mut times = Vec::with_capacity(reps);
+    for r in 0..reps {
+        check()?;
+        let d = f()?;
+        progress(&format!(
+            "{label}: run {}/{reps}: {:.3} s",
+            r + 1,
+            d.as_secs_f64()
+        ));
+        times.push(d);
+    }
+    Ok(times)
+}
+
+pub fn timed<T>(f: impl FnOnce() -> Result<T, String>) -> Result<(T, Duration), String> {
+    let start = Instant::now();
+    let v = f()?;
+    Ok((v, start.elapsed()))
+}

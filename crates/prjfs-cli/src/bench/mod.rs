@@ -1,0 +1,190 @@
+//! `prjfs bench`: workloads run through a prjfs mount and on the underlying file
+//! system in the same run, printed as one table with prjfs/native ratios (and as
+//! JSON). See `bench/README.md` at the repository root.
+
+mod async_load;
+mod fixture;
+mod machine;
+mod report;
+mod workloads;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+
+use async_load::AsyncParams;
+use report::Section;
+use workloads::{Sizes, Suite};
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// The workload to run (default: all).
+    #[command(subcommand)]
+    workload: Option<Workload>,
+    /// Print the results as JSON on stdout (the table then goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Where to create the scratch trees (default: the system temp dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Smaller trees and one run per workload (a smoke test, not a measurement).
+    #[arg(long, global = true)]
+    quick: bool,
+}
+
+#[derive(Subcommand, Clone, Debug, PartialEq)]
+enum Workload {
+    /// Every workload below, in order, in one table.
+    All,
+    /// Read every file of a 10k-file tree through a fresh mount (lookups + hydration).
+    Cold,
+    /// stat every path of a 50k-path tree that is already placeholders.
+    Stat,
+    /// Sequential read of a hydrated 1 GiB file.
+    Seq,
+    /// 4 KiB random reads of a hydrated 1 GiB file.
+    Rand,
+    /// open+read+close of 10k small hydrated files.
+    Small,
+    /// List a directory of 100k entries: virtual, then on disk.
+    List,
+    /// Many clients read different files through a slow (latency) provider, in the
+    /// default pended (async) mode and with --sync; the ideal is the latency bound.
+    Async {
+        /// Concurrent clients, one file each.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Provider latency per callback, in ms.
+        #[arg(long, default_value_t = 50)]
+        latency: u64,
+        /// Callback slots (ConcurrentThreadCount).
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Size of each file, in bytes.
+        #[arg(long, default_value_t = 64 * 1024)]
+        size: usize,
+    },
+}
+
+const DEFAULT_ASYNC: AsyncParams = AsyncParams {
+    clients: 64,
+    latency: 50,
+    threads: 2,
+    size: 64 * 1024,
+};
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    fixture::catch_interrupts();
+    let base = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir(),
+    };
+    let scratch = fixture::tempdir_in(&base)?;
+    let machine = machine::Machine::describe(&scratch.0);
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    let workload = args.workload.clone().unwrap_or(Workload::All);
+    let start = Instant::now();
+    let mut suite = Suite::new(sizes.clone(), scratch);
+    let mut sections: Vec<Section> = Vec::new();
+    // A failing workload is reported and the others still run; an interrupt
+    // stops everything.
+    let mut failures: Vec<(String, String)> = Vec::new();
+    let mut record = |name: &str, r: Result<Section, String>| -> Result<(), String> {
+        fixture::check()?;
+        match r {
+            Ok(s) => sections.push(s),
+            Err(e) => {
+                fixture::progress(&format!("{name}: FAILED: {e}"));
+                failures.push((name.to_string(), e));
+            }
+        }
+        Ok(())
+    };
+    let all = workload == Workload::All;
+    let want = |w: Workload| all || workload == w;
+    if want(Workload::Cold) {
+        record("cold", suite.cold())?;
+    }
+    if want(Workload::Stat) {
+        record("stat", suite.stat())?;
+    }
+    if want(Workload::Seq) {
+        record("seq", suite.seq())?;
+    }
+    if want(Workload::Rand) {
+        record("rand", suite.rand())?;
+    }
+    if want(Workload::Small) {
+        record("small", suite.small())?;
+    }
+    if want(Workload::List) {
+        record("list", suite.list())?;
+    }
+    let params = match &workload {
+        Workload::Async {
+            clients,
+            latency,
+            threads,
+            size,
+        } => Some(AsyncParams {
+            clients: *clients,
+            latency: *latency,
+            threads: *threads,
+            size: *size,
+        }),
+        Workload::All => Some(DEFAULT_ASYNC),
+        _ => None,
+    };
+    if let Some(p) = params {
+        record("async", async_load::bench_async(suite.dir(), &p))?;
+    }
+    let measured = start.elapsed();
+    fixture::progress("removing the scratch trees");
+    drop(suite);
+    let total = start.elapsed();
+
+    let command: Vec<String> = std::env::args().collect();
+    let header = format!(
+        "prjfs {} bench: {}\n{}runs:   {} per warm workload{}; measured in {:.0} s, {:.0} s with cleanup\n",
+        env!("CARGO_PKG_VERSION"),
+        command.join(" "),
+        machine.text(),
+        sizes.reps,
+        if args.quick { " (--quick)" } else { "" },
+        measured.as_secs_f64(),
+        total.as_secs_f64()
+    );
+    let mut text = format!("{header}\n{}", report::table(&sections));
+    for (w, e) in &failures {
+        text += &format!("{w:<7} FAILED: {e}\n");
+    }
+    if args.json {
+        eprint!("{text}");
+        let v = serde_json::json!({
+            "prjfs_version": env!("CARGO_PKG_VERSION"),
+            "command": command,
+            "quick": args.quick,
+            "reps": sizes.reps,
+            "seconds_total": total.as_secs_f64(),
+            "machine": machine.json(),
+            "rows": report::json(&sections),
+            "failures": failures
+                .iter()
+                .map(|(w, e)| serde_json::json!({"workload": w, "error": e}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        print!("{text}");
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} workload(s) failed", failures.len()))
+    }
+}
