@@ -49,6 +49,40 @@ pub enum LayerError {
         /// The missing item.
         path: PathBuf,
     },
+    /// Something other than a tombstone is already at the name (`EEXIST`).
+    #[error("{path:?} already exists")]
+    Exists {
+        /// The name.
+        path: PathBuf,
+    },
+    /// The directory still holds items other than tombstones (`ENOTEMPTY`).
+    #[error("directory {path:?} is not empty")]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The operation is not allowed, e.g. changing the layer's own xattrs
+    /// (`EPERM`).
+    #[error("{path:?}: {reason}")]
+    Denied {
+        /// The item.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A directory was needed (`ENOTDIR`): a parent on the path, or the
+    /// destination of a directory's rename, is something else.
+    #[error("{path:?} is not a directory")]
+    NotADirectory {
+        /// The item that is not a directory.
+        path: PathBuf,
+    },
+    /// A non-directory was needed (`EISDIR`).
+    #[error("{path:?} is a directory")]
+    IsADirectory {
+        /// The directory.
+        path: PathBuf,
+    },
     /// An argument is out of range (e.g. a version id longer than 128 bytes).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -74,6 +108,11 @@ impl LayerError {
             LayerError::IncompleteData { .. } => libc::EIO,
             LayerError::InvalidState { .. } => libc::EINVAL,
             LayerError::NotFound { .. } => libc::ENOENT,
+            LayerError::Exists { .. } => libc::EEXIST,
+            LayerError::NotEmpty { .. } => libc::ENOTEMPTY,
+            LayerError::Denied { .. } => libc::EPERM,
+            LayerError::NotADirectory { .. } => libc::ENOTDIR,
+            LayerError::IsADirectory { .. } => libc::EISDIR,
             LayerError::InvalidArgument(_) => libc::EINVAL,
             LayerError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         }
@@ -87,7 +126,66 @@ impl LayerError {
             source: e.into(),
         }
     }
+
+    /// Whether this is the system error `errno`.
+    pub(crate) fn is_errno(&self, errno: i32) -> bool {
+        matches!(self, LayerError::Io { source, .. } if source.raw_os_error() == Some(errno))
+    }
 }
 
 /// Result of layer operations.
 pub type Result<T> = std::result::Result<T, LayerError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_table() {
+        let p = || PathBuf::from("x");
+        let cases = [
+            (LayerError::Exists { path: p() }, libc::EEXIST),
+            (LayerError::NotEmpty { path: p() }, libc::ENOTEMPTY),
+            (
+                LayerError::Denied {
+                    path: p(),
+                    reason: "no".into(),
+                },
+                libc::EPERM,
+            ),
+            (LayerError::NotFound { path: p() }, libc::ENOENT),
+            (LayerError::NotADirectory { path: p() }, libc::ENOTDIR),
+            (LayerError::IsADirectory { path: p() }, libc::EISDIR),
+            (
+                LayerError::InvalidState {
+                    path: p(),
+                    reason: "misuse".into(),
+                },
+                libc::EINVAL,
+            ),
+            (LayerError::InvalidArgument("bad".into()), libc::EINVAL),
+            (
+                LayerError::CorruptMeta {
+                    path: p(),
+                    reason: "crc".into(),
+                },
+                libc::EIO,
+            ),
+            (
+                LayerError::io("renameat", "x", rustix::io::Errno::XDEV),
+                libc::EXDEV,
+            ),
+            (
+                LayerError::Io {
+                    op: "read",
+                    path: p(),
+                    source: std::io::Error::other("no errno"),
+                },
+                libc::EIO,
+            ),
+        ];
+        for (e, errno) in cases {
+            assert_eq!(e.errno(), errno, "{e}");
+        }
+    }
+}

@@ -32,6 +32,9 @@ pub struct Hydration {
     ranges: Mutex<Vec<(u64, u64)>>,
     /// Set once the temp file has been renamed into place.
     placed: bool,
+    /// `(st_dev, st_ino)` of the placeholder: the content belongs to that item,
+    /// wherever it has been renamed to by the time the hydration finishes.
+    item: (u64, u64),
 }
 
 impl Hydration {
@@ -112,6 +115,11 @@ fn insert_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
     ranges.splice(i..j, [(s, e)]);
 }
 
+#[allow(clippy::unnecessary_cast)]
+fn dev_ino(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
 /// Whether `rec` describes a placeholder file whose content is not on disk yet.
 fn needs_hydration(st_mode: u32, rec: &Option<Record>) -> bool {
     let Some(rec) = rec else { return false };
@@ -154,12 +162,16 @@ impl Layer {
             tmp: Arc::clone(&self.tmp),
             ranges: Mutex::new(Vec::new()),
             placed: false,
+            item: dev_ino(&st),
         })
     }
 
     /// Finish a hydration: check that `[0, size)` was written, give the temp file the
-    /// placeholder's mode, owner, times and record (state + HydratedPlaceholder),
-    /// then rename it over the placeholder. Bytes written beyond the size are cut.
+    /// placeholder's user xattrs, mode, owner, times and record (state +
+    /// HydratedPlaceholder), then rename it over the placeholder. Bytes written
+    /// beyond the size are cut. `rel` is where the placeholder is now (it may have
+    /// been renamed since [`Layer::begin_hydration`]); a different item there is
+    /// [`LayerError::InvalidState`].
     ///
     /// Crash safety: until the rename, the placeholder is untouched and the temp
     /// file is garbage for the next [`Layer::open`]; the rename replaces it with the
@@ -182,6 +194,12 @@ impl Layer {
             return Err(LayerError::InvalidState {
                 path: rel.to_path_buf(),
                 reason: "no longer a placeholder file awaiting hydration".into(),
+            });
+        }
+        if dev_ino(&st) != h.item {
+            return Err(LayerError::InvalidState {
+                path: rel.to_path_buf(),
+                reason: "another placeholder than the one this hydration began for".into(),
             });
         }
         let mut rec = rec.expect("needs_hydration checked the record");
@@ -211,6 +229,7 @@ impl Layer {
             last_modification: timespec(times.1),
         };
         rec.state = rec.state | OnDiskState::HYDRATED_PLACEHOLDER;
+        self.copy_user_xattrs(dir, &loc.name, h.file.as_fd(), rel)?;
         self.form_item(
             h.file.as_fd(),
             (st.st_uid, st.st_gid),

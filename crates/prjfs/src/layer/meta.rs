@@ -1,7 +1,7 @@
 //! The per-item metadata record stored in one xattr, and the root marker: both
 //! versioned, length-checked and CRC-32 protected.
 //!
-//! Item record, version 1 (all integers little-endian):
+//! Item record, version 2 (all integers little-endian):
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -15,17 +15,34 @@
 //! | 32 | 8+4 | atime (secs i64, nsecs u32) |
 //! | 44 | 1+n | provider_id (length byte, n ≤ 128) |
 //! | .. | 1+m | content_id (length byte, m ≤ 128) |
+//! | .. | 1 | origin present: 0 no, 1 yes |
+//! | .. | 2+k | origin path relative to the root (length u16, k ≤ [`MAX_ORIGIN_LEN`]) |
 //! | .. | 4 | CRC-32 (IEEE) of every byte before it |
+//!
+//! Version 1 is version 2 without the two origin fields; it is still read (origin
+//! `None`) and never written. The root marker keeps its own version byte (1).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use crate::types::{FileKind, OnDiskState, VersionInfo, VERSION_ID_MAX};
 
 const MAGIC: &[u8; 4] = b"PJFS";
 const ROOT_MAGIC: &[u8; 4] = b"PJRT";
-/// The only item record format this code reads and writes.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The item record format this code writes.
+pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The previous item record format, still read (it has no origin).
+const FORMAT_V1: u8 = 1;
+/// Version byte of the root marker (unchanged since version 1).
+const ROOT_FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 44;
+/// Longest origin path a record holds. Ext4 keeps all of an inode's xattrs in one
+/// block, so the record stays well below 4 KiB to leave room for user xattrs.
+pub(crate) const MAX_ORIGIN_LEN: usize = 3072;
 /// Upper bound of an encoded item record.
-pub(crate) const MAX_RECORD_LEN: usize = HEADER_LEN + 2 + 2 * VERSION_ID_MAX + 4;
+pub(crate) const MAX_RECORD_LEN: usize =
+    HEADER_LEN + 2 + 2 * VERSION_ID_MAX + 3 + MAX_ORIGIN_LEN + 4;
 /// Every state bit spec §4 defines.
 const KNOWN_STATE_BITS: u32 = 0x1f;
 
@@ -44,6 +61,9 @@ pub(crate) struct Record {
     pub atime: (i64, u32),
     /// The store's version of the item.
     pub version: VersionInfo,
+    /// The path (relative to the root) the item had when its placeholder was
+    /// written; `None` for tombstones and records of format version 1.
+    pub origin: Option<PathBuf>,
 }
 
 fn kind_code(kind: FileKind) -> u8 {
@@ -75,6 +95,10 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         assert!(self.version.provider_id.len() <= VERSION_ID_MAX);
         assert!(self.version.content_id.len() <= VERSION_ID_MAX);
+        assert!(self
+            .origin
+            .as_ref()
+            .is_none_or(|o| o.as_os_str().len() <= MAX_ORIGIN_LEN));
         debug_assert!(check_state(self.state.0).is_ok());
         let mut out = Vec::with_capacity(MAX_RECORD_LEN);
         out.extend_from_slice(MAGIC);
@@ -92,6 +116,16 @@ impl Record {
             out.push(id.len() as u8);
             out.extend_from_slice(id);
         }
+        match &self.origin {
+            None => out.push(0),
+            Some(origin) => {
+                let bytes = origin.as_os_str().as_bytes();
+                out.push(1);
+                // Fits: checked against MAX_ORIGIN_LEN above.
+                out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+        }
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -105,8 +139,9 @@ impl Record {
         if bytes.len() < 5 {
             return Err("truncated before the format version".into());
         }
-        if bytes[4] != FORMAT_VERSION {
-            return Err(format!("unsupported format version {}", bytes[4]));
+        let format = bytes[4];
+        if format != FORMAT_VERSION && format != FORMAT_V1 {
+            return Err(format!("unsupported format version {format}"));
         }
         if bytes.len() < HEADER_LEN + 2 + 4 {
             return Err(format!("truncated: {} bytes", bytes.len()));
@@ -133,6 +168,11 @@ impl Record {
         let atime = r.time()?;
         let provider_id = r.id()?;
         let content_id = r.id()?;
+        let origin = if format == FORMAT_V1 {
+            None
+        } else {
+            r.origin()?
+        };
         if r.pos != body.len() {
             return Err(format!("{} trailing bytes", body.len() - r.pos));
         }
@@ -146,6 +186,7 @@ impl Record {
                 provider_id,
                 content_id,
             },
+            origin,
         })
     }
 }
@@ -192,6 +233,25 @@ impl<'a> Reader<'a> {
         }
         Ok(self.take(len)?.to_vec())
     }
+    fn origin(&mut self) -> Result<Option<PathBuf>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => {
+                let len = usize::from(u16::from_le_bytes(
+                    self.take(2)?.try_into().expect("2 bytes"),
+                ));
+                if len > MAX_ORIGIN_LEN {
+                    return Err(format!("origin of {len} bytes (max {MAX_ORIGIN_LEN})"));
+                }
+                let bytes = self.take(len)?;
+                if bytes.contains(&0) || bytes.first() == Some(&b'/') {
+                    return Err("origin is not a relative path".into());
+                }
+                Ok(Some(Path::new(OsStr::from_bytes(bytes)).to_path_buf()))
+            }
+            f => Err(format!("bad origin flag {f}")),
+        }
+    }
     fn string(&mut self) -> Result<String, String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?.to_vec();
@@ -204,7 +264,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn encode_root_marker(source: &str, provider: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(17 + source.len() + provider.len());
     out.extend_from_slice(ROOT_MAGIC);
-    out.push(FORMAT_VERSION);
+    out.push(ROOT_FORMAT_VERSION);
     for s in [source, provider] {
         let len = u32::try_from(s.len()).expect("root marker strings are short");
         out.extend_from_slice(&len.to_le_bytes());
@@ -223,7 +283,7 @@ pub(crate) fn decode_root_marker(bytes: &[u8]) -> Result<(String, String), Strin
     if bytes.len() < 5 + 8 + 4 {
         return Err(format!("truncated root marker: {} bytes", bytes.len()));
     }
-    if bytes[4] != FORMAT_VERSION {
+    if bytes[4] != ROOT_FORMAT_VERSION {
         return Err(format!("unsupported root marker version {}", bytes[4]));
     }
     let (body, tail) = bytes.split_at(bytes.len() - 4);
@@ -282,7 +342,22 @@ mod tests {
                 provider_id: vec![7; VERSION_ID_MAX],
                 content_id: b"abc".to_vec(),
             },
+            origin: Some(PathBuf::from("dir/ø/file")),
         }
+    }
+
+    /// A record as format version 1 wrote it (no origin fields).
+    fn encode_v1(r: &Record) -> Vec<u8> {
+        let mut bytes = Record {
+            origin: None,
+            ..r.clone()
+        }
+        .encode();
+        bytes.truncate(bytes.len() - 4 - 1);
+        bytes[4] = FORMAT_V1;
+        let crc = crc32(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
     }
 
     #[test]
@@ -301,9 +376,41 @@ mod tests {
         let empty = Record {
             version: VersionInfo::default(),
             state: OnDiskState::TOMBSTONE,
+            origin: None,
             ..sample()
         };
         assert_eq!(Record::decode(&empty.encode()).expect("valid"), empty);
+        let long = Record {
+            origin: Some(PathBuf::from("a".repeat(MAX_ORIGIN_LEN))),
+            version: VersionInfo {
+                provider_id: vec![1; VERSION_ID_MAX],
+                content_id: vec![2; VERSION_ID_MAX],
+            },
+            ..sample()
+        };
+        let bytes = long.encode();
+        assert_eq!(bytes.len(), MAX_RECORD_LEN);
+        assert_eq!(Record::decode(&bytes).expect("valid"), long);
+    }
+
+    #[test]
+    fn version_1_records_still_decode_without_origin() {
+        let r = sample();
+        let v1 = encode_v1(&r);
+        let decoded = Record::decode(&v1).expect("version 1 is read");
+        assert_eq!(decoded.origin, None);
+        assert_eq!(
+            decoded,
+            Record {
+                origin: None,
+                ..r.clone()
+            }
+        );
+        // Written back, it becomes version 2.
+        assert_eq!(decoded.encode()[4], FORMAT_VERSION);
+        for len in 0..v1.len() {
+            assert!(Record::decode(&v1[..len]).is_err(), "v1 prefix of {len}");
+        }
     }
 
     #[test]
@@ -315,10 +422,10 @@ mod tests {
         assert_eq!(Record::decode(&bad_magic).unwrap_err(), "bad magic");
 
         let mut bad_version = good.clone();
-        bad_version[4] = 2;
+        bad_version[4] = 3;
         assert!(Record::decode(&bad_version)
             .unwrap_err()
-            .contains("unsupported format version 2"));
+            .contains("unsupported format version 3"));
 
         let mut bad_sum = good.clone();
         bad_sum[20] ^= 1;
@@ -359,6 +466,18 @@ mod tests {
         let mut long_id = good.clone();
         long_id[44] = 129;
         assert!(Record::decode(&reseal(long_id)).is_err());
+        // The origin flag sits right after the two ids.
+        let flag_at = HEADER_LEN + 2 + VERSION_ID_MAX + 3;
+        let mut flag = good.clone();
+        flag[flag_at] = 2;
+        assert!(Record::decode(&reseal(flag))
+            .unwrap_err()
+            .contains("origin flag"));
+        let mut absolute = good.clone();
+        absolute[flag_at + 3] = b'/';
+        assert!(Record::decode(&reseal(absolute))
+            .unwrap_err()
+            .contains("relative"));
     }
 
     #[test]

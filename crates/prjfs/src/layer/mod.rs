@@ -11,29 +11,54 @@
 //! with a complete copy. A tombstone is an empty file whose record hides a projected
 //! name.
 //!
+//! Clients change the tree through [`Layer::create_file`], [`Layer::mkdir`],
+//! [`Layer::symlink`], [`Layer::mknod`], [`Layer::link`] (each replacing a
+//! tombstone), [`Layer::delete`] (optionally leaving one), [`Layer::rename`],
+//! [`Layer::set_attr`], [`Layer::convert_to_full`] and the user-xattr calls
+//! ([`Layer::set_xattr`], ...). A placeholder touched by a metadata change, and a
+//! placeholder directory whose entries change, become dirty; a file whose content
+//! changes becomes full.
+//!
 //! # Invariants
 //!
 //! * After [`Layer::open`], the layer reaches items only with `*at()` calls relative
 //!   to the root fd, never following symlinks and never leaving the root, so a FUSE
 //!   mount over the root path changes nothing for it.
-//! * Items come into place only by `renameat` from `.prjfs/tmp`, fully formed
-//!   (mode, owner, times, record): a killed process leaves either the old item or the
-//!   new one, plus garbage in `tmp/` that the next [`Layer::open`] removes.
+//! * Items come into place only by `renameat2` from `.prjfs/tmp`, fully formed
+//!   (mode, owner, times, record, user xattrs): a killed process leaves either the
+//!   old item or the new one, plus garbage in `tmp/` that the next [`Layer::open`]
+//!   removes. Items leave by being renamed over, or swapped into `tmp/`
+//!   (`RENAME_EXCHANGE`) and removed there. A record never claims content the item
+//!   does not hold: content changes drop the record first, metadata changes set the
+//!   Dirty bit first.
+//! * Renames move records with their items: a placeholder keeps its VersionInfo
+//!   and its origin (the path it was created at, which GetFileData is told).
 //! * A record that fails its checks is [`LayerError::CorruptMeta`], never a panic.
-//! * Check-then-replace operations ([`Layer::finish_hydration`],
-//!   [`Layer::write_tombstone`], [`Layer::remove`]) are serialized by one lock, so
-//!   two of them never interleave on the same name.
+//! * Every mutation ([`Layer::finish_hydration`], [`Layer::write_tombstone`],
+//!   [`Layer::create_file`], [`Layer::rename`], [`Layer::delete`],
+//!   [`Layer::set_attr`], ...) holds one lock from its checks to its last rename,
+//!   so two of them never interleave. [`Layer::write_placeholder`] needs no lock: it
+//!   never replaces anything.
 
+mod attr;
 #[cfg(test)]
 mod crash_tests;
 mod error;
 mod hydrate;
 mod meta;
+mod ops;
 mod path;
 mod place;
+mod rename;
+mod temp;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attr;
+#[cfg(test)]
+mod tests_rw;
 mod xattr;
+mod xattr_user;
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -46,8 +71,10 @@ use std::time::SystemTime;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec};
 use rustix::io::Errno;
 
+pub use attr::{SetAttr, TimeSpec};
 pub use error::{LayerError, Result};
 pub use hydrate::Hydration;
+pub use rename::RenameFlags;
 
 use crate::types::{FileKind, OnDiskState, VersionInfo};
 use meta::Record;
@@ -100,6 +127,11 @@ pub struct Item {
     pub state: OnDiskState,
     /// The store's version, for placeholders (any state with the Placeholder bit).
     pub version: Option<VersionInfo>,
+    /// The path (relative to the root) the item had when its placeholder was
+    /// written: the path GetFileData is told, wherever the item has been renamed
+    /// to since. For placeholders; `None` for records written before the format
+    /// kept it.
+    pub origin: Option<PathBuf>,
 }
 
 /// What a root is virtualizing, stored as an xattr on the root directory so that a
@@ -221,8 +253,11 @@ fn ensure_dir(dir: BorrowedFd<'_>, name: &str, what: &str) -> Result<OwnedFd> {
         .map_err(|e| LayerError::io("openat", what, e))
 }
 
-/// Remove everything inside `dir` (not following symlinks).
-fn remove_contents(dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
+/// Remove everything inside `dir` (not following symlinks). Directories are made
+/// writable first, so that a directory a client locked (mode 0o500) does not keep
+/// garbage in `tmp` forever when the daemon is not root.
+pub(super) fn remove_contents(dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
+    let _ = rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700));
     let mut entries = rustix::fs::Dir::read_from(dir)?;
     while let Some(entry) = entries.read() {
         let entry = entry?;
@@ -382,6 +417,7 @@ impl Layer {
                 attr,
                 state: OnDiskState::FULL,
                 version: None,
+                origin: None,
             });
         };
         let state = rec.state;
@@ -411,14 +447,15 @@ impl Layer {
             attr.size = rec.size;
             attr.blocks = rec.size.div_ceil(512);
         }
-        let version = state
-            .contains(OnDiskState::PLACEHOLDER)
-            .then_some(rec.version);
+        let placeholder = state.contains(OnDiskState::PLACEHOLDER);
+        let version = placeholder.then_some(rec.version);
+        let origin = if placeholder { rec.origin } else { None };
         Ok(Item {
             kind: rec.kind,
             attr,
             state,
             version,
+            origin,
         })
     }
 

@@ -5,25 +5,49 @@ use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Timestamps};
 use rustix::io::Errno;
 
 use super::error::{LayerError, Result};
-use super::meta::Record;
+use super::meta::{self, Record};
+use super::ops::Slot;
 use super::{path, time_pair, timespec, xattr, Layer};
-use crate::types::{FileKind, OnDiskState, PlaceholderInfo, VersionInfo, VERSION_ID_MAX};
+use crate::types::{FileKind, OnDiskState, PlaceholderInfo, VERSION_ID_MAX};
 
 impl Layer {
     /// Write a placeholder for `rel`, atomically: it is built in `.prjfs/tmp` with
     /// its mode, owner, times and record, then renamed into place without replacing
     /// anything. Returns `false` (and changes nothing) when something is already
-    /// there. The parent directory must exist.
+    /// there. The parent directory must exist. The record's origin is `rel`: the
+    /// path a later GetFileData is told, wherever the item has moved since.
     pub fn write_placeholder(&self, rel: &Path, info: &PlaceholderInfo) -> Result<bool> {
+        self.write_placeholder_with_origin(rel, info, rel)
+    }
+
+    /// [`Layer::write_placeholder`] at `rel` of the item the store has at `origin`
+    /// (e.g. a projected item a client renamed before it was ever placed). Origins
+    /// longer than 3 KiB are refused (`ENAMETOOLONG`): the record must fit in one
+    /// xattr block next to the user's xattrs.
+    pub fn write_placeholder_with_origin(
+        &self,
+        rel: &Path,
+        info: &PlaceholderInfo,
+        origin: &Path,
+    ) -> Result<bool> {
         let comps = path::components(rel)?;
         check_info(info)?;
         let loc = self.locate_existing_parent(rel, &comps)?;
+        let origin_comps = path::components(origin)?;
+        if origin_comps.is_empty() {
+            return Err(LayerError::InvalidArgument(
+                "a placeholder's origin cannot be the root".into(),
+            ));
+        }
+        let origin = path::join(&origin_comps);
+        if origin.as_os_str().len() > meta::MAX_ORIGIN_LEN {
+            return Err(LayerError::io("write placeholder", rel, Errno::NAMETOOLONG));
+        }
         let dir = loc.dir(self.root.as_fd());
         match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => return Ok(false),
@@ -46,6 +70,7 @@ impl Layer {
             mtime: time_pair(basic.mtime),
             atime: time_pair(basic.atime),
             version: info.version.clone(),
+            origin: Some(origin),
         };
         if basic.kind == FileKind::Symlink {
             // A symlink's content is its target: it is hydrated from the start.
@@ -182,52 +207,51 @@ impl Layer {
 
     /// Without root, giving an item away fails with `EPERM`; the item then keeps the
     /// daemon's owner.
-    fn ignore_eperm(&self, r: std::result::Result<(), Errno>) -> std::result::Result<(), Errno> {
+    pub(super) fn ignore_eperm(
+        &self,
+        r: std::result::Result<(), Errno>,
+    ) -> std::result::Result<(), Errno> {
         match r {
             Err(Errno::PERM) if !self.is_root => Ok(()),
             r => r,
         }
     }
 
-    /// Mark `rel` deleted: replace what is there (a file, symlink or empty
-    /// directory; or nothing) with a tombstone, an empty file whose record has state
-    /// [`OnDiskState::TOMBSTONE`]. The parent must exist.
+    /// Mark `rel` deleted: replace what is there (a file, symlink, a directory
+    /// holding only tombstones, or nothing) with a tombstone, an empty file whose
+    /// record has state [`OnDiskState::TOMBSTONE`], in one step (a directory is
+    /// swapped out with `RENAME_EXCHANGE`, then removed from `.prjfs/tmp`). The
+    /// parent must exist. Unlike [`Layer::delete`], the parent does not become
+    /// dirty.
     pub fn write_tombstone(&self, rel: &Path) -> Result<()> {
         let comps = path::components(rel)?;
         let _guard = self.lock();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
-        let now = time_pair(SystemTime::now());
-        let record = Record {
-            state: OnDiskState::TOMBSTONE,
-            kind: FileKind::File,
-            size: 0,
-            mtime: now,
-            atime: now,
-            version: VersionInfo::default(),
-        };
-        let tmp_name = self.temp_name("tb");
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let result = rustix::fs::openat(&*self.tmp, &tmp_name, flags, Mode::from_raw_mode(0o600))
-            .and_then(|fd| xattr::fset(fd.as_fd(), &self.meta_name, &record.encode()))
-            .map_err(|e| LayerError::io("create tombstone", rel, e))
-            .and_then(|()| {
-                // A directory cannot be renamed over: remove it first (it must be
-                // empty). A crash in between leaves the name absent, not wrong.
-                if let Ok(st) = rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                        rustix::fs::unlinkat(dir, &loc.name, AtFlags::REMOVEDIR)
-                            .map_err(|e| LayerError::io("rmdir", rel, e))?;
-                    }
-                }
-                rustix::fs::renameat(&*self.tmp, &tmp_name, dir, &loc.name)
-                    .map_err(|e| LayerError::io("renameat", rel, e))
-            });
-        if result.is_err() {
-            self.discard_temp(&tmp_name);
+        let slot = self.slot(dir, &loc.name, rel)?;
+        if slot.is_dir() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(dir, &loc.name, flags, Mode::empty())
+                .map_err(|e| LayerError::io("opendir", rel, e))?;
+            if !self.only_tombstones(fd.as_fd(), rel)? {
+                return Err(LayerError::NotEmpty {
+                    path: rel.to_path_buf(),
+                });
+            }
         }
-        result
+        let tb = self.new_tombstone(rel)?;
+        let flags = match slot {
+            Slot::Absent => RenameFlags::NOREPLACE,
+            _ if slot.is_dir() => RenameFlags::EXCHANGE,
+            _ => RenameFlags::empty(),
+        };
+        rustix::fs::renameat_with(&*self.tmp, tb.name(), dir, &loc.name, flags)
+            .map_err(|e| LayerError::io("renameat", rel, e))?;
+        // After an exchange `tb` names the old directory, which its guard removes.
+        if flags != RenameFlags::EXCHANGE {
+            tb.placed();
+        }
+        Ok(())
     }
 
     /// Remove the item at `rel` (a directory must be empty), whatever its state,
@@ -284,47 +308,59 @@ impl Layer {
         let _guard = self.lock();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
-        let mut rec = self.placeholder_record(dir, &loc.name, rel)?;
-        if rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
+        let rec = self.placeholder_record(dir, &loc.name, rel)?;
+        self.make_dirty(dir, &loc.name, rel, rec)
+    }
+
+    /// If `rec` (the record of `dir/name`) is a placeholder that is not dirty:
+    /// first copy its projected times onto the item, so that the on-disk times are
+    /// right from now on, then set the Dirty bit. A crash in between leaves a
+    /// placeholder that shows the same times either way.
+    pub(super) fn make_dirty(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &Path,
+        mut rec: Record,
+    ) -> Result<()> {
+        let s = rec.state;
+        if !s.contains(OnDiskState::PLACEHOLDER)
+            || s.contains(OnDiskState::DIRTY_PLACEHOLDER)
+            || s.contains(OnDiskState::TOMBSTONE)
+            || s.contains(OnDiskState::FULL)
+        {
             return Ok(());
         }
+        self.copy_projected_times(dir, name, rel, &rec)?;
         rec.state = rec.state | OnDiskState::DIRTY_PLACEHOLDER;
         self.xattrs
-            .set(dir, &loc.name, &self.meta_name, &rec.encode())
+            .set(dir, name, &self.meta_name, &rec.encode())
             .map_err(|e| LayerError::io("setxattrat", rel, e))
+    }
+
+    /// Set the item's on-disk atime and mtime to the record's projected ones.
+    pub(super) fn copy_projected_times(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &Path,
+        rec: &Record,
+    ) -> Result<()> {
+        let times = Timestamps {
+            last_access: timespec(rec.atime),
+            last_modification: timespec(rec.mtime),
+        };
+        rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| LayerError::io("utimensat", rel, e))
     }
 
     /// Turn the placeholder file or symlink at `rel` into a full item by removing its
     /// record (spec §4: content changed locally). Its content must be on disk: a
     /// placeholder file that is not hydrated, a directory or a tombstone cannot
-    /// become full. A no-op for items already full.
+    /// become full. A no-op for items already full. Same as
+    /// [`Layer::convert_to_full`] without truncation.
     pub fn mark_full(&self, rel: &Path) -> Result<()> {
-        let comps = path::components(rel)?;
-        let _guard = self.lock();
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
-        let rec = match self.read_record(dir, &loc.name, rel)? {
-            None => return Ok(()),
-            Some(rec) if rec.state.contains(OnDiskState::FULL) => return Ok(()),
-            Some(rec) => rec,
-        };
-        let invalid = |reason: &str| LayerError::InvalidState {
-            path: rel.to_path_buf(),
-            reason: reason.into(),
-        };
-        if rec.state.contains(OnDiskState::TOMBSTONE) {
-            return Err(invalid("a tombstone cannot become full"));
-        }
-        match rec.kind {
-            FileKind::Directory => return Err(invalid("directories never become full")),
-            FileKind::File if !rec.state.contains(OnDiskState::HYDRATED_PLACEHOLDER) => {
-                return Err(invalid("hydrate a placeholder file before it becomes full"))
-            }
-            _ => {}
-        }
-        self.xattrs
-            .remove(dir, &loc.name, &self.meta_name)
-            .map_err(|e| LayerError::io("removexattrat", rel, e))
+        self.convert_to_full(rel, false)
     }
 
     /// The record of an item that must be a placeholder.

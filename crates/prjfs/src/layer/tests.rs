@@ -15,7 +15,7 @@ use crate::types::{FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, Versio
 pub(super) const P: OnDiskState = OnDiskState::PLACEHOLDER;
 pub(super) const H: OnDiskState = OnDiskState::HYDRATED_PLACEHOLDER;
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
@@ -25,13 +25,13 @@ fn symlinks_carry_records() -> bool {
     is_root()
 }
 
-fn new_layer() -> (tempfile::TempDir, Layer) {
+pub(super) fn new_layer() -> (tempfile::TempDir, Layer) {
     let dir = tempfile::tempdir().expect("temp dir should be created");
     let layer = Layer::open(dir.path()).expect("layer should open");
     (dir, layer)
 }
 
-fn at(secs: u64, nanos: u32) -> SystemTime {
+pub(super) fn at(secs: u64, nanos: u32) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
@@ -56,7 +56,7 @@ pub(super) fn file_info(size: u64) -> PlaceholderInfo {
     }
 }
 
-fn dir_info() -> PlaceholderInfo {
+pub(super) fn dir_info() -> PlaceholderInfo {
     PlaceholderInfo {
         basic: FileBasicInfo {
             mode: 0o750,
@@ -69,7 +69,7 @@ fn dir_info() -> PlaceholderInfo {
     }
 }
 
-fn symlink_info(target: &str) -> PlaceholderInfo {
+pub(super) fn symlink_info(target: &str) -> PlaceholderInfo {
     PlaceholderInfo {
         basic: FileBasicInfo {
             kind: FileKind::Symlink,
@@ -90,7 +90,7 @@ pub(super) fn data(seed: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn hydrate(layer: &Layer, rel: &str, content: &[u8]) {
+pub(super) fn hydrate(layer: &Layer, rel: &str, content: &[u8]) {
     let h = layer
         .begin_hydration(Path::new(rel))
         .expect("hydration should begin");
@@ -743,6 +743,7 @@ fn corrupt_record_on_disk_is_an_error() {
         mtime: (0, 0),
         atime: (0, 0),
         version: VersionInfo::default(),
+        origin: None,
     };
     rustix::fs::setxattr(
         dir.path().join("d"),

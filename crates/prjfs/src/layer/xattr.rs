@@ -13,6 +13,7 @@ use rustix::io::Errno;
 // new calls into one table (x86_64 and aarch64 alike).
 const SYS_SETXATTRAT: libc::c_long = 463;
 const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_LISTXATTRAT: libc::c_long = 465;
 const SYS_REMOVEXATTRAT: libc::c_long = 466;
 
 /// `struct xattr_args` of `include/uapi/linux/xattr.h`.
@@ -111,11 +112,23 @@ impl Xattrs {
         attr: &CStr,
         value: &[u8],
     ) -> Result<(), Errno> {
+        self.set_with(dir, name, attr, value, 0)
+    }
+
+    /// [`Xattrs::set`] with `XATTR_CREATE` / `XATTR_REPLACE` flags.
+    pub(crate) fn set_with(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        attr: &CStr,
+        value: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
         if self.use_at() {
             let args = XattrArgs {
                 value: value.as_ptr() as u64,
                 size: u32::try_from(value.len()).map_err(|_| Errno::TOOBIG)?,
-                flags: 0,
+                flags,
             };
             // SAFETY: as in `get`; the kernel only reads `value.len()` bytes.
             let ret = unsafe {
@@ -138,11 +151,25 @@ impl Xattrs {
             }
         }
         let fd = open_for_fallback(dir, name)?.ok_or(Errno::LOOP)?;
-        rustix::fs::fsetxattr(&fd, attr, value, XattrFlags::empty())
+        rustix::fs::fsetxattr(&fd, attr, value, XattrFlags::from_bits_retain(flags))
     }
 
     /// Remove `attr` of `dir/name`; absent is fine.
     pub(crate) fn remove(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        attr: &CStr,
+    ) -> Result<(), Errno> {
+        match self.remove_existing(dir, name, attr) {
+            Err(Errno::NODATA) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Remove `attr` of `dir/name`; `Err(ENODATA)` when absent (also for items
+    /// that cannot carry xattrs under the fallback).
+    pub(crate) fn remove_existing(
         &self,
         dir: BorrowedFd<'_>,
         name: &CStr,
@@ -163,18 +190,49 @@ impl Xattrs {
                 return Ok(());
             }
             match last_errno() {
-                Errno::NODATA => return Ok(()),
                 Errno::NOSYS => self.saw_enosys(),
                 e => return Err(e),
             }
         }
         let Some(fd) = open_for_fallback(dir, name)? else {
-            return Ok(());
+            return Err(Errno::NODATA);
         };
-        match rustix::fs::fremovexattr(&fd, attr) {
-            Ok(()) | Err(Errno::NODATA) => Ok(()),
-            Err(e) => Err(e),
+        rustix::fs::fremovexattr(&fd, attr)
+    }
+
+    /// The names of every xattr of `dir/name` (not following a final symlink), as
+    /// the kernel lists them: NUL-terminated, concatenated. Empty for items that
+    /// cannot carry xattrs under the fallback.
+    pub(crate) fn list(&self, dir: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>, Errno> {
+        // The kernel's limit for a whole list (XATTR_LIST_MAX).
+        let mut buf = vec![0u8; 65536];
+        if self.use_at() {
+            // SAFETY: `name` is NUL-terminated and `buf` writable for its length.
+            let ret = unsafe {
+                libc::syscall(
+                    SYS_LISTXATTRAT,
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if ret >= 0 {
+                buf.truncate(ret as usize);
+                return Ok(buf);
+            }
+            match last_errno() {
+                Errno::NOSYS => self.saw_enosys(),
+                e => return Err(e),
+            }
         }
+        let Some(fd) = open_for_fallback(dir, name)? else {
+            return Ok(Vec::new());
+        };
+        let n = rustix::fs::flistxattr(&fd, &mut buf[..])?;
+        buf.truncate(n);
+        Ok(buf)
     }
 }
 

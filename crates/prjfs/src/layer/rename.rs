@@ -1,0 +1,284 @@
+//! Renames within the root. Items keep their records (VersionInfo and origin), so
+//! a renamed placeholder still hydrates from the path and version it was created
+//! with.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, RenameFlags as AtRename};
+use rustix::io::Errno;
+
+use super::error::{LayerError, Result};
+use super::ops::{is_dir_mode, Slot};
+use super::path;
+use super::temp::Temp;
+use super::Layer;
+
+/// `renameat2(2)` flags a client may pass to [`Layer::rename`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// `RENAME_NOREPLACE`: fail with `EEXIST` if an item is at the destination (a
+    /// tombstone is not an item).
+    pub noreplace: bool,
+    /// `RENAME_EXCHANGE`: swap two existing items.
+    pub exchange: bool,
+}
+
+/// One end of a rename: its parent directory and name.
+struct End<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a CStr,
+    rel: &'a Path,
+}
+
+impl Layer {
+    /// Rename `from` to `to` (both relative to the root; parents must be
+    /// directories on disk).
+    ///
+    /// * A tombstone at `to` counts as nothing and is replaced, even with
+    ///   `noreplace`. Another item at `to` is replaced as `rename(2)` does: a file
+    ///   by a non-directory, a directory (holding only tombstones, else
+    ///   [`LayerError::NotEmpty`]) by a directory; mismatches are
+    ///   [`LayerError::IsADirectory`] / [`LayerError::NotADirectory`].
+    /// * `exchange` swaps two existing items (with their records); it cannot be
+    ///   combined with `noreplace` or `tombstone_at_from`
+    ///   ([`LayerError::InvalidArgument`]).
+    /// * `tombstone_at_from` leaves a tombstone at `from`, hiding the projected
+    ///   name the item had.
+    /// * `from` must hold an item (not a tombstone): else [`LayerError::NotFound`].
+    ///   Moving a directory beneath itself is [`LayerError::InvalidArgument`].
+    ///   Renaming a name to itself, or between two links of one file, does nothing.
+    /// * Placeholder parents become dirty.
+    ///
+    /// Each name is in its old or its new state at every instant: a plain rename is
+    /// one `renameat2`; a tombstone at `from` is put there by swapping it with a
+    /// tombstone at `to` (`RENAME_EXCHANGE`), or, for a non-directory, by giving
+    /// the item its new name as a hard link first. The one exception: a directory
+    /// replacing a directory first swaps a tombstone in for the old one, so a crash
+    /// right then shows `to` absent rather than empty.
+    pub fn rename(
+        &self,
+        from: &Path,
+        to: &Path,
+        flags: RenameFlags,
+        tombstone_at_from: bool,
+    ) -> Result<()> {
+        if flags.exchange && (flags.noreplace || tombstone_at_from) {
+            return Err(LayerError::InvalidArgument(
+                "RENAME_EXCHANGE cannot be combined with RENAME_NOREPLACE or a tombstone".into(),
+            ));
+        }
+        let from_comps = path::components(from)?;
+        let to_comps = path::components(to)?;
+        if to_comps.len() > from_comps.len() && to_comps.starts_with(&from_comps) {
+            return Err(LayerError::InvalidArgument(format!(
+                "cannot move {} beneath itself",
+                from.display()
+            )));
+        }
+        let _guard = self.lock();
+        let from_loc = self.locate_in_dir(from, &from_comps)?;
+        let to_loc = self.locate_in_dir(to, &to_comps)?;
+        let src = End {
+            dir: from_loc.dir(self.root.as_fd()),
+            name: &from_loc.name,
+            rel: from,
+        };
+        let dst = End {
+            dir: to_loc.dir(self.root.as_fd()),
+            name: &to_loc.name,
+            rel: to,
+        };
+        let (src_st, _) = self.existing(src.dir, src.name, from)?;
+        if from_comps == to_comps {
+            return Ok(());
+        }
+        let src_is_dir = is_dir_mode(src_st.st_mode);
+        let slot = self.slot(dst.dir, dst.name, to)?;
+        if flags.exchange {
+            if !matches!(slot, Slot::Item { .. }) {
+                return Err(LayerError::NotFound {
+                    path: to.to_path_buf(),
+                });
+            }
+            self.dirty_parent(&from_comps)?;
+            self.dirty_parent(&to_comps)?;
+            return rename_at(&src, &dst, AtRename::EXCHANGE);
+        }
+        // Set when an old directory at `to` was swapped out into `tmp`: its guard
+        // removes it (and its tombstones) once the rename is done.
+        let mut old_dir = None;
+        let dst_is_tombstone = match &slot {
+            Slot::Absent => false,
+            Slot::Tombstone => true,
+            Slot::Item { st, .. } => {
+                if st.st_dev == src_st.st_dev && st.st_ino == src_st.st_ino {
+                    return Ok(()); // two links of one file: rename(2) does nothing
+                }
+                if flags.noreplace {
+                    return Err(LayerError::Exists {
+                        path: to.to_path_buf(),
+                    });
+                }
+                match (src_is_dir, is_dir_mode(st.st_mode)) {
+                    (true, false) => {
+                        return Err(LayerError::NotADirectory {
+                            path: to.to_path_buf(),
+                        })
+                    }
+                    (false, true) => {
+                        return Err(LayerError::IsADirectory {
+                            path: to.to_path_buf(),
+                        })
+                    }
+                    (false, false) => {
+                        self.dirty_parent(&from_comps)?;
+                        self.dirty_parent(&to_comps)?;
+                        return self.move_file(&src, &dst, tombstone_at_from, true);
+                    }
+                    (true, true) => {
+                        let flags = rustix::fs::OFlags::RDONLY
+                            | rustix::fs::OFlags::DIRECTORY
+                            | rustix::fs::OFlags::NOFOLLOW
+                            | rustix::fs::OFlags::CLOEXEC;
+                        let fd =
+                            rustix::fs::openat(dst.dir, dst.name, flags, rustix::fs::Mode::empty())
+                                .map_err(|e| LayerError::io("opendir", to, e))?;
+                        if !self.only_tombstones(fd.as_fd(), to)? {
+                            return Err(LayerError::NotEmpty {
+                                path: to.to_path_buf(),
+                            });
+                        }
+                        self.dirty_parent(&from_comps)?;
+                        self.dirty_parent(&to_comps)?;
+                        let tb = self.new_tombstone(to)?;
+                        swap_with_tmp(self, &tb, &dst)?;
+                        old_dir = Some(tb);
+                        true
+                    }
+                }
+            }
+        };
+        if old_dir.is_none() {
+            self.dirty_parent(&from_comps)?;
+            self.dirty_parent(&to_comps)?;
+        }
+        let result = match (dst_is_tombstone, tombstone_at_from, src_is_dir) {
+            // The tombstone at `to` moves to `from` in the same step.
+            (true, true, _) => rename_at(&src, &dst, AtRename::EXCHANGE),
+            (true, false, false) => rename_at(&src, &dst, AtRename::empty()),
+            (true, false, true) => {
+                // A directory cannot replace a file: swap, then drop the tombstone,
+                // which hides nothing at `from` (no tombstone was asked for).
+                rename_at(&src, &dst, AtRename::EXCHANGE)?;
+                rustix::fs::unlinkat(src.dir, src.name, AtFlags::empty())
+                    .map_err(|e| LayerError::io("unlinkat", from, e))
+            }
+            (false, false, _) => rename_at(&src, &dst, AtRename::NOREPLACE),
+            (false, true, false) => self.move_file(&src, &dst, true, false),
+            (false, true, true) => {
+                // Put a tombstone at `to` first (nothing there either way), then
+                // swap it with the directory.
+                let tb = self.new_tombstone(to)?;
+                rustix::fs::renameat_with(
+                    &*self.tmp,
+                    tb.name(),
+                    dst.dir,
+                    dst.name,
+                    AtRename::NOREPLACE,
+                )
+                .map_err(|e| map_exists(e, to, "renameat"))?;
+                tb.placed();
+                rename_at(&src, &dst, AtRename::EXCHANGE).inspect_err(|_| {
+                    let _ = rustix::fs::unlinkat(dst.dir, dst.name, AtFlags::empty());
+                })
+            }
+        };
+        if let (Err(_), Some(old)) = (&result, &old_dir) {
+            // Put the old directory back; the guard then removes the tombstone.
+            let _ = swap_with_tmp(self, old, &dst);
+        }
+        result
+    }
+
+    /// Move the non-directory `src` to `dst` (over a file when `replace`, else
+    /// where nothing is), leaving a tombstone at `src` when `tombstone`.
+    ///
+    /// With a tombstone the item first gets a second name in `tmp` (a hard link),
+    /// which is renamed to `dst`; then a tombstone is renamed over `src`. Until
+    /// then `src` still shows the item, so each name is old or new at every
+    /// instant. Items that cannot take another link (`EMLINK`) are moved, then the
+    /// tombstone placed.
+    fn move_file(
+        &self,
+        src: &End<'_>,
+        dst: &End<'_>,
+        tombstone: bool,
+        replace: bool,
+    ) -> Result<()> {
+        let flags = if replace {
+            AtRename::empty()
+        } else {
+            AtRename::NOREPLACE
+        };
+        if !tombstone {
+            return rename_at(src, dst, flags);
+        }
+        let tb = self.new_tombstone(src.rel)?;
+        let link = Temp::new(self, "mv");
+        match rustix::fs::linkat(src.dir, src.name, &*self.tmp, link.name(), AtFlags::empty()) {
+            Ok(()) => {
+                rustix::fs::renameat_with(&*self.tmp, link.name(), dst.dir, dst.name, flags)
+                    .map_err(|e| map_exists(e, dst.rel, "renameat"))?;
+                link.placed();
+                rustix::fs::renameat(&*self.tmp, tb.name(), src.dir, src.name)
+                    .map_err(|e| LayerError::io("renameat", src.rel, e))?;
+            }
+            Err(Errno::MLINK) => {
+                rename_at(src, dst, flags)?;
+                rustix::fs::renameat_with(
+                    &*self.tmp,
+                    tb.name(),
+                    src.dir,
+                    src.name,
+                    AtRename::NOREPLACE,
+                )
+                .map_err(|e| LayerError::io("renameat", src.rel, e))?;
+            }
+            Err(e) => return Err(LayerError::io("linkat", src.rel, e)),
+        }
+        tb.placed();
+        Ok(())
+    }
+}
+
+/// `renameat2(src, dst, flags)`.
+fn rename_at(src: &End<'_>, dst: &End<'_>, flags: AtRename) -> Result<()> {
+    rustix::fs::renameat_with(src.dir, src.name, dst.dir, dst.name, flags)
+        .map_err(|e| map_exists(e, dst.rel, "renameat"))
+}
+
+/// Swap the temp item `tb` with `dst` (`RENAME_EXCHANGE`).
+fn swap_with_tmp(layer: &Layer, tb: &Temp<'_>, dst: &End<'_>) -> Result<()> {
+    rustix::fs::renameat_with(
+        &*layer.tmp,
+        tb.name(),
+        dst.dir,
+        dst.name,
+        AtRename::EXCHANGE,
+    )
+    .map_err(|e| LayerError::io("renameat", dst.rel, e))
+}
+
+fn map_exists(e: Errno, rel: &Path, op: &'static str) -> LayerError {
+    match e {
+        Errno::EXIST => LayerError::Exists {
+            path: rel.to_path_buf(),
+        },
+        Errno::NOTEMPTY => LayerError::NotEmpty {
+            path: rel.to_path_buf(),
+        },
+        e => LayerError::io(op, rel, e),
+    }
+}
