@@ -11,6 +11,9 @@ pub struct Machine {
     pub dir: String,
     pub dir_fs: String,
     pub dir_device: String,
+    /// /proc/loadavg's 1, 5 and 15 minute averages when the run started: other
+    /// work on the machine shows in the numbers.
+    pub load: String,
 }
 
 fn read(path: &str) -> String {
@@ -94,19 +97,26 @@ impl Machine {
             dir: dir.display().to_string(),
             dir_fs,
             dir_device,
+            load: read("/proc/loadavg")
+                .split(' ')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 
     pub fn text(&self) -> String {
         format!(
-            "kernel: {}\ncpu:    {} x {}\nmemory: {:.1} GiB\ndir:    {} ({} on {})\n",
+            "kernel: {}\ncpu:    {} x {}\nmemory: {:.1} GiB\ndir:    {} ({} on {})\n\
+             load:   {} (1, 5, 15 min averages at start)\n",
             self.kernel,
             self.cores,
             self.cpu,
             self.memory_gib,
             self.dir,
             self.dir_fs,
-            self.dir_device
+            self.dir_device,
+            self.load
         )
     }
 
@@ -119,6 +129,7 @@ impl Machine {
             "dir": self.dir,
             "dir_fs": self.dir_fs,
             "dir_device": self.dir_device,
+            "load_at_start": self.load,
         })
     }
 }
