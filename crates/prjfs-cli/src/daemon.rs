@@ -53,6 +53,18 @@ fn check_paths(args: &MountArgs) -> Result<(PathBuf, PathBuf), String> {
         return Err(format!("source {}: not a directory", args.source.display()));
     }
     let root = crate::absolute(&args.root)?;
+    if let Err(rustix::io::Errno::NOTCONN) = rustix::fs::statfs(&root) {
+        eprintln!(
+            "prjfs: {}: removing a stale mount left by a dead daemon",
+            root.display()
+        );
+        rustix::mount::unmount(&root, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
+            format!(
+                "root {}: cannot remove the stale mount: {e}",
+                root.display()
+            )
+        })?;
+    }
     match std::fs::symlink_metadata(&root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("root {}: not a directory", root.display())),

@@ -238,7 +238,6 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
 /// Case 1: A 2,000-file tree looks the same through the mount as in the source, to
 /// diff, find, ls -lR and cp -a.
 #[test]
-#[ignore = "bug: first reads of placeholders intermittently fail with EIO ('hydration still in use at completion')"]
 fn big_tree_matches_source_for_real_tools() {
     if !mount_available() {
         return;
@@ -370,7 +369,6 @@ fn state_transitions_seen_by_prjfs_state() {
 /// Case 3: Hydrated files survive an unmount as plain bytes in the root and are not
 /// fetched again after a remount.
 #[test]
-#[ignore = "bug: first reads of placeholders intermittently fail with EIO ('hydration still in use at completion')"]
 fn hydrated_files_persist_across_remount() {
     if !mount_available() {
         return;
@@ -580,7 +578,6 @@ fn bad_input_is_refused_clearly() {
 /// Case 4 (cont.): a mount refused because ROOT is a foreign non-empty directory
 /// leaves that directory exactly as it was.
 #[test]
-#[ignore = "bug: a refused mount of a non-empty foreign directory leaves .prjfs/ in it"]
 fn refused_mount_leaves_a_foreign_directory_untouched() {
     if !mount_available() {
         return;
@@ -839,7 +836,6 @@ fn killed_daemon_leaves_a_mount_answering_enotconn() {
 /// Case 7b: after a daemon was killed with SIGKILL, the next `prjfs mount` of that
 /// root removes the stale mount (and says so) and works.
 #[test]
-#[ignore = "bug: a remount right after the daemon died fails with 'already a mounted prjfs root' (stale check trusts a cached stat of the root)"]
 fn next_mount_cleans_the_stale_mount_of_a_killed_daemon() {
     if !mount_available() {
         return;

@@ -563,7 +563,6 @@ fn stuck_callback_slots_do_not_block_local_io() {
 /// placeholder returns its content. (An inline answer can finish the command on the
 /// callback thread before the request thread has left `read`.)
 #[test]
-#[ignore = "bug: virtualizer/file.rs read() keeps a clone of the hydration Arc; an inline GetFileData then fails with EIO (hydration still in use at completion)"]
 fn inline_hydration_of_many_files() {
     if !mount_available() {
         return;
@@ -660,7 +659,6 @@ fn assert_still_serves(m: &Mounted, what: &str) {
 /// provider, or reported by the provider) or out of order fail the client's
 /// readdir with EIO, the instance logs the problem, and the mount stays up.
 #[test]
-#[ignore = "bug: virtualizer/file.rs read() keeps a clone of the hydration Arc; an inline GetFileData then fails with EIO (hydration still in use at completion)"]
 fn invalid_listings_fail_with_eio_and_the_mount_stays_up() {
     if !mount_available() {
         return;
@@ -775,7 +773,6 @@ fn wrong_placeholders_fail_with_eio_and_the_mount_stays_up() {
 /// A panic in a callback reaches the client as EIO (or, in End, only the log); the
 /// mount stays up and a later request works.
 #[test]
-#[ignore = "bug: virtualizer/file.rs read() keeps a clone of the hydration Arc; an inline GetFileData then fails with EIO (hydration still in use at completion)"]
 fn panicking_provider_fails_the_request_and_the_mount_stays_up() {
     if !mount_available() {
         return;

@@ -100,11 +100,11 @@ pub struct CommandStats {
     pub invoked: u64,
     /// Commands whose callback returned Pending and that are not finished yet.
     pub pending: u64,
-    /// Commands finished with success.
+    /// Commands finished with success (or "not found", a normal answer).
     pub completed: u64,
     /// Commands cancelled because the client went away (or at stop).
     pub cancelled: u64,
-    /// Commands finished with an error.
+    /// Commands finished with an error other than "not found".
     pub failed: u64,
     /// Invocations per callback kind, in [`CallbackKind::ALL`] order.
     pub by_kind: Vec<(CallbackKind, u64)>,
@@ -195,7 +195,9 @@ impl CommandTable {
         let Some(entry) = self.lock().remove(&id) else {
             return Completion::Ignored;
         };
-        if result.is_ok() {
+        // "Not found" is an answer, not a failure: lookups of names the store
+        // does not have end that way.
+        if matches!(result, Ok(()) | Err(ProviderError::NotFound)) {
             self.completed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.failed.fetch_add(1, Ordering::Relaxed);

@@ -92,20 +92,17 @@ impl VirtualizationInstance {
             path: root.to_path_buf(),
             reason,
         };
-        if let Err(e) = std::fs::metadata(root) {
-            if e.raw_os_error() == Some(libc::ENOTCONN) {
-                // A daemon died and left its mount: clean it up.
-                tracing::warn!(
-                    "{}: removing a stale mount left by a dead daemon",
-                    root.display()
-                );
-                eprintln!(
-                    "prjfs: {}: removing a stale mount left by a dead daemon",
-                    root.display()
-                );
-                prjfs_fuse::mount::unmount(root, true)
-                    .map_err(|e| bad(format!("cannot remove stale mount: {e}")))?;
-            }
+        // statfs reaches the daemon (a stat of the root may come from the
+        // kernel's attribute cache): ENOTCONN means a dead daemon left its mount.
+        if let Err(rustix::io::Errno::NOTCONN) = rustix::fs::statfs(root) {
+            let msg = format!(
+                "prjfs: {}: removing a stale mount left by a dead daemon",
+                root.display()
+            );
+            tracing::warn!("{msg}");
+            eprintln!("{msg}");
+            prjfs_fuse::mount::unmount(root, true)
+                .map_err(|e| bad(format!("cannot remove stale mount: {e}")))?;
         }
         let meta = std::fs::metadata(root).map_err(|e| bad(e.to_string()))?;
         if !meta.is_dir() {
@@ -114,6 +111,18 @@ impl VirtualizationInstance {
         let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
         if prjfs_fuse::mount::is_mounted(&root, FS_TYPE).unwrap_or(false) {
             return Err(bad("already a mounted prjfs root".into()));
+        }
+        // Refuse a foreign non-empty directory before the layer writes anything
+        // into it (its hidden directory marks roots we made).
+        let has_layer = root.join(crate::layer::HIDDEN_DIR).is_dir();
+        let non_empty = std::fs::read_dir(&root)
+            .map_err(|e| bad(e.to_string()))?
+            .next()
+            .is_some();
+        if non_empty && !has_layer {
+            return Err(bad(
+                "is not empty and not a prjfs root; use an empty directory".into(),
+            ));
         }
         let layer = Layer::open(&root)?;
         match (layer.root_marker()?, &options.marker) {

@@ -566,7 +566,7 @@ fn many_commands_on_one_table() {
                                 table.finish(id, Ok(()), None);
                             }
                             1 => {
-                                table.finish(id, Err(ProviderError::NotFound), None);
+                                table.finish(id, Err(ProviderError::Io(libc::EIO)), None);
                             }
                             _ => {
                                 // Hand the id over first, as a provider does: the
@@ -726,4 +726,25 @@ fn cancel_slot_arm_vs_fire() {
         assert!(slot.is_fired());
         assert_eq!(runs.load(Ordering::SeqCst), 1, "seed {seed}");
     }
+}
+
+/// "Not found" is a normal answer (a lookup of a name the store does not have):
+/// it counts as completed, not failed.
+#[test]
+fn not_found_counts_as_completed() {
+    let table = CommandTable::new();
+    let instance = InstanceHandle::new(Arc::new(NoInstance));
+    let id = table.allocate_id();
+    table.insert(
+        CallbackKind::GetPlaceholderInfo,
+        data(id, &instance),
+        Box::new(|_| {}),
+    );
+    assert!(table.start(id).is_some());
+    assert_eq!(
+        table.finish(id, Err(ProviderError::NotFound), None),
+        Completion::Completed
+    );
+    let st = table.stats();
+    assert_eq!((st.completed, st.failed), (1, 0));
 }

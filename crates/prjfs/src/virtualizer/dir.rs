@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::{is_own_thread, is_projected_dir, Errno, Inner, RequestCtx, Responder};
+use super::{
+    is_own_thread, is_projected_dir, present, synthetic_ino, Errno, Inner, RequestCtx, Responder,
+};
 use crate::command::{CallbackKind, CommandOutcome};
 use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, Merged};
 use crate::names::compare_with;
@@ -43,6 +45,8 @@ struct Listing {
 /// One open directory.
 pub(crate) struct DirHandle {
     path: PathBuf,
+    /// The path the provider knows this directory by (its placeholder's origin).
+    provider_path: PathBuf,
     /// Set when StartDirectoryEnumeration succeeded: End must follow.
     enum_id: Option<EnumerationId>,
     listing: Mutex<Listing>,
@@ -64,12 +68,13 @@ impl Inner {
         let projected = is_projected_dir(&item, node)
             && !self.stopped.load(Ordering::SeqCst)
             && !is_own_thread(ctx.pid);
+        let provider_path = item.origin.clone().unwrap_or_else(|| path.clone());
         if !projected {
-            let fh = self.register_dir(path, None);
+            let fh = self.register_dir(path, provider_path, None);
             return done(Ok(fh));
         }
         let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
-        let data = self.callback_data(ctx, path.clone());
+        let data = self.callback_data(ctx, provider_path.clone());
         let inner = self.clone();
         self.invoke(
             CallbackKind::StartEnumeration,
@@ -78,7 +83,7 @@ impl Inner {
             move |p, cb| p.start_directory_enumeration(cb, id),
             move |outcome| match outcome {
                 CommandOutcome::Finished(Ok(()), _) => {
-                    let fh = inner.register_dir(path, Some(id));
+                    let fh = inner.register_dir(path, provider_path, Some(id));
                     done(Ok(fh))
                 }
                 CommandOutcome::Finished(Err(e), _) => {
@@ -90,12 +95,18 @@ impl Inner {
         );
     }
 
-    fn register_dir(&self, path: PathBuf, enum_id: Option<EnumerationId>) -> u64 {
+    fn register_dir(
+        &self,
+        path: PathBuf,
+        provider_path: PathBuf,
+        enum_id: Option<EnumerationId>,
+    ) -> u64 {
         let fh = self.new_handle_id();
         self.dirs.lock().expect("dirs lock").insert(
             fh,
             Arc::new(DirHandle {
                 path,
+                provider_path,
                 enum_id,
                 listing: Mutex::new(Listing::default()),
             }),
@@ -107,8 +118,11 @@ impl Inner {
         let Some(id) = dir.enum_id else {
             return;
         };
-        let data = self.callback_data(&RequestCtx::default(), dir.path.clone());
-        let path = dir.path.clone();
+        self.end_session(dir.provider_path.clone(), id);
+    }
+
+    fn end_session(self: &Arc<Self>, path: PathBuf, id: EnumerationId) {
+        let data = self.callback_data(&RequestCtx::default(), path.clone());
         self.invoke(
             CallbackKind::EndEnumeration,
             data,
@@ -147,7 +161,7 @@ impl Inner {
         let inner = self.clone();
         let dir2 = dir.clone();
         let finish = move |projected: Result<Vec<DirEntry>, Errno>| {
-            let items = projected.and_then(|p| inner.merge(&dir2.path, p));
+            let items = projected.and_then(|p| inner.merge(&dir2.path, &dir2.provider_path, p));
             match items {
                 Ok(items) => {
                     let items = Arc::new(items);
@@ -163,7 +177,7 @@ impl Inner {
                 dir.listing.lock().expect("listing lock").provider_scanned = true;
                 self.fetch_projected(
                     ctx.clone(),
-                    dir.clone(),
+                    dir.provider_path.clone(),
                     id,
                     restart,
                     self.options.enumeration_buffer_bytes,
@@ -179,7 +193,7 @@ impl Inner {
     fn fetch_projected(
         self: &Arc<Self>,
         ctx: RequestCtx,
-        dir: Arc<DirHandle>,
+        dir: PathBuf,
         id: EnumerationId,
         restart: bool,
         capacity: usize,
@@ -187,7 +201,7 @@ impl Inner {
         done: Responder<Vec<DirEntry>>,
     ) {
         let buffer = DirEntryBuffer::new(capacity);
-        let mut data = self.callback_data(&ctx, dir.path.clone());
+        let mut data = self.callback_data(&ctx, dir.clone());
         data.flags.restart_scan = restart;
         let inner = self.clone();
         let buf2 = buffer.clone();
@@ -198,7 +212,7 @@ impl Inner {
             Some(&slot),
             move |p, cb| p.get_directory_enumeration(cb, id, None, &buf2),
             move |outcome| {
-                let path = dir.path.clone();
+                let path = dir.clone();
                 match outcome {
                     CommandOutcome::Finished(Ok(()), ext) => {
                         if let Some(Extended::Enumeration(b)) = &ext {
@@ -249,8 +263,80 @@ impl Inner {
         );
     }
 
+    /// Whether the directory at `path` shows no entry to clients: nothing but
+    /// tombstones on disk and, for a projected directory, no projected name that
+    /// a tombstone does not hide (a full enumeration session: Start, Gets, End).
+    pub(super) fn visibly_empty(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        path: &Path,
+        done: Responder<bool>,
+    ) {
+        match self.layer.is_dir_empty_on_disk(path) {
+            Ok(true) => {}
+            Ok(false) => return done(Ok(false)),
+            Err(e) => return done(Err(e.errno())),
+        }
+        let item = match self.item(path) {
+            Ok(i) => i,
+            Err(e) => return done(Err(e)),
+        };
+        // A directory reached as a node other than the root is projected only
+        // when it is a placeholder; the root is never removed.
+        if !is_projected_dir(&item, u64::MAX) || is_own_thread(ctx.pid) {
+            return done(Ok(true));
+        }
+        if let Err(e) = self.may_call_provider(ctx) {
+            return done(Err(e));
+        }
+        let provider_path = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
+        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
+        let data = self.callback_data(ctx, provider_path.clone());
+        let inner = self.clone();
+        let ctx2 = ctx.clone();
+        let path = path.to_path_buf();
+        self.invoke(
+            CallbackKind::StartEnumeration,
+            data,
+            Some(&ctx.cancel),
+            move |p, cb| p.start_directory_enumeration(cb, id),
+            move |outcome| match outcome {
+                CommandOutcome::Finished(Ok(()), _) => {
+                    let inner2 = inner.clone();
+                    let pp = provider_path.clone();
+                    let pp2 = provider_path.clone();
+                    let capacity = inner.options.enumeration_buffer_bytes;
+                    inner.fetch_projected(
+                        ctx2,
+                        provider_path,
+                        id,
+                        false,
+                        capacity,
+                        Vec::new(),
+                        Box::new(move |r: Result<Vec<DirEntry>, Errno>| {
+                            inner2.end_session(pp, id);
+                            done(r.and_then(|projected| {
+                                inner2
+                                    .merge(&path, &pp2, projected)
+                                    .map(|items| items.len() <= 2)
+                            }))
+                        }),
+                    );
+                }
+                CommandOutcome::Finished(Err(ProviderError::NotFound), _) => done(Ok(true)),
+                CommandOutcome::Finished(Err(e), _) => done(Err(e.errno())),
+                CommandOutcome::Cancelled => done(Err(libc::EINTR)),
+            },
+        );
+    }
+
     /// Merge on-disk items with projected ones, in collation order.
-    fn merge(&self, path: &Path, projected: Vec<DirEntry>) -> Result<Vec<DirItem>, Errno> {
+    fn merge(
+        &self,
+        path: &Path,
+        provider_path: &Path,
+        projected: Vec<DirEntry>,
+    ) -> Result<Vec<DirItem>, Errno> {
         let collation = self.options.collation;
         let mut local: Vec<(OsString, LocalItem<crate::layer::Item>)> = self
             .layer
@@ -291,9 +377,9 @@ impl Inner {
         ];
         for m in merge_listing(local, projected, collation) {
             let (name, kind, ino) = match m {
-                Merged::Local(name, item) => (name, item.kind, item.attr.ino),
+                Merged::Local(name, item) => (name, item.kind, present(item).attr.ino),
                 Merged::Projected(e) => {
-                    let ino = synthetic_ino(path, &e.name);
+                    let ino = synthetic_ino(&provider_path.join(&e.name));
                     (e.name, e.basic.kind, ino)
                 }
             };
@@ -316,13 +402,4 @@ fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64) -> Vec<DirItem
     let start = (offset as usize).min(items.len());
     let end = (start + 512).min(items.len());
     items[start..end].to_vec()
-}
-
-/// A stable, non-zero inode number for a virtual item (it has no inode yet).
-fn synthetic_ino(dir: &Path, name: &OsString) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    dir.hash(&mut h);
-    name.hash(&mut h);
-    h.finish() | (1 << 63)
 }

@@ -1,45 +1,121 @@
-//! Open files and the read path: hydration through GetFileData on first read, then
-//! reads straight from the hydrated file on disk.
+//! Open files: hydration through GetFileData (on first read, or before a write
+//! that keeps content), reads and writes on the on-disk file.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{Errno, Inner, RequestCtx, Responder};
 use crate::command::{CallbackKind, CommandOutcome};
-use crate::layer::LayerError;
+use crate::layer::{Item, LayerError};
 use crate::provider::ProviderError;
 use crate::types::{FileKind, OnDiskState};
 
 /// One open file.
 pub(crate) struct FileHandle {
-    node: u64,
+    pub(crate) node: u64,
+    /// Opened for writing (the item is full).
+    writable: bool,
     /// Invariant: once set, the file holds the item's complete content.
     data: Mutex<Option<Arc<File>>>,
 }
 
+impl FileHandle {
+    /// The on-disk file, when this handle has one open.
+    pub(crate) fn file(&self) -> Option<Arc<File>> {
+        self.data.lock().expect("handle lock").clone()
+    }
+}
+
+/// Whether a placeholder file still needs its content from the provider.
+pub(crate) fn needs_data(item: &Item) -> bool {
+    item.kind == FileKind::File
+        && item.state.contains(OnDiskState::PLACEHOLDER)
+        && !item.state.contains(OnDiskState::HYDRATED_PLACEHOLDER)
+}
+
+fn is_write(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
 impl Inner {
-    pub(super) fn open(&self, node: u64, flags: i32) -> Result<u64, Errno> {
-        let path = self.path(node)?;
-        let item = self.item(&path)?;
+    /// Open a file. Opening for write converts a placeholder to full first:
+    /// with `O_TRUNC` without fetching, otherwise after hydrating it.
+    pub(super) fn open(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        node: u64,
+        flags: i32,
+        done: Responder<u64>,
+    ) {
+        let path = match self.path(node) {
+            Ok(p) => p,
+            Err(e) => return done(Err(e)),
+        };
+        let item = match self.item(&path) {
+            Ok(i) => i,
+            Err(e) => return done(Err(e)),
+        };
         match item.kind {
-            FileKind::Directory => return Err(libc::EISDIR),
-            FileKind::Symlink => return Err(libc::ELOOP),
+            FileKind::Directory => return done(Err(libc::EISDIR)),
+            FileKind::Symlink => return done(Err(libc::ELOOP)),
             FileKind::File => {}
         }
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            return Err(libc::EROFS);
+        if !is_write(flags) {
+            return done(Ok(self.register_file_handle(node, false, None)));
         }
+        let truncate = flags & libc::O_TRUNC != 0;
+        let inner = self.clone();
+        let item_path = path.clone();
+        let finish = move |r: Result<(), Errno>| {
+            let r = r
+                .and_then(|()| inner.make_full(&path, truncate))
+                .and_then(|()| {
+                    // O_APPEND is the kernel's business: it sends the offset to write at.
+                    let mut oflags = rustix::fs::OFlags::RDWR;
+                    if truncate {
+                        oflags |= rustix::fs::OFlags::TRUNC;
+                    }
+                    inner.layer.open_file(&path, oflags).map_err(|e| e.errno())
+                });
+            done(r.map(|f| inner.register_file_handle(node, true, Some(Arc::new(f)))))
+        };
+        if needs_data(&item) && !truncate {
+            self.ensure_hydrated(ctx, &item_path, &item, 0, Box::new(finish));
+        } else {
+            finish(Ok(()));
+        }
+    }
+
+    pub(super) fn register_file_handle(
+        &self,
+        node: u64,
+        writable: bool,
+        file: Option<Arc<File>>,
+    ) -> u64 {
         let fh = self.new_handle_id();
         self.files.lock().expect("files lock").insert(
             fh,
             Arc::new(FileHandle {
                 node,
-                data: Mutex::new(None),
+                writable,
+                data: Mutex::new(file),
             }),
         );
-        Ok(fh)
+        fh
+    }
+
+    pub(crate) fn file_handle(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        self.files.lock().expect("files lock").get(&fh).cloned()
+    }
+
+    /// Turn the item at `path` into a full file (content is local or truncated).
+    pub(super) fn make_full(&self, path: &Path, truncate: bool) -> Result<(), Errno> {
+        self.layer.convert_to_full(path, truncate).map_err(|e| {
+            tracing::error!("{}: converting to full failed: {e}", path.display());
+            e.errno()
+        })
     }
 
     pub(super) fn read(
@@ -50,11 +126,10 @@ impl Inner {
         size: u32,
         done: Responder<Vec<u8>>,
     ) {
-        let Some(handle) = self.files.lock().expect("files lock").get(&fh).cloned() else {
+        let Some(handle) = self.file_handle(fh) else {
             return done(Err(libc::EBADF));
         };
-        let file = handle.data.lock().expect("handle lock").clone();
-        if let Some(file) = file {
+        if let Some(file) = handle.file() {
             return done(read_at(&file, offset, size));
         }
         let path = match self.path(handle.node) {
@@ -65,20 +140,39 @@ impl Inner {
             Ok(i) => i,
             Err(e) => return done(Err(e)),
         };
-        let local = !item.state.contains(OnDiskState::PLACEHOLDER)
-            || item.state.contains(OnDiskState::HYDRATED_PLACEHOLDER)
-            || item.state.contains(OnDiskState::FULL);
-        if local || item.attr.size == 0 {
-            if !local {
-                // Nothing to fetch: an empty placeholder hydrates without a callback.
-                if let Err(e) = self.hydrate_empty(&path) {
-                    return done(Err(e));
-                }
-            }
-            return done(
-                self.open_local(&handle, &path)
-                    .and_then(|f| read_at(&f, offset, size)),
-            );
+        let inner = self.clone();
+        self.ensure_hydrated(
+            ctx,
+            &path.clone(),
+            &item,
+            fh,
+            Box::new(move |r| {
+                done(
+                    r.and_then(|()| inner.open_local(&handle, &path))
+                        .and_then(|f| read_at(&f, offset, size)),
+                )
+            }),
+        );
+    }
+
+    /// Make sure the content of the file `item` at `path` is on disk: nothing to
+    /// do for local content, no callback for an empty placeholder, else
+    /// GetFileData into a temp file that replaces the placeholder when complete.
+    pub(super) fn ensure_hydrated(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        path: &Path,
+        item: &Item,
+        fh: u64,
+        done: Responder<()>,
+    ) {
+        if !needs_data(item) {
+            return done(Ok(()));
+        }
+        let path = path.to_path_buf();
+        if item.attr.size == 0 {
+            // Nothing to fetch: an empty placeholder hydrates without a callback.
+            return done(self.hydrate_empty(&path));
         }
         if let Err(e) = self.may_call_provider(ctx) {
             tracing::warn!(
@@ -98,8 +192,10 @@ impl Inner {
         self.streams
             .lock()
             .expect("streams lock")
-            .insert(stream_id, hydration.clone());
-        let mut data = self.callback_data(ctx, path.clone());
+            .insert(stream_id, hydration);
+        // The provider finds content by the path the placeholder was created at.
+        let origin = item.origin.clone().unwrap_or_else(|| path.clone());
+        let mut data = self.callback_data(ctx, origin);
         data.file_id = fh;
         data.data_stream_id = stream_id;
         data.version = item.version.clone();
@@ -128,11 +224,7 @@ impl Inner {
                     }
                     CommandOutcome::Cancelled => Err(libc::EINTR),
                 };
-                done(
-                    result
-                        .and_then(|()| inner.open_local(&handle, &path))
-                        .and_then(|f| read_at(&f, offset, size)),
-                );
+                done(result)
             },
         );
     }
@@ -146,8 +238,8 @@ impl Inner {
         let Some(h) = hydration else {
             return Err(libc::EIO);
         };
-        // Writers from the provider may still hold clones only through the
-        // streams table, which no longer has it; wait out a racing write.
+        // The streams table no longer has it, so only a write racing this very
+        // completion could still hold a clone.
         let h = match Arc::try_unwrap(h) {
             Ok(h) => h,
             Err(_) => {
@@ -167,7 +259,12 @@ impl Inner {
             Err(e) => {
                 // Another reader may have hydrated it first; that is success.
                 match self.layer.state(path) {
-                    Ok(s) if s.contains(OnDiskState::HYDRATED_PLACEHOLDER) => Ok(()),
+                    Ok(s)
+                        if !s.contains(OnDiskState::PLACEHOLDER)
+                            || s.contains(OnDiskState::HYDRATED_PLACEHOLDER) =>
+                    {
+                        Ok(())
+                    }
                     _ => {
                         tracing::error!("{}: finishing hydration failed: {e}", path.display());
                         Err(e.errno())
@@ -182,7 +279,7 @@ impl Inner {
         self.finish_hydration(Some(Arc::new(h)), path, 0)
     }
 
-    fn open_local(&self, handle: &FileHandle, path: &Path) -> Result<Arc<File>, Errno> {
+    fn open_local(&self, handle: &FileHandle, path: &PathBuf) -> Result<Arc<File>, Errno> {
         let mut slot = handle.data.lock().expect("handle lock");
         if let Some(f) = slot.as_ref() {
             return Ok(f.clone());
@@ -194,6 +291,30 @@ impl Inner {
         );
         *slot = Some(f.clone());
         Ok(f)
+    }
+
+    pub(super) fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let handle = self.file_handle(fh).ok_or(libc::EBADF)?;
+        if !handle.writable {
+            return Err(libc::EBADF);
+        }
+        let file = handle.file().ok_or(libc::EBADF)?;
+        file.write_all_at(data, offset)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        Ok(data.len() as u32)
+    }
+
+    pub(super) fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
+        let handle = self.file_handle(fh).ok_or(libc::EBADF)?;
+        let Some(file) = handle.file() else {
+            return Ok(());
+        };
+        let r = if datasync {
+            file.sync_data()
+        } else {
+            file.sync_all()
+        };
+        r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     }
 }
 
@@ -210,4 +331,36 @@ fn read_at(file: &File, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+/// The item an open file descriptor refers to (for `fstat` of a file unlinked
+/// while open): a full item with on-disk attributes.
+pub(crate) fn item_of_file(file: &File) -> Result<Item, Errno> {
+    let st = rustix::fs::fstat(file).map_err(|e| e.raw_os_error())?;
+    let mode = st.st_mode;
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileKind::Directory,
+        libc::S_IFLNK => FileKind::Symlink,
+        _ => FileKind::File,
+    };
+    Ok(Item {
+        kind,
+        attr: crate::layer::Attr {
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            atime: (st.st_atime, st.st_atime_nsec as u32),
+            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+            ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+            mode,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: st.st_blksize as u32,
+        },
+        state: OnDiskState::FULL,
+        version: None,
+        origin: None,
+    })
 }

@@ -9,6 +9,7 @@
 mod dir;
 mod file;
 pub mod nodes;
+mod write;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -30,6 +31,7 @@ use crate::types::{Collation, FileKind, OnDiskState, PlaceholderInfo};
 
 pub use dir::DirItem;
 pub use nodes::ROOT_ID;
+pub use write::Creator;
 
 /// An errno value (positive).
 pub type Errno = i32;
@@ -99,6 +101,10 @@ pub(crate) struct Inner {
     next_enum_id: AtomicU64,
     streams: Mutex<HashMap<u64, Arc<Hydration>>>,
     negative: Mutex<HashSet<PathBuf>>,
+    /// Pending GetPlaceholderInfo whose provider path differs from the client's
+    /// path (an item inside a renamed placeholder directory): provider path →
+    /// where the placeholder goes.
+    placeholder_targets: Mutex<HashMap<PathBuf, PathBuf>>,
     stopped: AtomicBool,
     handle: InstanceHandle,
 }
@@ -129,6 +135,7 @@ impl Virtualizer {
             next_enum_id: AtomicU64::new(1),
             streams: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashSet::new()),
+            placeholder_targets: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
         });
@@ -217,9 +224,155 @@ impl Virtualizer {
         self.inner.lookup(ctx, parent, name, done)
     }
 
-    /// Open a file node for reading.
-    pub fn open(&self, node: u64, flags: i32) -> Result<u64, Errno> {
-        self.inner.open(node, flags)
+    /// Open a file node. Opening for write makes a placeholder full (hydrating it
+    /// first unless `O_TRUNC`).
+    pub fn open(&self, ctx: &RequestCtx, node: u64, flags: i32, done: Responder<u64>) {
+        self.inner.open(ctx, node, flags, done)
+    }
+
+    /// Metadata of a node, or of an open handle's file when the node has no path
+    /// any more (unlinked while open).
+    pub fn getattr_fh(&self, node: u64, fh: Option<u64>) -> Result<Item, Errno> {
+        match self.getattr(node) {
+            Err(e @ (libc::ENOENT | libc::ESTALE)) => {
+                let file = fh
+                    .and_then(|fh| self.inner.file_handle(fh))
+                    .and_then(|h| h.file())
+                    .ok_or(e)?;
+                file::item_of_file(&file)
+            }
+            r => r,
+        }
+    }
+
+    /// Write to a handle opened for writing.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        self.inner.write(fh, offset, data)
+    }
+
+    /// Flush a handle's file to stable storage.
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
+        self.inner.fsync(fh, datasync)
+    }
+
+    /// Create and open a file: (node, item, handle).
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        who: Creator,
+    ) -> Result<(u64, Item, u64), Errno> {
+        self.inner.create(parent, name, mode, who)
+    }
+
+    /// Create a directory.
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        who: Creator,
+    ) -> Result<(u64, Item), Errno> {
+        self.inner.mkdir(parent, name, mode, who)
+    }
+
+    /// Create a symlink.
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+        who: Creator,
+    ) -> Result<(u64, Item), Errno> {
+        self.inner.symlink(parent, name, target, who)
+    }
+
+    /// Create a special file.
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        who: Creator,
+    ) -> Result<(u64, Item), Errno> {
+        self.inner.mknod(parent, name, mode, rdev, who)
+    }
+
+    /// Hard link `node` as `new_name` in `new_parent`.
+    pub fn link(
+        &self,
+        ctx: &RequestCtx,
+        node: u64,
+        new_parent: u64,
+        new_name: &OsStr,
+        done: Responder<(u64, Item)>,
+    ) {
+        self.inner.link(ctx, node, new_parent, new_name, done)
+    }
+
+    /// Remove a non-directory (a projected name leaves a tombstone).
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        self.inner.unlink(parent, name)
+    }
+
+    /// Remove an empty directory (virtual children count).
+    pub fn rmdir(&self, ctx: &RequestCtx, parent: u64, name: &OsStr, done: Responder<()>) {
+        self.inner.rmdir(ctx, parent, name, done)
+    }
+
+    /// Rename with `renameat2` flags.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rename(
+        &self,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+        done: Responder<()>,
+    ) {
+        self.inner
+            .rename(ctx, parent, name, new_parent, new_name, flags, done)
+    }
+
+    /// Change attributes (size changes may hydrate first).
+    pub fn setattr(
+        &self,
+        ctx: &RequestCtx,
+        node: u64,
+        attr: crate::layer::SetAttr,
+        done: Responder<Item>,
+    ) {
+        self.inner.setattr(ctx, node, attr, done)
+    }
+
+    /// A user xattr.
+    pub fn get_xattr(&self, node: u64, name: &OsStr) -> Result<Vec<u8>, Errno> {
+        self.inner.get_xattr(node, name)
+    }
+
+    /// User xattr names.
+    pub fn list_xattr(&self, node: u64) -> Result<Vec<OsString>, Errno> {
+        self.inner.list_xattr(node)
+    }
+
+    /// Set a user xattr.
+    pub fn set_xattr(
+        &self,
+        node: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), Errno> {
+        self.inner.set_xattr(node, name, value, flags)
+    }
+
+    /// Remove a user xattr.
+    pub fn remove_xattr(&self, node: u64, name: &OsStr) -> Result<(), Errno> {
+        self.inner.remove_xattr(node, name)
     }
 
     /// Read from an open file; hydrates a placeholder first (GetFileData).
@@ -304,7 +457,7 @@ impl Inner {
 
     pub(crate) fn item(&self, path: &Path) -> Result<Item, Errno> {
         match self.layer.lookup(path) {
-            Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(item),
+            Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
             Ok(_) => Err(libc::ENOENT),
             Err(e) => {
                 tracing::error!("{}: {e}", path.display());
@@ -441,7 +594,7 @@ impl Inner {
                     return done(Err(libc::ENOENT));
                 }
                 let id = self.nodes.lookup(parent, name);
-                return done(Ok((id, item)));
+                return done(Ok((id, present(item))));
             }
             Ok(None) => {}
             Err(e) => {
@@ -450,11 +603,19 @@ impl Inner {
             }
         }
         // Not on disk: only a placeholder directory has virtual children.
-        match self.layer.lookup(&parent_path) {
-            Ok(Some(p)) if p.kind == FileKind::Directory && is_projected_dir(&p, parent) => {}
+        let parent_origin = match self.layer.lookup(&parent_path) {
+            Ok(Some(p)) if p.kind == FileKind::Directory && is_projected_dir(&p, parent) => {
+                p.origin.unwrap_or_else(|| parent_path.clone())
+            }
             Ok(_) => return done(Err(libc::ENOENT)),
             Err(e) => return done(Err(e.errno())),
-        }
+        };
+        // The provider knows the item by its parent's original path.
+        let provider_path = if parent == ROOT_ID {
+            PathBuf::from(name)
+        } else {
+            parent_origin.join(name)
+        };
         if let Err(e) = self.may_call_provider(ctx) {
             // The provider's own process sees only what is on disk.
             return done(Err(if e == libc::EIO { libc::ENOENT } else { e }));
@@ -464,7 +625,13 @@ impl Inner {
         {
             return done(Err(libc::ENOENT));
         }
-        let data = self.callback_data(ctx, path.clone());
+        let data = self.callback_data(ctx, provider_path.clone());
+        if provider_path != path {
+            self.placeholder_targets
+                .lock()
+                .expect("targets lock")
+                .insert(provider_path.clone(), path.clone());
+        }
         let inner = self.clone();
         let name = name.to_os_string();
         self.invoke(
@@ -472,11 +639,15 @@ impl Inner {
             data,
             Some(&ctx.cancel),
             |p, cb| p.get_placeholder_info(cb),
-            move |outcome| match outcome {
+            move |outcome| {
+                if provider_path != path {
+                    inner.placeholder_targets.lock().expect("targets lock").remove(&provider_path);
+                }
+                match outcome {
                 CommandOutcome::Finished(Ok(()), _) => match inner.layer.lookup(&path) {
                     Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => {
                         let id = inner.nodes.lookup(parent, &name);
-                        done(Ok((id, item)))
+                        done(Ok((id, present(item))))
                     }
                     Ok(_) => {
                         tracing::error!(
@@ -500,9 +671,32 @@ impl Inner {
                     done(Err(e.errno()))
                 }
                 CommandOutcome::Cancelled => done(Err(libc::EINTR)),
-            },
+            }},
         );
     }
+}
+
+/// An item as clients see it. A placeholder's inode number is derived from the
+/// path the provider knows it by, so it stays the same when the placeholder is
+/// hydrated (a new file on disk), renamed, or seen again after a remount, and
+/// matches the number its listing entry showed while it was virtual.
+pub(crate) fn present(mut item: Item) -> Item {
+    if item.state.contains(OnDiskState::PLACEHOLDER) {
+        if let Some(origin) = &item.origin {
+            item.attr.ino = synthetic_ino(origin);
+        }
+    }
+    item
+}
+
+/// A stable inode number for the projected item at `provider_path` (high bit
+/// set, so it never equals a real inode number of the layer's file system in
+/// practice).
+pub(crate) fn synthetic_ino(provider_path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    provider_path.hash(&mut h);
+    h.finish() | (1 << 63)
 }
 
 /// A directory whose listing includes the provider's items: the root and
@@ -540,9 +734,17 @@ impl InstanceApi for Api {
                 "version ids are limited to 128 bytes".into(),
             ));
         }
-        inner
-            .layer
-            .write_placeholder(path, info)
+        let target = inner
+            .placeholder_targets
+            .lock()
+            .expect("targets lock")
+            .get(path)
+            .cloned();
+        let result = match &target {
+            Some(t) => inner.layer.write_placeholder_with_origin(t, info, path),
+            None => inner.layer.write_placeholder(path, info),
+        };
+        result
             .map(|_| ())
             .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
     }

@@ -1,5 +1,6 @@
-//! Node ids for the items a client has looked up: parent + name, so a rename
-//! touches one node, and lookup counts so nodes go when the kernel forgets them.
+//! Node ids for the items a client has looked up: parent + name (plus the other
+//! names of a hard-linked file), so a rename touches one node, and lookup counts
+//! so nodes go when the kernel forgets them.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -9,21 +10,28 @@ use std::sync::Mutex;
 /// The root's node id (fixed by FUSE).
 pub const ROOT_ID: u64 = 1;
 
+/// Parent id of a detached node: its last name was removed; it has no path.
+const DETACHED: u64 = 0;
+
+type Name = (u64, OsString);
+
 struct Node {
-    parent: u64,
-    name: OsString,
+    /// The name used to build the node's path.
+    primary: Name,
+    /// Further names of the same file (hard links made through the mount).
+    aliases: Vec<Name>,
     lookups: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     nodes: HashMap<u64, Node>,
-    index: HashMap<(u64, OsString), u64>,
+    index: HashMap<Name, u64>,
     next: u64,
 }
 
-/// Invariant: `index` maps exactly the (parent, name) pairs of `nodes`, and every
-/// node's parent chain ends at the root.
+/// Invariant: `index` maps exactly the primary and alias names of live nodes
+/// (detached primaries excepted), and every node's parent chain ends at the root.
 pub struct NodeTable {
     inner: Mutex<Inner>,
 }
@@ -46,7 +54,7 @@ impl NodeTable {
     }
 
     /// The path of `id` relative to the root (`""` for the root), or `None` for an
-    /// unknown id.
+    /// unknown or detached id.
     pub fn path(&self, id: u64) -> Option<PathBuf> {
         if id == ROOT_ID {
             return Some(PathBuf::new());
@@ -55,9 +63,12 @@ impl NodeTable {
         let mut parts = Vec::new();
         let mut cur = id;
         while cur != ROOT_ID {
+            if cur == DETACHED {
+                return None;
+            }
             let node = inner.nodes.get(&cur)?;
-            parts.push(node.name.clone());
-            cur = node.parent;
+            parts.push(node.primary.1.clone());
+            cur = node.primary.0;
         }
         Some(parts.iter().rev().collect())
     }
@@ -79,13 +90,94 @@ impl NodeTable {
         inner.nodes.insert(
             id,
             Node {
-                parent,
-                name: key.1.clone(),
+                primary: key.clone(),
+                aliases: Vec::new(),
                 lookups: 1,
             },
         );
         inner.index.insert(key, id);
         id
+    }
+
+    /// A hard link made through the mount: `name` under `parent` is another name
+    /// of node `id` (the kernel then sees one inode). Counts one lookup.
+    pub fn link(&self, id: u64, parent: u64, name: &OsStr) -> u64 {
+        let mut inner = self.inner.lock().expect("node lock");
+        let key = (parent, name.to_os_string());
+        let Some(node) = inner.nodes.get_mut(&id) else {
+            drop(inner);
+            return self.lookup(parent, name);
+        };
+        node.lookups += 1;
+        node.aliases.push(key.clone());
+        inner.index.insert(key, id);
+        id
+    }
+
+    /// Remove one name of its node; the node's path moves to another name, or
+    /// the node is detached (no path) when it was the last.
+    fn unname(inner: &mut Inner, id: u64, key: &Name) {
+        let Some(node) = inner.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.primary == *key {
+            if node.aliases.is_empty() {
+                node.primary.0 = DETACHED;
+            } else {
+                node.primary = node.aliases.remove(0);
+            }
+        } else {
+            node.aliases.retain(|a| a != key);
+        }
+    }
+
+    /// (parent, name) no longer names anything (unlink, rmdir, or replaced by a
+    /// rename): later lookups of it get a new node.
+    pub fn detach(&self, parent: u64, name: &OsStr) {
+        let mut inner = self.inner.lock().expect("node lock");
+        let key = (parent, name.to_os_string());
+        if let Some(id) = inner.index.remove(&key) {
+            Self::unname(&mut inner, id, &key);
+        }
+    }
+
+    /// A rename: the node named (parent, name) is now named (new_parent,
+    /// new_name); a node that had that name loses it, or with `exchange` takes
+    /// the old one.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        exchange: bool,
+    ) {
+        let mut inner = self.inner.lock().expect("node lock");
+        let from = (parent, name.to_os_string());
+        let to = (new_parent, new_name.to_os_string());
+        let moving = inner.index.remove(&from);
+        let replaced = inner.index.remove(&to);
+        let rename_in = |inner: &mut Inner, id: u64, old: &Name, new: &Name| {
+            if let Some(node) = inner.nodes.get_mut(&id) {
+                if node.primary == *old {
+                    node.primary = new.clone();
+                } else if let Some(a) = node.aliases.iter_mut().find(|a| *a == old) {
+                    *a = new.clone();
+                }
+            }
+        };
+        if let Some(id) = replaced {
+            if exchange {
+                rename_in(&mut inner, id, &to, &from);
+                inner.index.insert(from.clone(), id);
+            } else {
+                Self::unname(&mut inner, id, &to);
+            }
+        }
+        if let Some(id) = moving {
+            rename_in(&mut inner, id, &from, &to);
+            inner.index.insert(to, id);
+        }
     }
 
     /// The kernel dropped `n` lookups of `id`.
@@ -100,9 +192,10 @@ impl NodeTable {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             let node = inner.nodes.remove(&id).expect("node exists");
-            let key = (node.parent, node.name);
-            if inner.index.get(&key) == Some(&id) {
-                inner.index.remove(&key);
+            for key in std::iter::once(node.primary).chain(node.aliases) {
+                if inner.index.get(&key) == Some(&id) {
+                    inner.index.remove(&key);
+                }
             }
         }
     }
@@ -134,5 +227,42 @@ mod tests {
         t.forget(a, 1);
         assert!(t.path(a).is_none());
         assert_eq!(t.path(ROOT_ID).unwrap(), PathBuf::new());
+    }
+
+    #[test]
+    fn rename_detach_and_exchange() {
+        let t = NodeTable::new();
+        let a = t.lookup(ROOT_ID, OsStr::new("a"));
+        let d = t.lookup(ROOT_ID, OsStr::new("d"));
+        let b = t.lookup(ROOT_ID, OsStr::new("b"));
+        t.rename(ROOT_ID, OsStr::new("a"), d, OsStr::new("x"), false);
+        assert_eq!(t.path(a).unwrap(), PathBuf::from("d/x"));
+        // Replacing detaches the old target.
+        t.rename(ROOT_ID, OsStr::new("b"), d, OsStr::new("x"), false);
+        assert_eq!(t.path(b).unwrap(), PathBuf::from("d/x"));
+        assert!(t.path(a).is_none());
+        let c = t.lookup(ROOT_ID, OsStr::new("c"));
+        t.rename(ROOT_ID, OsStr::new("c"), d, OsStr::new("x"), true);
+        assert_eq!(t.path(c).unwrap(), PathBuf::from("d/x"));
+        assert_eq!(t.path(b).unwrap(), PathBuf::from("c"));
+        t.detach(ROOT_ID, OsStr::new("c"));
+        assert!(t.path(b).is_none());
+        assert_ne!(t.lookup(ROOT_ID, OsStr::new("c")), b);
+    }
+
+    #[test]
+    fn hard_links_share_a_node_and_survive_unlink_of_one_name() {
+        let t = NodeTable::new();
+        let f = t.lookup(ROOT_ID, OsStr::new("f"));
+        let d = t.lookup(ROOT_ID, OsStr::new("d"));
+        assert_eq!(t.link(f, d, OsStr::new("g")), f);
+        assert_eq!(t.lookup(d, OsStr::new("g")), f);
+        t.detach(ROOT_ID, OsStr::new("f"));
+        assert_eq!(t.path(f).unwrap(), PathBuf::from("d/g"));
+        t.rename(d, OsStr::new("g"), ROOT_ID, OsStr::new("h"), false);
+        assert_eq!(t.path(f).unwrap(), PathBuf::from("h"));
+        t.forget(f, 3);
+        assert!(t.path(f).is_none());
+        assert_ne!(t.lookup(ROOT_ID, OsStr::new("h")), f);
     }
 }

@@ -1,0 +1,450 @@
+//! Local changes: create, mkdir, symlink, mknod, link, unlink, rmdir, rename,
+//! setattr and user xattrs, with the state transitions of spec §4 (placeholders
+//! turn dirty or full, deletes of projected names leave tombstones).
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::file::needs_data;
+use super::{is_projected_dir, Errno, Inner, RequestCtx, Responder, ROOT_ID};
+use crate::layer::{Item, RenameFlags, SetAttr};
+use crate::names::validate_name;
+use crate::types::{FileKind, OnDiskState};
+
+/// `renameat2` flags the kernel passes through.
+const RENAME_NOREPLACE: u32 = 1;
+const RENAME_EXCHANGE: u32 = 2;
+
+/// Who creates an item: the caller's ids and the mode after the kernel applied
+/// the umask.
+#[derive(Clone, Copy, Debug)]
+pub struct Creator {
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+impl Inner {
+    /// The path of `name` under `parent`, refusing invalid names and the layer's
+    /// hidden directory.
+    fn child_path(&self, parent: u64, name: &OsStr) -> Result<(PathBuf, PathBuf), Errno> {
+        validate_name(name).map_err(|_| libc::EINVAL)?;
+        if parent == ROOT_ID && name == crate::layer::HIDDEN_DIR {
+            return Err(libc::EPERM);
+        }
+        let parent_path = self.path(parent)?;
+        let path = parent_path.join(name);
+        Ok((parent_path, path))
+    }
+
+    /// Whether deleting a name in directory `dir` must leave a tombstone: any
+    /// directory whose listing includes the provider's items. (A tombstone for a
+    /// name the provider does not have hides nothing; it is cheap and safe.)
+    fn needs_tombstone(&self, dir: &Path) -> bool {
+        if dir.as_os_str().is_empty() {
+            return true;
+        }
+        match self.layer.lookup(dir) {
+            Ok(Some(item)) => is_projected_dir(&item, u64::MAX),
+            _ => false,
+        }
+    }
+
+    /// A directory with local creates or deletes becomes a dirty placeholder.
+    pub(super) fn mark_dirty_dir(&self, dir: &Path) {
+        if dir.as_os_str().is_empty() {
+            return;
+        }
+        if let Ok(Some(item)) = self.layer.lookup(dir) {
+            if item.state.contains(OnDiskState::PLACEHOLDER)
+                && !item.state.contains(OnDiskState::DIRTY_PLACEHOLDER)
+            {
+                if let Err(e) = self.layer.mark_dirty(dir) {
+                    tracing::error!("{}: marking dirty failed: {e}", dir.display());
+                }
+            }
+        }
+    }
+
+    fn created(
+        &self,
+        parent: u64,
+        parent_path: &Path,
+        name: &OsStr,
+        path: &Path,
+    ) -> Result<(u64, Item), Errno> {
+        self.mark_dirty_dir(parent_path);
+        let item = self.item(path)?;
+        Ok((self.nodes.lookup(parent, name), item))
+    }
+
+    /// Create and open a regular file.
+    pub(super) fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        who: Creator,
+    ) -> Result<(u64, Item, u64), Errno> {
+        let (parent_path, path) = self.child_path(parent, name)?;
+        let file = self
+            .layer
+            .create_file(&path, mode & 0o7777, who.uid, who.gid)
+            .map_err(|e| e.errno())?;
+        let (node, item) = self.created(parent, &parent_path, name, &path)?;
+        let fh = self.register_writable(node, file);
+        Ok((node, item, fh))
+    }
+
+    /// Create a directory (full: it has no projected children).
+    pub(super) fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        who: Creator,
+    ) -> Result<(u64, Item), Errno> {
+        let (parent_path, path) = self.child_path(parent, name)?;
+        self.layer
+            .mkdir(&path, mode & 0o7777, who.uid, who.gid)
+            .map_err(|e| e.errno())?;
+        self.created(parent, &parent_path, name, &path)
+    }
+
+    /// Create a symlink.
+    pub(super) fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+        who: Creator,
+    ) -> Result<(u64, Item), Errno> {
+        let (parent_path, path) = self.child_path(parent, name)?;
+        self.layer
+            .symlink(&path, target, who.uid, who.gid)
+            .map_err(|e| e.errno())?;
+        self.created(parent, &parent_path, name, &path)
+    }
+
+    /// Create a special file (FIFO, socket, device).
+    pub(super) fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        who: Creator,
+    ) -> Result<(u64, Item), Errno> {
+        let (parent_path, path) = self.child_path(parent, name)?;
+        if mode & libc::S_IFMT == libc::S_IFREG {
+            let f = self
+                .layer
+                .create_file(&path, mode & 0o7777, who.uid, who.gid)
+                .map_err(|e| e.errno())?;
+            drop(f);
+        } else {
+            self.layer
+                .mknod(&path, mode, rdev as u64, who.uid, who.gid)
+                .map_err(|e| e.errno())?;
+        }
+        self.created(parent, &parent_path, name, &path)
+    }
+
+    /// A hard link. A placeholder file is hydrated and made full first: two names
+    /// share one inode, so its content must be local.
+    pub(super) fn link(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        node: u64,
+        new_parent: u64,
+        new_name: &OsStr,
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = (|| {
+            let src = self.path(node)?;
+            let item = self.item(&src)?;
+            if item.kind == FileKind::Directory {
+                return Err(libc::EPERM);
+            }
+            let (parent_path, dst) = self.child_path(new_parent, new_name)?;
+            Ok((src, item, parent_path, dst))
+        })();
+        let (src, item, parent_path, dst) = match r {
+            Ok(x) => x,
+            Err(e) => return done(Err(e)),
+        };
+        let inner = self.clone();
+        let new_name = new_name.to_os_string();
+        let item2 = item.clone();
+        self.ensure_hydrated(
+            ctx,
+            &src.clone(),
+            &item,
+            0,
+            Box::new(move |r| {
+                let r = r
+                    .and_then(|()| {
+                        if item2.state.contains(OnDiskState::PLACEHOLDER) {
+                            inner.make_full(&src, false)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .and_then(|()| inner.layer.link(&src, &dst).map_err(|e| e.errno()))
+                    .and_then(|()| {
+                        inner.mark_dirty_dir(&parent_path);
+                        let item = inner.item(&dst)?;
+                        // One file, one kernel inode: the new name joins the node.
+                        Ok((inner.nodes.link(node, new_parent, &new_name), item))
+                    });
+                done(r)
+            }),
+        );
+    }
+
+    /// Remove a non-directory.
+    pub(super) fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        let (parent_path, path) = self.child_path(parent, name)?;
+        let item = self.item(&path)?;
+        if item.kind == FileKind::Directory {
+            return Err(libc::EISDIR);
+        }
+        self.layer
+            .delete(&path, self.needs_tombstone(&parent_path))
+            .map_err(|e| e.errno())?;
+        self.nodes.detach(parent, name);
+        self.mark_dirty_dir(&parent_path);
+        Ok(())
+    }
+
+    /// Remove a directory that shows no entries (a projected directory is asked
+    /// for its listing: virtual children make it non-empty).
+    pub(super) fn rmdir(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        done: Responder<()>,
+    ) {
+        let (parent_path, path) = match self.child_path(parent, name) {
+            Ok(x) => x,
+            Err(e) => return done(Err(e)),
+        };
+        match self.item(&path) {
+            Ok(item) if item.kind == FileKind::Directory => {}
+            Ok(_) => return done(Err(libc::ENOTDIR)),
+            Err(e) => return done(Err(e)),
+        }
+        let inner = self.clone();
+        let name = name.to_os_string();
+        self.visibly_empty(
+            ctx,
+            &path.clone(),
+            Box::new(move |r| {
+                done(r.and_then(|empty| {
+                    if !empty {
+                        return Err(libc::ENOTEMPTY);
+                    }
+                    inner
+                        .layer
+                        .delete(&path, inner.needs_tombstone(&parent_path))
+                        .map_err(|e| e.errno())?;
+                    inner.nodes.detach(parent, &name);
+                    inner.mark_dirty_dir(&parent_path);
+                    Ok(())
+                }))
+            }),
+        );
+    }
+
+    /// Rename (also over an existing target, `RENAME_NOREPLACE`,
+    /// `RENAME_EXCHANGE`). The item keeps its record, so a renamed placeholder
+    /// still hydrates from its original path and version.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rename(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+        done: Responder<()>,
+    ) {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return done(Err(libc::EINVAL));
+        }
+        let exchange = flags & RENAME_EXCHANGE != 0;
+        let prep = (|| {
+            let (from_dir, from) = self.child_path(parent, name)?;
+            let (to_dir, to) = self.child_path(new_parent, new_name)?;
+            let src = self.item(&from)?;
+            let dst = match self.item(&to) {
+                Ok(i) => Some(i),
+                Err(libc::ENOENT) => None,
+                Err(e) => return Err(e),
+            };
+            if exchange && dst.is_none() {
+                return Err(libc::ENOENT);
+            }
+            if flags & RENAME_NOREPLACE != 0 && dst.is_some() {
+                return Err(libc::EEXIST);
+            }
+            if to.starts_with(&from) && to != from {
+                return Err(libc::EINVAL);
+            }
+            Ok((from_dir, from, to_dir, to, src, dst))
+        })();
+        let (from_dir, from, to_dir, to, src, dst) = match prep {
+            Ok(x) => x,
+            Err(e) => return done(Err(e)),
+        };
+        if from == to {
+            return done(Ok(()));
+        }
+        let inner = self.clone();
+        let name: OsString = name.to_os_string();
+        let new_name: OsString = new_name.to_os_string();
+        let target = to.clone();
+        let apply = move |r: Result<bool, Errno>| {
+            done(r.and_then(|target_empty| {
+                if !target_empty {
+                    return Err(libc::ENOTEMPTY);
+                }
+                let tombstone = !exchange && inner.needs_tombstone(&from_dir);
+                inner
+                    .layer
+                    .rename(
+                        &from,
+                        &to,
+                        RenameFlags {
+                            noreplace: flags & RENAME_NOREPLACE != 0,
+                            exchange,
+                        },
+                        tombstone,
+                    )
+                    .map_err(|e| e.errno())?;
+                inner
+                    .nodes
+                    .rename(parent, &name, new_parent, &new_name, exchange);
+                inner.mark_dirty_dir(&from_dir);
+                inner.mark_dirty_dir(&to_dir);
+                Ok(())
+            }))
+        };
+        match dst {
+            Some(d) if !exchange && d.kind == FileKind::Directory => {
+                if src.kind != FileKind::Directory {
+                    return apply(Err(libc::EISDIR));
+                }
+                // Replacing a directory needs it empty, virtual children included.
+                self.visibly_empty(ctx, &target, Box::new(apply));
+            }
+            Some(d)
+                if !exchange
+                    && src.kind == FileKind::Directory
+                    && d.kind != FileKind::Directory =>
+            {
+                apply(Err(libc::ENOTDIR))
+            }
+            _ => apply(Ok(true)),
+        }
+    }
+
+    /// Change attributes. Truncating a placeholder to a non-zero size hydrates it
+    /// first; to zero it does not fetch. Other changes make it dirty.
+    pub(super) fn setattr(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        node: u64,
+        attr: SetAttr,
+        done: Responder<Item>,
+    ) {
+        let path = match self.path(node) {
+            Ok(p) => p,
+            Err(e) => return done(Err(e)),
+        };
+        let item = match self.item(&path) {
+            Ok(i) => i,
+            Err(e) => return done(Err(e)),
+        };
+        let inner = self.clone();
+        let item_path = path.clone();
+        let Some(size) = attr.size else {
+            return done(
+                self.layer
+                    .set_attr(&path, &attr)
+                    .map_err(|e| e.errno())
+                    .and_then(|()| self.item(&path)),
+            );
+        };
+        if item.kind != FileKind::File {
+            return done(Err(libc::EISDIR));
+        }
+        let finish = move |r: Result<(), Errno>| {
+            done(
+                r.and_then(|()| {
+                    if item_is_placeholder(&inner, &path) {
+                        inner.make_full(&path, size == 0)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .and_then(|()| inner.layer.set_attr(&path, &attr).map_err(|e| e.errno()))
+                .and_then(|()| inner.item(&path)),
+            )
+        };
+        if needs_data(&item) && size > 0 {
+            self.ensure_hydrated(ctx, &item_path, &item, 0, Box::new(finish));
+        } else {
+            finish(Ok(()));
+        }
+    }
+
+    fn register_writable(&self, node: u64, file: std::fs::File) -> u64 {
+        self.register_file_handle(node, true, Some(Arc::new(file)))
+    }
+
+    /// A user xattr of a node.
+    pub(super) fn get_xattr(&self, node: u64, name: &OsStr) -> Result<Vec<u8>, Errno> {
+        let path = self.path(node)?;
+        self.layer
+            .get_xattr(&path, name)
+            .map_err(|e| e.errno())?
+            .ok_or(libc::ENODATA)
+    }
+
+    /// The user xattr names of a node (never the layer's own).
+    pub(super) fn list_xattr(&self, node: u64) -> Result<Vec<OsString>, Errno> {
+        let path = self.path(node)?;
+        self.layer.list_xattr(&path).map_err(|e| e.errno())
+    }
+
+    /// Set a user xattr (a placeholder becomes dirty).
+    pub(super) fn set_xattr(
+        &self,
+        node: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), Errno> {
+        let path = self.path(node)?;
+        self.layer
+            .set_xattr(&path, name, value, flags)
+            .map_err(|e| e.errno())
+    }
+
+    /// Remove a user xattr.
+    pub(super) fn remove_xattr(&self, node: u64, name: &OsStr) -> Result<(), Errno> {
+        let path = self.path(node)?;
+        self.layer.remove_xattr(&path, name).map_err(|e| e.errno())
+    }
+}
+
+fn item_is_placeholder(inner: &Inner, path: &Path) -> bool {
+    matches!(inner.layer.lookup(path), Ok(Some(i)) if i.state.contains(OnDiskState::PLACEHOLDER))
+}
