@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{Errno, Inner, RequestCtx, Responder};
@@ -279,7 +279,7 @@ impl Inner {
         self.finish_hydration(Some(Arc::new(h)), path, 0)
     }
 
-    fn open_local(&self, handle: &FileHandle, path: &PathBuf) -> Result<Arc<File>, Errno> {
+    fn open_local(&self, handle: &FileHandle, path: &Path) -> Result<Arc<File>, Errno> {
         let mut slot = handle.data.lock().expect("handle lock");
         if let Some(f) = slot.as_ref() {
             return Ok(f.clone());
