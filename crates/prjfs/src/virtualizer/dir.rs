@@ -74,7 +74,8 @@ impl Inner {
             return done(Ok(fh));
         }
         let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
-        let data = self.callback_data(ctx, provider_path.clone());
+        let mut data = self.callback_data(ctx, provider_path.clone());
+        data.version = item.version.clone();
         let inner = self.clone();
         self.invoke(
             CallbackKind::StartEnumeration,
@@ -291,7 +292,8 @@ impl Inner {
         }
         let provider_path = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
         let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
-        let data = self.callback_data(ctx, provider_path.clone());
+        let mut data = self.callback_data(ctx, provider_path.clone());
+        data.version = item.version.clone();
         let inner = self.clone();
         let ctx2 = ctx.clone();
         let path = path.to_path_buf();
