@@ -115,7 +115,16 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     cmd.stdin(Stdio::null())
         .stdout(logfile.try_clone().map_err(|e| e.to_string())?)
         .stderr(logfile);
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Detach: a session of its own (no terminal's SIGHUP or Ctrl-C reaches it),
+    // and a working directory that pins no mount.
+    cmd.current_dir("/");
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
