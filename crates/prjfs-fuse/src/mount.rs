@@ -54,7 +54,12 @@ impl Mount {
                 Err(e) => return Err(e),
             }
         }
-        let fd = mount_fusermount(&mountpoint, opts)?;
+        // fusermount3 refuses allow_other unless /etc/fuse.conf allows it.
+        let mut opts = opts.clone();
+        if opts.allow_other && !user_allow_other() {
+            opts.allow_other = false;
+        }
+        let fd = mount_fusermount(&mountpoint, &opts)?;
         Ok(Mount { fd, mountpoint })
     }
 
@@ -72,6 +77,14 @@ impl Mount {
     pub fn into_parts(self) -> (OwnedFd, PathBuf) {
         (self.fd, self.mountpoint)
     }
+}
+
+/// Whether `/etc/fuse.conf` lets unprivileged users mount with `allow_other`.
+fn user_allow_other() -> bool {
+    std::fs::read_to_string("/etc/fuse.conf").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.split('#').next().unwrap_or("").trim() == "user_allow_other")
+    })
 }
 
 fn option_string(opts: &MountOptions, fd: Option<i32>, root_mode: u32) -> String {
