@@ -158,9 +158,10 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("callbacks", "failed")
     );
     println!(
-        "states:    {} placeholder, {} hydrated, {} full, {} tombstone",
+        "states:    {} placeholder, {} hydrated, {} dirty, {} full, {} tombstone",
         get("states", "placeholder"),
         get("states", "hydrated"),
+        get("states", "dirty"),
         get("states", "full"),
         get("states", "tombstone")
     );

@@ -1447,7 +1447,6 @@ fn symlink_placeholder_transitions() {
 
 /// `prjfs status` (text) shows every state count, dirty included.
 #[test]
-#[ignore = "bug: prjfs status (text) leaves out the dirty count"]
 fn status_text_counts_every_state() {
     if !mount_available() {
         return;
