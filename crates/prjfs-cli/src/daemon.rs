@@ -32,6 +32,10 @@ pub struct MountArgs {
     /// Cache not-found answers (ProjFS negative path cache).
     #[arg(long)]
     pub negative_cache: bool,
+    /// Serve reads and writes of hydrated and full files through the daemon
+    /// instead of FUSE passthrough (which needs root and kernel 6.9 or later).
+    #[arg(long)]
+    pub no_passthrough: bool,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
@@ -109,6 +113,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if args.negative_cache {
         cmd.arg("--negative-cache");
+    }
+    if args.no_passthrough {
+        cmd.arg("--no-passthrough");
     }
     cmd.arg("--latency").arg(args.latency.to_string());
     cmd.arg(&source).arg(&root);
@@ -205,6 +212,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         concurrent_threads: args.threads.unwrap_or(0) as usize,
         pool_threads: args.pool_threads.unwrap_or(0) as usize,
         negative_path_cache: args.negative_cache,
+        passthrough: !args.no_passthrough,
         marker: Some(RootMarker {
             source: source.to_string_lossy().into_owned(),
             provider: "dir".into(),

@@ -2,15 +2,52 @@
 //! and the interrupt hook through which a pending request learns its client gave up.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
-use std::os::fd::OwnedFd;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use zerocopy::{Immutable, IntoBytes};
 
-use crate::abi::FuseOutHeader;
+use crate::abi::{
+    FuseBackingMap, FuseOutHeader, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN,
+};
 
 type Hook = Box<dyn FnOnce() + Send>;
+
+/// An `_IOW` ioctl whose argument is passed by pointer and whose result is the
+/// call's return value.
+struct IntIoctl<T> {
+    opcode: rustix::ioctl::Opcode,
+    arg: T,
+}
+
+impl<T> IntIoctl<T> {
+    fn new(opcode: rustix::ioctl::Opcode, arg: T) -> Self {
+        Self { opcode, arg }
+    }
+}
+
+// SAFETY: `as_ptr` points at `arg`, which lives as long as the call; the kernel
+// only reads it (the opcodes used are `_IOW`), and the output is the return value.
+unsafe impl<T> rustix::ioctl::Ioctl for IntIoctl<T> {
+    type Output = i32;
+    const IS_MUTATING: bool = false;
+
+    fn opcode(&self) -> rustix::ioctl::Opcode {
+        self.opcode
+    }
+
+    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
+        (&mut self.arg as *mut T).cast()
+    }
+
+    unsafe fn output_from_ptr(
+        out: rustix::ioctl::IoctlOutput,
+        _: *mut core::ffi::c_void,
+    ) -> rustix::io::Result<i32> {
+        Ok(out)
+    }
+}
 
 /// What the channel knows of one request that the daemon has read and not answered.
 #[derive(Default)]
@@ -54,15 +91,29 @@ impl ChannelInner {
     /// (interrupted and dropped by the kernel: ENOENT) or the connection is closed
     /// (ENODEV); neither can be acted on, so they are only logged.
     pub(crate) fn write_message(&self, parts: &[&[u8]]) {
+        let _ = self.write_message_checked(parts);
+    }
+
+    /// [`Self::write_message`], telling the caller whether the kernel took it.
+    pub(crate) fn write_message_checked(&self, parts: &[&[u8]]) -> io::Result<()> {
         let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         match rustix::io::writev(&self.fd, &slices) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NODEV) => {}
-            Err(e) => tracing::warn!("writing a FUSE reply failed: {e}"),
+            Ok(_) => Ok(()),
+            Err(e @ (rustix::io::Errno::NOENT | rustix::io::Errno::NODEV)) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!("writing a FUSE reply failed: {e}");
+                Err(e.into())
+            }
         }
     }
 
     pub(crate) fn send(&self, unique: u64, error: i32, body: &[&[u8]]) {
+        let _ = self.send_checked(unique, error, body);
+    }
+
+    /// [`Self::send`], telling the caller whether the kernel took the reply (it
+    /// does not when the request was aborted, or the connection is gone).
+    pub(crate) fn send_checked(&self, unique: u64, error: i32, body: &[&[u8]]) -> io::Result<()> {
         let len: usize =
             std::mem::size_of::<FuseOutHeader>() + body.iter().map(|b| b.len()).sum::<usize>();
         let header = FuseOutHeader {
@@ -75,7 +126,36 @@ impl ChannelInner {
         parts.extend_from_slice(body);
         // Remove before writing: once written the kernel may reuse the unique.
         self.inflight.lock().expect("inflight lock").remove(&unique);
-        self.write_message(&parts);
+        self.write_message_checked(&parts)
+    }
+
+    /// `FUSE_DEV_IOC_BACKING_OPEN`: register the file `fd` as a backing file of
+    /// this connection; returns its id (> 0).
+    pub(crate) fn backing_open(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
+        let map = FuseBackingMap {
+            fd: fd.as_raw_fd(),
+            flags: 0,
+            padding: 0,
+        };
+        // SAFETY: FUSE_DEV_IOC_BACKING_OPEN is _IOW(229, 1, struct fuse_backing_map):
+        // the kernel reads one `fuse_backing_map` (same layout, size-checked in abi)
+        // and returns the id or -errno; it writes nothing back.
+        let id = unsafe {
+            rustix::ioctl::ioctl(&self.fd, IntIoctl::new(FUSE_DEV_IOC_BACKING_OPEN, map))
+        }?;
+        u32::try_from(id)
+            .ok()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| io::Error::other(format!("FUSE_DEV_IOC_BACKING_OPEN returned {id}")))
+    }
+
+    /// `FUSE_DEV_IOC_BACKING_CLOSE`: drop a backing id (open files keep their
+    /// backing file).
+    pub(crate) fn backing_close(&self, id: u32) -> io::Result<()> {
+        // SAFETY: FUSE_DEV_IOC_BACKING_CLOSE is _IOW(229, 2, uint32_t): the kernel
+        // reads one u32 and writes nothing back.
+        unsafe { rustix::ioctl::ioctl(&self.fd, IntIoctl::new(FUSE_DEV_IOC_BACKING_CLOSE, id)) }?;
+        Ok(())
     }
 
     pub(crate) fn register(&self, unique: u64) {
@@ -191,6 +271,20 @@ impl Reply {
     pub fn value<T: IntoBytes + Immutable>(mut self, value: &T) {
         self.answered = true;
         self.channel.send(self.unique, 0, &[value.as_bytes()]);
+    }
+
+    /// Answer success with raw bytes; `Err` when the kernel did not take the
+    /// answer (the request was aborted, or the connection is gone), so that
+    /// whatever the answer handed out (an open handle) can be taken back.
+    pub fn try_bytes(mut self, data: &[u8]) -> io::Result<()> {
+        self.answered = true;
+        self.channel.send_checked(self.unique, 0, &[data])
+    }
+
+    /// [`Reply::value`], telling whether the kernel took the answer (see
+    /// [`Reply::try_bytes`]).
+    pub fn try_value<T: IntoBytes + Immutable>(self, value: &T) -> io::Result<()> {
+        self.try_bytes(value.as_bytes())
     }
 
     /// Answer with a `Result`: `Ok` as one wire struct, `Err` as an errno.

@@ -27,7 +27,8 @@ pub struct SessionConfig {
     /// Readahead the kernel may do, in bytes.
     pub max_readahead: u32,
     /// INIT flags we would like (64-bit: bits above 31 travel in flags2). The reply
-    /// carries `wanted & offered by the kernel`.
+    /// carries `wanted & offered by the kernel`. With `FUSE_PASSTHROUGH` the reply
+    /// also sets `max_stack_depth` 1 (backing files on a non-stacked file system).
     pub wanted_flags: u64,
     /// Background request limit.
     pub max_background: u16,
@@ -44,7 +45,8 @@ impl Default for SessionConfig {
                 | abi::FUSE_BIG_WRITES
                 | abi::FUSE_CACHE_SYMLINKS
                 | abi::FUSE_ATOMIC_O_TRUNC
-                | abi::FUSE_INIT_EXT,
+                | abi::FUSE_INIT_EXT
+                | abi::FUSE_PASSTHROUGH,
             max_background: 64,
         }
     }
@@ -74,6 +76,10 @@ pub struct Request<'a> {
 
 /// A file system served over the channel.
 pub trait Filesystem: Send + Sync + 'static {
+    /// The connection's handle for notifications and backing files; called once,
+    /// right before [`Filesystem::init`].
+    fn connected(&self, _notifier: Notifier) {}
+
     /// INIT finished; called once before any other request.
     fn init(&self, _info: &InitInfo) {}
 
@@ -106,6 +112,9 @@ impl Session {
         let channel = Arc::new(ChannelInner::new(fd));
         channel.set_workers(config.threads.max(1));
         let info = negotiate(&channel, &config)?;
+        fs.connected(Notifier {
+            channel: channel.clone(),
+        });
         fs.init(&info);
         let bufsize = info.max_write as usize + 4096 + 4096;
         let threads = config.threads.max(1);
@@ -158,8 +167,11 @@ impl Session {
     }
 }
 
-/// Sends kernel cache notifications (invalidations). Do not call it from inside a
-/// request that holds the locks the kernel needs for it; see fuse-notes.md.
+/// The connection outside of replies: kernel cache notifications
+/// (invalidations) and passthrough backing files.
+///
+/// Do not send a notification from inside a request that holds the locks the
+/// kernel needs for it; see fuse-notes.md.
 #[derive(Clone)]
 pub struct Notifier {
     channel: Arc<ChannelInner>,
@@ -169,6 +181,29 @@ impl Notifier {
     /// Write a complete notification message (built by [`crate::encode`]).
     pub fn send_raw(&self, message: &[u8]) {
         self.channel.write_message(&[message]);
+    }
+
+    /// [`Notifier::send_raw`], with the kernel's answer (`ENOENT`: the node or
+    /// name is not cached, nothing to do).
+    pub fn try_send_raw(&self, message: &[u8]) -> io::Result<()> {
+        self.channel.write_message_checked(&[message])
+    }
+
+    /// `FUSE_DEV_IOC_BACKING_OPEN`: register the open file `fd` as a backing
+    /// file and return its id, for `fuse_open_out.backing_id` with
+    /// `FOPEN_PASSTHROUGH`. Fails with `EPERM` unless the connection negotiated
+    /// `FUSE_PASSTHROUGH` and the caller has `CAP_SYS_ADMIN`; with `ELOOP` when
+    /// the file lives on a stacked file system.
+    ///
+    /// The kernel keeps its own reference from each open that uses the id, so
+    /// the daemon may close `fd` at once and the id once no open needs it.
+    pub fn backing_open(&self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+        self.channel.backing_open(fd)
+    }
+
+    /// `FUSE_DEV_IOC_BACKING_CLOSE`: drop a backing id.
+    pub fn backing_close(&self, id: u32) -> io::Result<()> {
+        self.channel.backing_close(id)
     }
 }
 

@@ -1,36 +1,250 @@
 //! The thin adapter from kernel requests to the virtualizer: decode arguments,
 //! call the virtualizer, encode its answer. No file-system logic lives here.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use prjfs_fuse::encode::{attr_out, entry_out, statfs_out, DirBuf, FileAttr, StatFs};
+use prjfs_fuse::encode::{
+    attr_out, entry_out, inval_inode_notification, statfs_out, DirBuf, FileAttr, StatFs,
+};
 use prjfs_fuse::request::{Operation, TimeOrNow};
-use prjfs_fuse::{abi, Filesystem, Reply, Request};
+use prjfs_fuse::{abi, Filesystem, InitInfo, Notifier, Reply, Request};
 use zerocopy::IntoBytes;
 
 use crate::cancel::CancelSlot;
 use crate::layer::{Attr, Item, SetAttr, TimeSpec};
-use crate::types::{FileKind, OnDiskState};
-use crate::virtualizer::{Creator, RequestCtx, Virtualizer};
+use crate::types::FileKind;
+use crate::virtualizer::{Creator, Opened, RequestCtx, Virtualizer};
 
 /// Name of the synthesized, read-only xattr holding an item's state.
 pub const STATE_XATTR: &str = "user.prjfs.state";
 
-/// How long the kernel may cache names and attributes. Changes made through the
-/// mount update the kernel's caches as they happen.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache names and the attributes of files and
+/// symlinks. Changes made through the mount update the kernel's caches as they
+/// happen; the one change prjfs makes on its own to a file (hydration) is sent
+/// as an invalidation.
+const TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long the kernel may cache a directory's attributes. A directory's
+/// on-disk attributes (ctime, nlink, size, and mtime where they come from disk)
+/// change whenever a placeholder appears or is hydrated in it, which is not
+/// worth an invalidation (and a GETATTR at the next path walk) each.
+const DIR_TTL: Duration = Duration::from_secs(1);
 
 /// The FUSE side of a virtualization instance.
 pub struct FuseFs {
     virt: Virtualizer,
+    io: Arc<IoModes>,
+    /// Feeds the notifier thread (set once connected).
+    notices: OnceLock<Sender<Notice>>,
 }
 
 impl FuseFs {
-    /// Serve `virt` over the kernel channel.
+    /// Serve `virt` over the kernel channel, with FUSE passthrough for opens of
+    /// local content (hydrated and full files) where the kernel allows it.
     pub fn new(virt: Virtualizer) -> Self {
-        Self { virt }
+        Self::with_passthrough(virt, true)
+    }
+
+    /// [`FuseFs::new`]; `passthrough: false` serves every read and write itself.
+    pub fn with_passthrough(virt: Virtualizer, passthrough: bool) -> Self {
+        Self {
+            virt,
+            io: Arc::new(IoModes {
+                wanted: passthrough,
+                enabled: AtomicBool::new(false),
+                channel: OnceLock::new(),
+                state: Mutex::new(IoState::default()),
+            }),
+            notices: OnceLock::new(),
+        }
+    }
+
+    /// Whether opens are answered with FUSE passthrough (negotiated and not
+    /// refused by the kernel so far).
+    pub fn passthrough_active(&self) -> bool {
+        self.io.enabled.load(Ordering::Relaxed)
+    }
+}
+
+/// What the notifier thread sends to the kernel.
+enum Notice {
+    /// Drop the cached attributes of a node.
+    Attr(u64),
+    /// The connection ended.
+    Stop,
+}
+
+/// The notifier thread: sends invalidations from a thread that holds no request
+/// (the kernel may need locks that a request in progress holds), coalescing
+/// what piled up meanwhile.
+fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
+    let mut nodes = HashSet::new();
+    while let Ok(first) = rx.recv() {
+        let mut stop = false;
+        for notice in std::iter::once(first).chain(rx.try_iter()) {
+            match notice {
+                Notice::Attr(node) => {
+                    nodes.insert(node);
+                }
+                Notice::Stop => stop = true,
+            }
+        }
+        for node in nodes.drain() {
+            // ENOENT: the kernel has no inode for it cached; nothing to drop.
+            let _ = notifier.try_send_raw(&inval_inode_notification(node, -1, 0));
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+/// The kernel's io mode of each node with open files, as far as our answers set
+/// it (fs/fuse/iomode.c): an inode is either in caching mode (opens answered
+/// without `FOPEN_PASSTHROUGH`, served by the daemon) or in passthrough mode
+/// (opens answered with `FOPEN_PASSTHROUGH`, all with the same backing file),
+/// never both: a passthrough open of an inode in caching mode fails with
+/// `ETXTBSY`, a caching open of one in passthrough mode with `EINVAL`, another
+/// backing file with `EBUSY`, and the client sees `EIO`. So a node with caching
+/// opens gets caching opens until they are released, and a node with
+/// passthrough opens gets passthrough opens with the same backing id.
+///
+/// Counts are raised before the answer is written and lowered at RELEASE,
+/// which the kernel sends after it left the mode, so they never fall below the
+/// kernel's.
+struct IoModes {
+    /// Passthrough asked for (StartOptions::passthrough).
+    wanted: bool,
+    /// Negotiated, and not refused by `FUSE_DEV_IOC_BACKING_OPEN` with `EPERM`.
+    enabled: AtomicBool,
+    channel: OnceLock<Notifier>,
+    state: Mutex<IoState>,
+}
+
+#[derive(Default)]
+struct IoState {
+    nodes: HashMap<u64, NodeIo>,
+    /// Open handle → (node, answered with passthrough).
+    handles: HashMap<u64, (u64, bool)>,
+}
+
+#[derive(Default)]
+struct NodeIo {
+    /// Handles answered in caching mode.
+    cached: u32,
+    /// The backing id shared by the node's passthrough handles, and how many.
+    backing: Option<(u32, u32)>,
+}
+
+impl IoModes {
+    /// The `fuse_open_out` for a handle just opened on `node`, with the handle
+    /// counted in its node's mode.
+    fn open_out(&self, node: u64, opened: &Opened) -> abi::FuseOpenOut {
+        let mut st = self.state.lock().expect("io lock");
+        let entry = st.nodes.entry(node).or_default();
+        let backing = match entry.backing.as_mut() {
+            Some((id, users)) => {
+                *users += 1;
+                Some(*id)
+            }
+            None if entry.cached == 0 => opened.file.as_ref().and_then(|f| {
+                let id = self.backing_open(f)?;
+                entry.backing = Some((id, 1));
+                Some(id)
+            }),
+            None => None,
+        };
+        match backing {
+            Some(id) => {
+                st.handles.insert(opened.fh, (node, true));
+                abi::FuseOpenOut {
+                    fh: opened.fh,
+                    open_flags: abi::FOPEN_PASSTHROUGH,
+                    backing_id: id as i32,
+                }
+            }
+            None => {
+                entry.cached += 1;
+                st.handles.insert(opened.fh, (node, false));
+                // The kernel may keep its page cache across opens only for
+                // projected content, which changes only through this node. A full
+                // file may also change through another name (a hard link is another
+                // kernel inode with its own cache).
+                abi::FuseOpenOut {
+                    fh: opened.fh,
+                    open_flags: if opened.placeholder {
+                        abi::FOPEN_KEEP_CACHE
+                    } else {
+                        0
+                    },
+                    backing_id: 0,
+                }
+            }
+        }
+    }
+
+    /// Register `file` as a backing file; `None` (a caching open) when
+    /// passthrough is off or the kernel refuses.
+    fn backing_open(&self, file: &std::fs::File) -> Option<u32> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let channel = self.channel.get()?;
+        match channel.backing_open(file.as_fd()) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                match e.raw_os_error() {
+                    // Not privileged (CAP_SYS_ADMIN), or the connection has no
+                    // passthrough after all: the same for every file.
+                    Some(libc::EPERM) | Some(libc::EOPNOTSUPP) => {
+                        if self.enabled.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "FUSE passthrough refused ({e}); reads and writes go through the daemon"
+                            );
+                        }
+                    }
+                    _ => tracing::debug!("FUSE_DEV_IOC_BACKING_OPEN failed: {e}; no passthrough"),
+                }
+                None
+            }
+        }
+    }
+
+    /// A handle was released (or its open answer never reached the kernel).
+    fn released(&self, fh: u64) {
+        let mut st = self.state.lock().expect("io lock");
+        let Some((node, passthrough)) = st.handles.remove(&fh) else {
+            return;
+        };
+        let Some(entry) = st.nodes.get_mut(&node) else {
+            return;
+        };
+        if passthrough {
+            if let Some((id, users)) = entry.backing.as_mut() {
+                *users -= 1;
+                if *users == 0 {
+                    // Closed under the lock: no open can pick the id up meanwhile.
+                    if let Some(channel) = self.channel.get() {
+                        if let Err(e) = channel.backing_close(*id) {
+                            tracing::debug!("FUSE_DEV_IOC_BACKING_CLOSE {id}: {e}");
+                        }
+                    }
+                    entry.backing = None;
+                }
+            }
+        } else {
+            entry.cached = entry.cached.saturating_sub(1);
+        }
+        if entry.cached == 0 && entry.backing.is_none() {
+            st.nodes.remove(&node);
+        }
     }
 }
 
@@ -79,6 +293,37 @@ impl FuseFs {
 }
 
 impl Filesystem for FuseFs {
+    fn connected(&self, notifier: Notifier) {
+        let _ = self.io.channel.set(notifier.clone());
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("prjfs-notify".into())
+            .spawn(move || notifier_loop(notifier, rx));
+        if let Err(e) = spawned {
+            // Without it, hydrated files keep their placeholder attributes in the
+            // kernel's cache until it drops them.
+            tracing::error!("cannot start the notifier thread: {e}");
+            return;
+        }
+        let hook = tx.clone();
+        self.virt.on_attr_changed(move |node| {
+            let _ = hook.send(Notice::Attr(node));
+        });
+        let _ = self.notices.set(tx);
+    }
+
+    fn init(&self, info: &InitInfo) {
+        let granted = info.flags & abi::FUSE_PASSTHROUGH != 0;
+        self.io
+            .enabled
+            .store(self.io.wanted && granted, Ordering::Relaxed);
+        if self.io.wanted && !granted {
+            tracing::info!(
+                "the kernel did not grant FUSE passthrough; reads and writes go through the daemon"
+            );
+        }
+    }
+
     fn dispatch(&self, req: Request<'_>, reply: Reply) {
         let node = req.header.nodeid;
         match req.op {
@@ -88,16 +333,7 @@ impl Filesystem for FuseFs {
                     &ctx,
                     node,
                     name,
-                    Box::new(move |r: Result<(u64, Item), i32>| match r {
-                        Ok((id, item)) => reply.value(&entry_out(
-                            id,
-                            0,
-                            &file_attr(&item.attr),
-                            TTL,
-                            attr_ttl(&item),
-                        )),
-                        Err(e) => reply.error(e),
-                    }),
+                    Box::new(move |r: Result<(u64, Item), i32>| entry_reply(reply, r)),
                 );
             }
             Operation::GetAttr { fh } => match self.virt.getattr_fh(node, fh) {
@@ -111,24 +347,19 @@ impl Filesystem for FuseFs {
             Operation::Open { flags, .. } => {
                 let ctx = Self::ctx(&req, &reply);
                 let virt = self.virt.clone();
+                let io = self.io.clone();
                 self.virt.open(
                     &ctx,
                     node,
                     flags as i32,
-                    Box::new(move |r: Result<u64, i32>| match r {
-                        Ok(fh) => {
-                            // The kernel may keep its page cache across opens only
-                            // for projected content, which changes only through this
-                            // node. A full file may also change through another name
-                            // (a hard link is another kernel inode with its own cache).
-                            let projected = virt
-                                .getattr(node)
-                                .is_ok_and(|i| i.state.contains(OnDiskState::PLACEHOLDER));
-                            let mut out = open_out(fh);
-                            if !projected {
-                                out.open_flags &= !abi::FOPEN_KEEP_CACHE;
+                    Box::new(move |r: Result<Opened, i32>| match r {
+                        Ok(opened) => {
+                            let out = io.open_out(node, &opened);
+                            if reply.try_value(&out).is_err() {
+                                // The kernel never saw this handle: no RELEASE follows.
+                                io.released(opened.fh);
+                                virt.release(opened.fh);
                             }
-                            reply.value(&out)
                         }
                         Err(e) => reply.error(e),
                     }),
@@ -150,10 +381,13 @@ impl Filesystem for FuseFs {
                 );
             }
             Operation::Release { fh, .. } => {
+                self.io.released(fh);
                 self.virt.release(fh);
                 reply.ok();
             }
-            Operation::Flush { .. } => reply.ok(),
+            // Nothing to do at close: ENOSYS makes the kernel stop sending FLUSH
+            // (one round trip less per close).
+            Operation::Flush { .. } => reply.error(libc::ENOSYS),
             Operation::OpenDir { .. } => {
                 let ctx = Self::ctx(&req, &reply);
                 self.virt.opendir(
@@ -248,9 +482,17 @@ impl Filesystem for FuseFs {
                 match self.virt.create(node, name, mode, creator(&req)) {
                     Ok((id, item, fh)) => {
                         let entry = entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(&item));
+                        let opened = Opened {
+                            fh,
+                            placeholder: false,
+                            file: self.virt.handle_file(fh),
+                        };
                         let mut body = entry.as_bytes().to_vec();
-                        body.extend_from_slice(open_out(fh).as_bytes());
-                        reply.bytes(&body)
+                        body.extend_from_slice(self.io.open_out(id, &opened).as_bytes());
+                        if reply.try_bytes(&body).is_err() {
+                            self.io.released(fh);
+                            self.virt.release(fh);
+                        }
                     }
                     Err(e) => reply.error(e),
                 }
@@ -349,25 +591,23 @@ impl Filesystem for FuseFs {
 
     fn destroy(&self) {
         self.virt.stop();
+        if let Some(tx) = self.notices.get() {
+            let _ = tx.send(Notice::Stop);
+        }
     }
 }
 
-/// Attributes of a file with several hard links are not cached: each name is its
-/// own node for the kernel, so a change through one name would leave the others'
-/// cached attributes stale.
+/// How long the kernel may cache the attributes of `node`. Attributes of a file
+/// with several hard links are not cached: a name made outside this mount's
+/// lifetime is its own node for the kernel, so a change through one name would
+/// leave the others' cached attributes stale. Directories: see [`DIR_TTL`].
 fn attr_ttl(item: &Item) -> Duration {
-    if item.kind != FileKind::Directory && item.attr.nlink > 1 {
+    if item.kind == FileKind::Directory {
+        DIR_TTL
+    } else if item.attr.nlink > 1 {
         Duration::ZERO
     } else {
         TTL
-    }
-}
-
-fn open_out(fh: u64) -> abi::FuseOpenOut {
-    abi::FuseOpenOut {
-        fh,
-        open_flags: abi::FOPEN_KEEP_CACHE,
-        backing_id: 0,
     }
 }
 

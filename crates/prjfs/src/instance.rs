@@ -17,7 +17,7 @@ use crate::virtualizer::{Virtualizer, VirtualizerOptions, VirtualizerStats};
 pub const FS_TYPE: &str = "fuse.prjfs";
 
 /// Start options (ProjFS `PRJ_STARTVIRTUALIZING_OPTIONS`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StartOptions {
     /// PoolThreadCount: threads receiving requests. 0 = 2 × concurrent.
     pub pool_threads: usize,
@@ -30,6 +30,25 @@ pub struct StartOptions {
     /// What the root must be a projection of. A root already marked for another
     /// source is refused; an unmarked root must be empty.
     pub marker: Option<RootMarker>,
+    /// FUSE passthrough: opens of hydrated and full files are answered with a
+    /// backing file, so their reads and writes go from the kernel straight to
+    /// the on-disk file instead of through the daemon. Falls back to serving them
+    /// where the kernel or the privileges (CAP_SYS_ADMIN) do not allow it.
+    /// Default on.
+    pub passthrough: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            pool_threads: 0,
+            concurrent_threads: 0,
+            negative_path_cache: false,
+            collation: Collation::default(),
+            marker: None,
+            passthrough: true,
+        }
+    }
 }
 
 impl StartOptions {
@@ -155,18 +174,21 @@ impl VirtualizationInstance {
                 source,
             })?;
         let (fd, mountpoint) = mount.into_parts();
-        let config = SessionConfig {
+        let mut config = SessionConfig {
             threads: pool,
             ..Default::default()
         };
-        let session =
-            match Session::start(fd, mountpoint, config, Arc::new(FuseFs::new(virt.clone()))) {
-                Ok(s) => s,
-                Err(source) => {
-                    let _ = prjfs_fuse::mount::unmount(&root, true);
-                    return Err(StartError::Mount { path: root, source });
-                }
-            };
+        if !options.passthrough {
+            config.wanted_flags &= !prjfs_fuse::abi::FUSE_PASSTHROUGH;
+        }
+        let fs = Arc::new(FuseFs::with_passthrough(virt.clone(), options.passthrough));
+        let session = match Session::start(fd, mountpoint, config, fs) {
+            Ok(s) => s,
+            Err(source) => {
+                let _ = prjfs_fuse::mount::unmount(&root, true);
+                return Err(StartError::Mount { path: root, source });
+            }
+        };
         Ok(Self {
             virt,
             session: std::sync::Mutex::new(Some(session)),

@@ -113,6 +113,14 @@ pub fn tempdir_in(base: &Path) -> Result<TempDir, String> {
     Ok(TempDir(p))
 }
 
+/// Options added to every `prjfs mount` of the run (`prjfs bench --no-passthrough`).
+static MOUNT_OPTIONS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Set the options added to every mount of this run (once, before any mount).
+pub fn set_mount_options(options: Vec<String>) {
+    let _ = MOUNT_OPTIONS.set(options);
+}
+
 /// A mount made by running `prjfs mount`; unmounted on drop, even on error.
 pub struct BenchMount {
     pub root: PathBuf,
@@ -126,6 +134,7 @@ impl BenchMount {
         let out = Command::new(exe)
             .arg("mount")
             .args(args)
+            .args(MOUNT_OPTIONS.get().into_iter().flatten())
             .arg(source)
             .arg(root)
             .output()

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Smaller trees and one run per workload (a smoke test, not a measurement).
     #[arg(long, global = true)]
     quick: bool,
+    /// Mount with `--no-passthrough` (reads and writes of local files through
+    /// the daemon), to compare with the default.
+    #[arg(long, global = true)]
+    no_passthrough: bool,
 }
 
 #[derive(Subcommand, Clone, Debug, PartialEq)]
@@ -76,6 +80,9 @@ const DEFAULT_ASYNC: AsyncParams = AsyncParams {
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
     fixture::catch_interrupts();
+    if args.no_passthrough {
+        fixture::set_mount_options(vec!["--no-passthrough".into()]);
+    }
     let base = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir(),

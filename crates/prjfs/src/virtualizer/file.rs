@@ -28,6 +28,20 @@ impl FileHandle {
     }
 }
 
+/// An open file handle.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// The item was a placeholder when opened: its content is the provider's
+    /// and changes only through this node (a page cache may be kept across opens).
+    pub placeholder: bool,
+    /// The on-disk file when the content is complete on disk (hydrated or full):
+    /// reads and writes of the handle may go straight to it. `None` for a
+    /// placeholder whose content the first read fetches.
+    pub file: Option<Arc<File>>,
+}
+
 /// Whether a placeholder file still needs its content from the provider.
 pub(crate) fn needs_data(item: &Item) -> bool {
     item.kind == FileKind::File
@@ -47,7 +61,7 @@ impl Inner {
         ctx: &RequestCtx,
         node: u64,
         flags: i32,
-        done: Responder<u64>,
+        done: Responder<Opened>,
     ) {
         let path = match self.path(node) {
             Ok(p) => p,
@@ -62,8 +76,24 @@ impl Inner {
             FileKind::Symlink => return done(Err(libc::ELOOP)),
             FileKind::File => {}
         }
+        let placeholder = item.state.contains(OnDiskState::PLACEHOLDER);
         if !is_write(flags) {
-            return done(Ok(self.register_file_handle(node, false, None)));
+            // Local content: open it now, for the reads or for the kernel to read
+            // it directly. A placeholder that needs data opens it once hydrated.
+            let file = if needs_data(&item) {
+                None
+            } else {
+                self.layer
+                    .open_file(&path, rustix::fs::OFlags::RDONLY)
+                    .ok()
+                    .map(Arc::new)
+            };
+            let fh = self.register_file_handle(node, false, file.clone());
+            return done(Ok(Opened {
+                fh,
+                placeholder,
+                file,
+            }));
         }
         let truncate = flags & libc::O_TRUNC != 0;
         let inner = self.clone();
@@ -79,7 +109,20 @@ impl Inner {
                     }
                     inner.layer.open_file(&path, oflags).map_err(|e| e.errno())
                 });
-            done(r.map(|f| inner.register_file_handle(node, true, Some(Arc::new(f)))))
+            if placeholder {
+                // Hydrated and made full behind the kernel's back: new ctime and
+                // blocks, and the times now come from the file itself.
+                inner.attr_changed(node);
+            }
+            done(r.map(|f| {
+                let file = Arc::new(f);
+                let fh = inner.register_file_handle(node, true, Some(file.clone()));
+                Opened {
+                    fh,
+                    placeholder: false,
+                    file: Some(file),
+                }
+            }))
         };
         if needs_data(&item) && !truncate {
             self.ensure_hydrated(ctx, &item_path, &item, 0, Box::new(finish));
@@ -141,12 +184,18 @@ impl Inner {
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();
+        let hydrates = needs_data(&item);
         self.ensure_hydrated(
             ctx,
             &path.clone(),
             &item,
             fh,
             Box::new(move |r| {
+                if hydrates && r.is_ok() {
+                    // The placeholder was replaced by its hydrated file: its
+                    // ctime and blocks changed behind the kernel's back.
+                    inner.attr_changed(handle.node);
+                }
                 done(
                     r.and_then(|()| inner.open_local(&handle, &path))
                         .and_then(|f| read_at(&f, offset, size)),

@@ -16,7 +16,7 @@ use std::ffi::{OsStr, OsString};
 use std::panic::AssertUnwindSafe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::cancel::CancelSlot;
 use crate::command::{CallbackKind, CommandOutcome, CommandStats, CommandTable};
@@ -30,6 +30,7 @@ use crate::scheduler::Scheduler;
 use crate::types::{Collation, FileKind, OnDiskState, PlaceholderInfo};
 
 pub use dir::DirItem;
+pub use file::Opened;
 pub use nodes::ROOT_ID;
 pub use write::Creator;
 
@@ -107,7 +108,12 @@ pub(crate) struct Inner {
     placeholder_targets: Mutex<HashMap<PathBuf, PathBuf>>,
     stopped: AtomicBool,
     handle: InstanceHandle,
+    /// Told the node whose attributes the virtualizer changed on its own
+    /// (hydration), for the kernel's attribute cache.
+    attr_changed: OnceLock<AttrChanged>,
 }
+
+type AttrChanged = Box<dyn Fn(u64) + Send + Sync>;
 
 /// File operations over one virtualization root.
 #[derive(Clone)]
@@ -138,6 +144,7 @@ impl Virtualizer {
             placeholder_targets: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
+            attr_changed: OnceLock::new(),
         });
         Self { inner }
     }
@@ -226,8 +233,20 @@ impl Virtualizer {
 
     /// Open a file node. Opening for write makes a placeholder full (hydrating it
     /// first unless `O_TRUNC`).
-    pub fn open(&self, ctx: &RequestCtx, node: u64, flags: i32, done: Responder<u64>) {
+    pub fn open(&self, ctx: &RequestCtx, node: u64, flags: i32, done: Responder<Opened>) {
         self.inner.open(ctx, node, flags, done)
+    }
+
+    /// The on-disk file an open handle reads and writes, if it has one open.
+    pub fn handle_file(&self, fh: u64) -> Option<Arc<std::fs::File>> {
+        self.inner.file_handle(fh).and_then(|h| h.file())
+    }
+
+    /// Call `f` with a node id whenever the virtualizer itself changes what that
+    /// node's attributes are (a placeholder hydrated or made full), so cached
+    /// attributes can be dropped. Set once; `f` must not block.
+    pub fn on_attr_changed(&self, f: impl Fn(u64) + Send + Sync + 'static) {
+        let _ = self.inner.attr_changed.set(Box::new(f));
     }
 
     /// Metadata of a node, or of an open handle's file when the node has no path
@@ -442,6 +461,13 @@ fn process_name(pid: u32) -> Option<String> {
 }
 
 impl Inner {
+    /// See [`Virtualizer::on_attr_changed`].
+    pub(crate) fn attr_changed(&self, node: u64) {
+        if let Some(f) = self.attr_changed.get() {
+            f(node);
+        }
+    }
+
     pub(crate) fn path(&self, node: u64) -> Result<PathBuf, Errno> {
         self.nodes.path(node).ok_or(libc::ESTALE)
     }
