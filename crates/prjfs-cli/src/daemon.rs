@@ -283,6 +283,7 @@ fn answer(
     match req {
         ControlRequest::Status => {
             let stats = virt.stats();
+            let opens = instance.open_stats();
             let c = &stats.commands;
             let by_kind: serde_json::Map<String, serde_json::Value> = c
                 .by_kind
@@ -315,6 +316,12 @@ fn answer(
                     "by_kind": by_kind,
                 },
                 "states": states,
+                "opens": {
+                    "passthrough_active": instance.passthrough(),
+                    "passthrough": opens.passthrough,
+                    "daemon": opens.daemon,
+                    "refused": opens.refused,
+                },
             })
         }
         ControlRequest::State { path } => match virt.state_of_path(Path::new(&path)) {

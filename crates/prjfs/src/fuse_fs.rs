@@ -71,6 +71,25 @@ impl FuseFs {
     pub fn passthrough_active(&self) -> bool {
         self.io.enabled.load(Ordering::Relaxed)
     }
+
+    /// How opens were answered so far.
+    pub fn open_stats(&self) -> OpenStats {
+        let st = self.io.state.lock().expect("io lock");
+        st.stats
+    }
+}
+
+/// How file opens (and creates) were answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenStats {
+    /// With FUSE passthrough: the kernel reads and writes the on-disk file.
+    pub passthrough: u64,
+    /// Served by the daemon (placeholders to hydrate, passthrough off, or the
+    /// node already open in caching mode).
+    pub daemon: u64,
+    /// `FUSE_DEV_IOC_BACKING_OPEN` calls that failed (the open was then served
+    /// by the daemon).
+    pub refused: u64,
 }
 
 /// What the notifier thread sends to the kernel.
@@ -130,6 +149,7 @@ struct IoModes {
 
 #[derive(Default)]
 struct IoState {
+    stats: OpenStats,
     nodes: HashMap<u64, NodeIo>,
     /// Open handle → (node, answered with passthrough).
     handles: HashMap<u64, (u64, bool)>,
@@ -147,7 +167,8 @@ impl IoModes {
     /// The `fuse_open_out` for a handle just opened on `node`, with the handle
     /// counted in its node's mode.
     fn open_out(&self, node: u64, opened: &Opened) -> abi::FuseOpenOut {
-        let mut st = self.state.lock().expect("io lock");
+        let mut guard = self.state.lock().expect("io lock");
+        let st = &mut *guard;
         let entry = st.nodes.entry(node).or_default();
         let backing = match entry.backing.as_mut() {
             Some((id, users)) => {
@@ -155,7 +176,7 @@ impl IoModes {
                 Some(*id)
             }
             None if entry.cached == 0 => opened.file.as_ref().and_then(|f| {
-                let id = self.backing_open(f)?;
+                let id = self.backing_open(f, &mut st.stats)?;
                 entry.backing = Some((id, 1));
                 Some(id)
             }),
@@ -163,6 +184,7 @@ impl IoModes {
         };
         match backing {
             Some(id) => {
+                st.stats.passthrough += 1;
                 st.handles.insert(opened.fh, (node, true));
                 abi::FuseOpenOut {
                     fh: opened.fh,
@@ -172,6 +194,7 @@ impl IoModes {
             }
             None => {
                 entry.cached += 1;
+                st.stats.daemon += 1;
                 st.handles.insert(opened.fh, (node, false));
                 // The kernel may keep its page cache across opens only for
                 // projected content, which changes only through this node. A full
@@ -192,7 +215,7 @@ impl IoModes {
 
     /// Register `file` as a backing file; `None` (a caching open) when
     /// passthrough is off or the kernel refuses.
-    fn backing_open(&self, file: &std::fs::File) -> Option<u32> {
+    fn backing_open(&self, file: &std::fs::File, stats: &mut OpenStats) -> Option<u32> {
         if !self.enabled.load(Ordering::Relaxed) {
             return None;
         }
@@ -200,6 +223,7 @@ impl IoModes {
         match channel.backing_open(file.as_fd()) {
             Ok(id) => Some(id),
             Err(e) => {
+                stats.refused += 1;
                 match e.raw_os_error() {
                     // Not privileged (CAP_SYS_ADMIN), or the connection has no
                     // passthrough after all: the same for every file.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prjfs_fuse::mount::{Mount, MountOptions};
 use prjfs_fuse::session::{Session, SessionConfig};
 
-use crate::fuse_fs::FuseFs;
+use crate::fuse_fs::{FuseFs, OpenStats};
 use crate::layer::{Layer, RootMarker};
 use crate::provider::{InstanceHandle, Provider};
 use crate::types::Collation;
@@ -95,6 +95,7 @@ pub enum StartError {
 /// A running virtualization instance. Dropping it unmounts.
 pub struct VirtualizationInstance {
     virt: Virtualizer,
+    fs: Arc<FuseFs>,
     session: std::sync::Mutex<Option<Session>>,
     root: PathBuf,
     threads: (usize, usize),
@@ -182,7 +183,7 @@ impl VirtualizationInstance {
             config.wanted_flags &= !prjfs_fuse::abi::FUSE_PASSTHROUGH;
         }
         let fs = Arc::new(FuseFs::with_passthrough(virt.clone(), options.passthrough));
-        let session = match Session::start(fd, mountpoint, config, fs) {
+        let session = match Session::start(fd, mountpoint, config, fs.clone()) {
             Ok(s) => s,
             Err(source) => {
                 let _ = prjfs_fuse::mount::unmount(&root, true);
@@ -191,6 +192,7 @@ impl VirtualizationInstance {
         };
         Ok(Self {
             virt,
+            fs,
             session: std::sync::Mutex::new(Some(session)),
             root,
             threads: (pool, concurrent),
@@ -220,6 +222,17 @@ impl VirtualizationInstance {
     /// Counters.
     pub fn stats(&self) -> VirtualizerStats {
         self.virt.stats()
+    }
+
+    /// Whether opens of hydrated and full files use FUSE passthrough: asked for,
+    /// granted by the kernel, and not refused (`EPERM`) so far.
+    pub fn passthrough(&self) -> bool {
+        self.fs.passthrough_active()
+    }
+
+    /// How file opens were answered (passthrough or through the daemon).
+    pub fn open_stats(&self) -> OpenStats {
+        self.fs.open_stats()
     }
 
     /// Block until the mount goes away (`prjfs unmount`, `umount`, `fusermount3 -u`).

@@ -153,6 +153,16 @@ impl Inner {
         self.files.lock().expect("files lock").get(&fh).cloned()
     }
 
+    /// The on-disk file of some open handle of `node` (for a node that lost its
+    /// last name while open).
+    pub(crate) fn open_file_of_node(&self, node: u64) -> Option<Arc<File>> {
+        let files = self.files.lock().expect("files lock");
+        files
+            .values()
+            .filter(|h| h.node == node)
+            .find_map(|h| h.file())
+    }
+
     /// Turn the item at `path` into a full file (content is local or truncated).
     pub(super) fn make_full(&self, path: &Path, truncate: bool) -> Result<(), Errno> {
         self.layer.convert_to_full(path, truncate).map_err(|e| {

@@ -254,9 +254,12 @@ impl Virtualizer {
     pub fn getattr_fh(&self, node: u64, fh: Option<u64>) -> Result<Item, Errno> {
         match self.getattr(node) {
             Err(e @ (libc::ENOENT | libc::ESTALE)) => {
+                // fstat reaches us without the handle (the kernel sends one only
+                // for its own size refreshes): any open file of the node will do.
                 let file = fh
                     .and_then(|fh| self.inner.file_handle(fh))
                     .and_then(|h| h.file())
+                    .or_else(|| self.inner.open_file_of_node(node))
                     .ok_or(e)?;
                 file::item_of_file(&file)
             }

@@ -1,0 +1,217 @@
+//! Mounted tests of FUSE passthrough and the kernel caches: opens of hydrated
+//! and full files go to the on-disk file, a node keeps one io mode while it has
+//! open files (a placeholder opened before its hydration keeps the node served
+//! by the daemon), the same behaviour without passthrough, and attributes that
+//! hydration changes reach clients despite the long attribute timeout.
+//!
+//! Client work runs in child processes (`perl`, `cat`, `stat`): the provider's
+//! own process never reaches the provider.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prjfs::StartOptions;
+use prjfs_providers::testing::{MemProvider, MemTree};
+use prjfs_testkit::{mount_available, InstanceGuard};
+
+struct Mounted {
+    guard: InstanceGuard,
+    root: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn start(tree: MemTree, passthrough: bool) -> Mounted {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).expect("creating the root");
+        let options = StartOptions {
+            pool_threads: 4,
+            concurrent_threads: 2,
+            passthrough,
+            ..Default::default()
+        };
+        let guard = InstanceGuard::start(&root, Arc::new(MemProvider::new(tree)), options);
+        let root = guard.root().to_path_buf();
+        Mounted {
+            guard,
+            root,
+            _tmp: tmp,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn instance(&self) -> &prjfs::VirtualizationInstance {
+        self.guard.instance()
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("running a client");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    String::from_utf8(run(cmd).stdout).expect("utf-8 output")
+}
+
+/// Opens one file several times at once, across its hydration and its
+/// conversion to full, writing through some handles and reading through others.
+/// Any open answered against the kernel's io-mode rules fails with EIO.
+const IO_MODES: &str = r#"
+my ($f) = @ARGV;
+open(my $a, '<', $f) or die "open a: $!\n";
+my $x = do { local $/; <$a> };
+open(my $b, '<', $f) or die "open b (hydrated, a still open): $!\n";
+my $y = do { local $/; <$b> };
+die "b read other bytes than a\n" unless $x eq $y;
+open(my $w, '+<', $f) or die "open w (for write, a and b open): $!\n";
+syswrite($w, "AB") == 2 or die "write w: $!\n";
+sysseek($a, 0, 0) or die "seek a: $!\n";
+sysread($a, my $s, 2) == 2 or die "read a: $!\n";
+die "a reads '$s' after the write\n" unless $s eq "AB";
+close $w; close $b; close $a;
+# Let the kernel's background RELEASEs reach the daemon.
+select(undef, undef, undef, 0.3);
+open(my $c, '<', $f) or die "open c (full, nothing open): $!\n";
+open(my $d, '+<', $f) or die "open d (for write, c open): $!\n";
+sysseek($d, 2, 0) or die "seek d: $!\n";
+syswrite($d, "CD") == 2 or die "write d: $!\n";
+sysseek($c, 0, 0) or die "seek c: $!\n";
+sysread($c, my $t, 4) == 4 or die "read c: $!\n";
+die "c reads '$t' after the write through d\n" unless $t eq "ABCD";
+my @st = stat($c);
+die "size $st[7] through c\n" unless $st[7] == length($x);
+print "ok\n";
+"#;
+
+fn io_modes(passthrough: bool) {
+    if !mount_available() {
+        return;
+    }
+    let content: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let m = Mounted::start(MemTree::new().file("d/f.txt", content.clone()), passthrough);
+    let f = m.path("d/f.txt");
+    assert_eq!(
+        stdout(Command::new("perl").arg("-e").arg(IO_MODES).arg(&f)),
+        "ok\n"
+    );
+    let mut expected = content;
+    expected[..4].copy_from_slice(b"ABCD");
+    assert_eq!(run(Command::new("cat").arg(&f)).stdout, expected);
+    let opens = m.instance().open_stats();
+    if passthrough && m.instance().passthrough() {
+        // c, d and cat: the node was in caching mode only while a, b, w were open.
+        assert!(opens.passthrough >= 2, "{opens:?}");
+    } else {
+        assert_eq!(opens.passthrough, 0, "{opens:?}");
+    }
+    assert!(
+        opens.daemon >= 3,
+        "a, b and w are served by the daemon: {opens:?}"
+    );
+}
+
+#[test]
+fn one_io_mode_per_node_across_hydration_with_passthrough() {
+    io_modes(true);
+}
+
+#[test]
+fn the_same_without_passthrough() {
+    io_modes(false);
+}
+
+/// Passthrough is on by default where the kernel and the privileges allow it
+/// (the tests run as root on kernels with CONFIG_FUSE_PASSTHROUGH); hydrated
+/// files, new files and their reads then never reach the daemon.
+#[test]
+fn hydrated_and_created_files_open_in_passthrough() {
+    if !mount_available() || !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let m = Mounted::start(MemTree::new().file("a.txt", "alpha\n"), true);
+    if !m.instance().passthrough() {
+        eprintln!("skipped: the kernel did not grant FUSE passthrough");
+        return;
+    }
+    let a = m.path("a.txt");
+    assert_eq!(stdout(Command::new("cat").arg(&a)), "alpha\n");
+    let before = m.instance().open_stats();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stdout(Command::new("cat").arg(&a)), "alpha\n");
+    let n = m.path("new.txt");
+    let script = format!(
+        "echo hello > '{0}' && echo more >> '{0}' && cat '{0}'",
+        n.display()
+    );
+    assert_eq!(
+        stdout(Command::new("sh").arg("-c").arg(script)),
+        "hello\nmore\n"
+    );
+    let after = m.instance().open_stats();
+    assert_eq!(after.refused, 0, "{after:?}");
+    assert!(
+        after.passthrough >= before.passthrough + 4,
+        "the hydrated a.txt, the create, the append and cat of new.txt: {before:?} -> {after:?}"
+    );
+    // A passthrough file unlinked while open still answers fstat.
+    let script = r#"my ($f) = @ARGV; open(my $h, '<', $f) or die "open: $!\n";
+        unlink($f) or die "unlink: $!\n"; my @st = stat($h) or die "fstat: $!\n";
+        print "$st[7]\n";"#;
+    assert_eq!(
+        stdout(Command::new("perl").arg("-e").arg(script).arg(&n)),
+        "11\n"
+    );
+}
+
+/// Hydration replaces the placeholder on disk (new ctime and allocated blocks)
+/// without a request from the kernel: the attribute invalidation must reach a
+/// client that had the placeholder's attributes cached (for a day).
+#[test]
+fn hydration_refreshes_cached_attributes() {
+    if !mount_available() {
+        return;
+    }
+    let m = Mounted::start(MemTree::new().file("h.bin", vec![7u8; 5000]), true);
+    let h = m.path("h.bin");
+    let stat = |p: &Path| stdout(Command::new("stat").args(["-c", "%s %b %.9Z"]).arg(p));
+    let placeholder = stat(&h);
+    assert!(placeholder.starts_with("5000 10 "), "{placeholder}");
+    run(Command::new("cat").arg(&h));
+    let item = m
+        .instance()
+        .virtualizer()
+        .layer()
+        .lookup(Path::new("h.bin"))
+        .expect("layer lookup")
+        .expect("h.bin on disk");
+    let on_disk = format!(
+        "5000 {} {}.{:09}\n",
+        item.attr.blocks, item.attr.ctime.0, item.attr.ctime.1
+    );
+    // The invalidation travels on its own thread; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let seen = stat(&h);
+        if seen == on_disk {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {seen:?} after hydration, on disk {on_disk:?} (placeholder: {placeholder:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
