@@ -219,7 +219,21 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         }),
         ..Default::default()
     };
-    let listener = match control::listen(&root) {
+    // A daemon that was just killed may hold its socket for a few more
+    // milliseconds while its last threads exit: retry briefly before refusing.
+    let listen = || {
+        let mut tries = 0;
+        loop {
+            match control::listen(&root) {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                r => return r,
+            }
+        }
+    };
+    let listener = match listen() {
         Ok(l) => l,
         Err(e) => {
             let msg = format!(
