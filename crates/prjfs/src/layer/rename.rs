@@ -205,10 +205,11 @@ impl Layer {
     /// Move the non-directory `src` to `dst` (over a file when `replace`, else
     /// where nothing is), leaving a tombstone at `src` when `tombstone`.
     ///
-    /// With a tombstone the item first gets a second name in `tmp` (a hard link),
-    /// which is renamed to `dst`; then a tombstone is renamed over `src`. Until
-    /// then `src` still shows the item, so each name is old or new at every
-    /// instant. Items that cannot take another link (`EMLINK`) are moved, then the
+    /// With a tombstone and nothing at `dst`, a tombstone is placed at `dst` and
+    /// swapped with the item (`RENAME_EXCHANGE`): atomic. When `dst` exists, the
+    /// item first gets a second name in `tmp` (a hard link), which is renamed
+    /// over `dst`; then a tombstone is renamed over `src`. Until then `src` still
+    /// shows the item, so each name is old or new at every instant. Items that cannot take another link (`EMLINK`) are moved, then the
     /// tombstone placed.
     fn move_file(
         &self,
@@ -226,6 +227,30 @@ impl Layer {
             return rename_at(src, dst, flags);
         }
         let tb = self.new_tombstone(src.rel)?;
+        // Nothing at `dst` yet: place the tombstone there (a tombstone shows as
+        // absent), then swap it with the item in one step — no instant where
+        // both names show the item.
+        match rustix::fs::renameat_with(
+            &*self.tmp,
+            tb.name(),
+            dst.dir,
+            dst.name,
+            AtRename::NOREPLACE,
+        ) {
+            Ok(()) => {
+                tb.placed();
+                return rustix::fs::renameat_with(
+                    src.dir,
+                    src.name,
+                    dst.dir,
+                    dst.name,
+                    AtRename::EXCHANGE,
+                )
+                .map_err(|e| LayerError::io("renameat", src.rel, e));
+            }
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(LayerError::io("renameat", dst.rel, e)),
+        }
         let link = Temp::new(self, "mv");
         match rustix::fs::linkat(src.dir, src.name, &*self.tmp, link.name(), AtFlags::empty()) {
             Ok(()) => {
