@@ -155,6 +155,39 @@ struct IoState {
     handles: HashMap<u64, (u64, bool)>,
 }
 
+impl IoState {
+    /// Count `fh` as a passthrough handle of `node` with backing `id`.
+    fn passthrough(&mut self, node: u64, fh: u64, id: u32) -> abi::FuseOpenOut {
+        self.stats.passthrough += 1;
+        self.handles.insert(fh, (node, true));
+        abi::FuseOpenOut {
+            fh,
+            open_flags: abi::FOPEN_PASSTHROUGH,
+            backing_id: id as i32,
+        }
+    }
+
+    /// Count the handle as a caching-mode handle of `node`.
+    fn caching(&mut self, node: u64, opened: &Opened) -> abi::FuseOpenOut {
+        self.nodes.entry(node).or_default().cached += 1;
+        self.stats.daemon += 1;
+        self.handles.insert(opened.fh, (node, false));
+        // The kernel may keep its page cache across opens only for projected
+        // content, which changes only through this node. A full file may also
+        // change through another name (a hard link is another kernel inode with
+        // its own cache).
+        abi::FuseOpenOut {
+            fh: opened.fh,
+            open_flags: if opened.placeholder {
+                abi::FOPEN_KEEP_CACHE
+            } else {
+                0
+            },
+            backing_id: 0,
+        }
+    }
+}
+
 #[derive(Default)]
 struct NodeIo {
     /// Handles answered in caching mode.
@@ -166,68 +199,79 @@ struct NodeIo {
 impl IoModes {
     /// The `fuse_open_out` for a handle just opened on `node`, with the handle
     /// counted in its node's mode.
-    fn open_out(&self, node: u64, opened: &Opened) -> abi::FuseOpenOut {
+    fn open_out(&self, node: u64, opened: &Opened, virt: &Virtualizer) -> abi::FuseOpenOut {
+        {
+            let mut guard = self.state.lock().expect("io lock");
+            let st = &mut *guard;
+            let entry = st.nodes.entry(node).or_default();
+            if let Some((id, users)) = entry.backing.as_mut() {
+                *users += 1;
+                let id = *id;
+                return st.passthrough(node, opened.fh, id);
+            }
+            let try_passthrough =
+                entry.cached == 0 && opened.local && self.enabled.load(Ordering::Relaxed);
+            if !try_passthrough {
+                return st.caching(node, opened);
+            }
+        }
+        // The file is opened and registered without the lock (I/O); another open
+        // of the node may decide meanwhile, and then its mode wins.
+        let mut refused = false;
+        let registered = match virt.local_file(opened.fh) {
+            Ok(f) => {
+                let id = self.backing_open(&f);
+                refused = id.is_none();
+                id
+            }
+            Err(e) => {
+                tracing::debug!("no local file for handle {}: errno {e}", opened.fh);
+                None
+            }
+        };
         let mut guard = self.state.lock().expect("io lock");
         let st = &mut *guard;
+        if refused {
+            st.stats.refused += 1;
+        }
         let entry = st.nodes.entry(node).or_default();
-        let backing = match entry.backing.as_mut() {
-            Some((id, users)) => {
+        let unused = match (entry.backing.as_mut(), registered) {
+            (Some((id, users)), mine) => {
                 *users += 1;
-                Some(*id)
+                let id = *id;
+                self.backing_close_quiet(mine);
+                return st.passthrough(node, opened.fh, id);
             }
-            None if entry.cached == 0 => opened.file.as_ref().and_then(|f| {
-                let id = self.backing_open(f, &mut st.stats)?;
+            (None, Some(id)) if entry.cached == 0 => {
                 entry.backing = Some((id, 1));
-                Some(id)
-            }),
-            None => None,
-        };
-        match backing {
-            Some(id) => {
-                st.stats.passthrough += 1;
-                st.handles.insert(opened.fh, (node, true));
-                abi::FuseOpenOut {
-                    fh: opened.fh,
-                    open_flags: abi::FOPEN_PASSTHROUGH,
-                    backing_id: id as i32,
-                }
+                return st.passthrough(node, opened.fh, id);
             }
-            None => {
-                entry.cached += 1;
-                st.stats.daemon += 1;
-                st.handles.insert(opened.fh, (node, false));
-                // The kernel may keep its page cache across opens only for
-                // projected content, which changes only through this node. A full
-                // file may also change through another name (a hard link is another
-                // kernel inode with its own cache).
-                abi::FuseOpenOut {
-                    fh: opened.fh,
-                    open_flags: if opened.placeholder {
-                        abi::FOPEN_KEEP_CACHE
-                    } else {
-                        0
-                    },
-                    backing_id: 0,
-                }
+            (None, mine) => mine,
+        };
+        self.backing_close_quiet(unused);
+        st.caching(node, opened)
+    }
+
+    fn backing_close_quiet(&self, id: Option<u32>) {
+        if let (Some(id), Some(channel)) = (id, self.channel.get()) {
+            if let Err(e) = channel.backing_close(id) {
+                tracing::debug!("FUSE_DEV_IOC_BACKING_CLOSE {id}: {e}");
             }
         }
     }
 
-    /// Register `file` as a backing file; `None` (a caching open) when
-    /// passthrough is off or the kernel refuses.
-    fn backing_open(&self, file: &std::fs::File, stats: &mut OpenStats) -> Option<u32> {
-        if !self.enabled.load(Ordering::Relaxed) {
-            return None;
-        }
+    /// Register `file` as a backing file; `None` (a caching open) when the
+    /// kernel refuses.
+    fn backing_open(&self, file: &std::fs::File) -> Option<u32> {
         let channel = self.channel.get()?;
         match channel.backing_open(file.as_fd()) {
             Ok(id) => Some(id),
             Err(e) => {
-                stats.refused += 1;
                 match e.raw_os_error() {
-                    // Not privileged (CAP_SYS_ADMIN), or the connection has no
-                    // passthrough after all: the same for every file.
-                    Some(libc::EPERM) | Some(libc::EOPNOTSUPP) => {
+                    // Not privileged (CAP_SYS_ADMIN), the connection has no
+                    // passthrough after all, or the layer is on a stacked file
+                    // system (ELOOP): the same for every file.
+                    Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::ELOOP) => {
                         if self.enabled.swap(false, Ordering::Relaxed) {
                             tracing::warn!(
                                 "FUSE passthrough refused ({e}); reads and writes go through the daemon"
@@ -378,7 +422,7 @@ impl Filesystem for FuseFs {
                     flags as i32,
                     Box::new(move |r: Result<Opened, i32>| match r {
                         Ok(opened) => {
-                            let out = io.open_out(node, &opened);
+                            let out = io.open_out(node, &opened, &virt);
                             if reply.try_value(&out).is_err() {
                                 // The kernel never saw this handle: no RELEASE follows.
                                 io.released(opened.fh);
@@ -509,10 +553,12 @@ impl Filesystem for FuseFs {
                         let opened = Opened {
                             fh,
                             placeholder: false,
-                            file: self.virt.handle_file(fh),
+                            local: true,
                         };
                         let mut body = entry.as_bytes().to_vec();
-                        body.extend_from_slice(self.io.open_out(id, &opened).as_bytes());
+                        body.extend_from_slice(
+                            self.io.open_out(id, &opened, &self.virt).as_bytes(),
+                        );
                         if reply.try_bytes(&body).is_err() {
                             self.io.released(fh);
                             self.virt.release(fh);

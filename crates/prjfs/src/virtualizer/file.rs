@@ -36,10 +36,11 @@ pub struct Opened {
     /// The item was a placeholder when opened: its content is the provider's
     /// and changes only through this node (a page cache may be kept across opens).
     pub placeholder: bool,
-    /// The on-disk file when the content is complete on disk (hydrated or full):
-    /// reads and writes of the handle may go straight to it. `None` for a
-    /// placeholder whose content the first read fetches.
-    pub file: Option<Arc<File>>,
+    /// The content is complete on disk (hydrated or full): reads and writes of
+    /// the handle may go straight to the on-disk file
+    /// ([`super::Virtualizer::local_file`]). False for a placeholder whose
+    /// content the first read fetches.
+    pub local: bool,
 }
 
 /// Whether a placeholder file still needs its content from the provider.
@@ -78,21 +79,13 @@ impl Inner {
         }
         let placeholder = item.state.contains(OnDiskState::PLACEHOLDER);
         if !is_write(flags) {
-            // Local content: open it now, for the reads or for the kernel to read
-            // it directly. A placeholder that needs data opens it once hydrated.
-            let file = if needs_data(&item) {
-                None
-            } else {
-                self.layer
-                    .open_file(&path, rustix::fs::OFlags::RDONLY)
-                    .ok()
-                    .map(Arc::new)
-            };
-            let fh = self.register_file_handle(node, false, file.clone());
+            // The on-disk file is opened at the first read, or when the kernel is
+            // to read it directly (local_file).
+            let fh = self.register_file_handle(node, false, None);
             return done(Ok(Opened {
                 fh,
                 placeholder,
-                file,
+                local: !needs_data(&item),
             }));
         }
         let truncate = flags & libc::O_TRUNC != 0;
@@ -115,12 +108,11 @@ impl Inner {
                 inner.attr_changed(node);
             }
             done(r.map(|f| {
-                let file = Arc::new(f);
-                let fh = inner.register_file_handle(node, true, Some(file.clone()));
+                let fh = inner.register_file_handle(node, true, Some(Arc::new(f)));
                 Opened {
                     fh,
                     placeholder: false,
-                    file: Some(file),
+                    local: true,
                 }
             }))
         };
@@ -151,6 +143,21 @@ impl Inner {
 
     pub(crate) fn file_handle(&self, fh: u64) -> Option<Arc<FileHandle>> {
         self.files.lock().expect("files lock").get(&fh).cloned()
+    }
+
+    /// The on-disk file of a handle whose content is local, opened now if the
+    /// handle has none yet.
+    pub(crate) fn local_file(&self, fh: u64) -> Result<Arc<File>, Errno> {
+        let handle = self.file_handle(fh).ok_or(libc::EBADF)?;
+        if let Some(f) = handle.file() {
+            return Ok(f);
+        }
+        let path = self.path(handle.node)?;
+        let item = self.item(&path)?;
+        if needs_data(&item) {
+            return Err(libc::ENODATA);
+        }
+        self.open_local(&handle, &path)
     }
 
     /// The on-disk file of some open handle of `node` (for a node that lost its

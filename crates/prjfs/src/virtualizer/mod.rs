@@ -237,9 +237,11 @@ impl Virtualizer {
         self.inner.open(ctx, node, flags, done)
     }
 
-    /// The on-disk file an open handle reads and writes, if it has one open.
-    pub fn handle_file(&self, fh: u64) -> Option<Arc<std::fs::File>> {
-        self.inner.file_handle(fh).and_then(|h| h.file())
+    /// The on-disk file of an open handle whose content is local (see
+    /// [`Opened::local`]), opened now if the handle has none yet; `ENODATA` for
+    /// a placeholder that needs its content first.
+    pub fn local_file(&self, fh: u64) -> Result<Arc<std::fs::File>, Errno> {
+        self.inner.local_file(fh)
     }
 
     /// Call `f` with a node id whenever the virtualizer itself changes what that
