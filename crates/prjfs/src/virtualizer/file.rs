@@ -17,6 +17,8 @@ pub(crate) struct FileHandle {
     pub(crate) node: u64,
     /// Opened for writing (the item is full).
     writable: bool,
+    /// The content was complete on disk when the handle was opened.
+    local: bool,
     /// Invariant: once set, the file holds the item's complete content.
     data: Mutex<Option<Arc<File>>>,
 }
@@ -81,11 +83,12 @@ impl Inner {
         if !is_write(flags) {
             // The on-disk file is opened at the first read, or when the kernel is
             // to read it directly (local_file).
-            let fh = self.register_file_handle(node, false, None);
+            let local = !needs_data(&item);
+            let fh = self.new_file_handle(node, false, local, None);
             return done(Ok(Opened {
                 fh,
                 placeholder,
-                local: !needs_data(&item),
+                local,
             }));
         }
         let truncate = flags & libc::O_TRUNC != 0;
@@ -123,10 +126,22 @@ impl Inner {
         }
     }
 
+    /// A handle on the open on-disk `file` (content local).
     pub(super) fn register_file_handle(
         &self,
         node: u64,
         writable: bool,
+        file: Option<Arc<File>>,
+    ) -> u64 {
+        let local = file.is_some();
+        self.new_file_handle(node, writable, local, file)
+    }
+
+    fn new_file_handle(
+        &self,
+        node: u64,
+        writable: bool,
+        local: bool,
         file: Option<Arc<File>>,
     ) -> u64 {
         let fh = self.new_handle_id();
@@ -135,6 +150,7 @@ impl Inner {
             Arc::new(FileHandle {
                 node,
                 writable,
+                local,
                 data: Mutex::new(file),
             }),
         );
@@ -153,8 +169,9 @@ impl Inner {
             return Ok(f);
         }
         let path = self.path(handle.node)?;
-        let item = self.item(&path)?;
-        if needs_data(&item) {
+        // Content local at open stays local: a placeholder is hydrated once, and
+        // a full file never becomes one again.
+        if !handle.local && needs_data(&self.item(&path)?) {
             return Err(libc::ENODATA);
         }
         self.open_local(&handle, &path)
