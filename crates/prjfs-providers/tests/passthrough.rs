@@ -215,3 +215,32 @@ fn hydration_refreshes_cached_attributes() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A lookup that makes a placeholder changes its directory on disk (a new
+/// subdirectory: nlink + 1) without a request on the directory: the directory's
+/// cached attributes (kept for a day) must be dropped.
+#[test]
+fn placeholder_creation_refreshes_the_directory_attributes() {
+    if !mount_available() {
+        return;
+    }
+    let m = Mounted::start(
+        MemTree::new()
+            .file("d/sub/x.txt", "x\n")
+            .file("d/y.txt", "y\n"),
+        true,
+    );
+    let d = m.path("d");
+    let nlink = |p: &Path| stdout(Command::new("stat").args(["-c", "%h"]).arg(p));
+    assert_eq!(nlink(&d), "2\n", "d has no subdirectory on disk yet");
+    run(Command::new("stat").arg(m.path("d/sub")));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while nlink(&d) != "3\n" {
+        assert!(
+            Instant::now() < deadline,
+            "d still shows nlink {} after its subdirectory became a placeholder",
+            nlink(&d).trim()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

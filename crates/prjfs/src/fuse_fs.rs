@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prjfs_fuse::encode::{
     attr_out, entry_out, inval_inode_notification, statfs_out, DirBuf, FileAttr, StatFs,
@@ -20,22 +20,21 @@ use zerocopy::IntoBytes;
 use crate::cancel::CancelSlot;
 use crate::layer::{Attr, Item, SetAttr, TimeSpec};
 use crate::types::FileKind;
-use crate::virtualizer::{Creator, Opened, RequestCtx, Virtualizer};
+use crate::virtualizer::{Changed, Creator, Opened, RequestCtx, Virtualizer};
 
 /// Name of the synthesized, read-only xattr holding an item's state.
 pub const STATE_XATTR: &str = "user.prjfs.state";
 
-/// How long the kernel may cache names and the attributes of files and
-/// symlinks. Changes made through the mount update the kernel's caches as they
-/// happen; the one change prjfs makes on its own to a file (hydration) is sent
-/// as an invalidation.
+/// How long the kernel may cache names and attributes. Changes made through
+/// the mount update the kernel's caches as they happen; what prjfs changes on
+/// its own (hydration replaces a file in its directory, placeholders appear in
+/// directories) is sent as an invalidation.
 const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// How long the kernel may cache a directory's attributes. A directory's
-/// on-disk attributes (ctime, nlink, size, and mtime where they come from disk)
-/// change whenever a placeholder appears or is hydrated in it, which is not
-/// worth an invalidation (and a GETATTR at the next path walk) each.
-const DIR_TTL: Duration = Duration::from_secs(1);
+/// How long directory invalidations are held back to be sent once: while
+/// lookups create placeholders in a directory one after the other, each would
+/// otherwise cost a GETATTR at the next path walk through it.
+const DIR_INVAL_DELAY: Duration = Duration::from_millis(20);
 
 /// The FUSE side of a virtualization instance.
 pub struct FuseFs {
@@ -94,8 +93,10 @@ pub struct OpenStats {
 
 /// What the notifier thread sends to the kernel.
 enum Notice {
-    /// Drop the cached attributes of a node.
+    /// Drop the cached attributes of a node now.
     Attr(u64),
+    /// Drop the cached attributes of a directory, soon ([`DIR_INVAL_DELAY`]).
+    DirAttr(u64),
     /// The connection ended.
     Stop,
 }
@@ -104,20 +105,37 @@ enum Notice {
 /// (the kernel may need locks that a request in progress holds), coalescing
 /// what piled up meanwhile.
 fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
-    let mut nodes = HashSet::new();
-    while let Ok(first) = rx.recv() {
-        let mut stop = false;
-        for notice in std::iter::once(first).chain(rx.try_iter()) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let send = |node: u64| {
+        // ENOENT: the kernel has no inode for it cached; nothing to drop.
+        let _ = notifier.try_send_raw(&inval_inode_notification(node, -1, 0));
+    };
+    let mut now = HashSet::new();
+    let mut dirs = HashSet::new();
+    let mut due: Option<Instant> = None;
+    loop {
+        let first = match due {
+            Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let mut stop = matches!(first, Err(RecvTimeoutError::Disconnected));
+        for notice in first.into_iter().chain(rx.try_iter()) {
             match notice {
                 Notice::Attr(node) => {
-                    nodes.insert(node);
+                    now.insert(node);
+                }
+                Notice::DirAttr(node) => {
+                    dirs.insert(node);
                 }
                 Notice::Stop => stop = true,
             }
         }
-        for node in nodes.drain() {
-            // ENOENT: the kernel has no inode for it cached; nothing to drop.
-            let _ = notifier.try_send_raw(&inval_inode_notification(node, -1, 0));
+        now.drain().for_each(send);
+        if stop || due.is_some_and(|t| t <= Instant::now()) {
+            dirs.drain().for_each(send);
+            due = None;
+        } else if due.is_none() && !dirs.is_empty() {
+            due = Some(Instant::now() + DIR_INVAL_DELAY);
         }
         if stop {
             break;
@@ -374,8 +392,11 @@ impl Filesystem for FuseFs {
             return;
         }
         let hook = tx.clone();
-        self.virt.on_attr_changed(move |node| {
-            let _ = hook.send(Notice::Attr(node));
+        self.virt.on_changed(move |changed| {
+            let _ = hook.send(match changed {
+                Changed::File(node) => Notice::Attr(node),
+                Changed::Dir(node) => Notice::DirAttr(node),
+            });
         });
         let _ = self.notices.set(tx);
     }
@@ -667,14 +688,12 @@ impl Filesystem for FuseFs {
     }
 }
 
-/// How long the kernel may cache the attributes of `node`. Attributes of a file
+/// How long the kernel may cache an item's attributes. Attributes of a file
 /// with several hard links are not cached: a name made outside this mount's
 /// lifetime is its own node for the kernel, so a change through one name would
-/// leave the others' cached attributes stale. Directories: see [`DIR_TTL`].
+/// leave the others' cached attributes stale.
 fn attr_ttl(item: &Item) -> Duration {
-    if item.kind == FileKind::Directory {
-        DIR_TTL
-    } else if item.attr.nlink > 1 {
+    if item.kind != FileKind::Directory && item.attr.nlink > 1 {
         Duration::ZERO
     } else {
         TTL

@@ -108,7 +108,7 @@ impl Inner {
             if placeholder {
                 // Hydrated and made full behind the kernel's back: new ctime and
                 // blocks, and the times now come from the file itself.
-                inner.attr_changed(node);
+                inner.file_changed(node);
             }
             done(r.map(|f| {
                 let fh = inner.register_file_handle(node, true, Some(Arc::new(f)));
@@ -228,7 +228,7 @@ impl Inner {
                 if hydrates && r.is_ok() {
                     // The placeholder was replaced by its hydrated file: its
                     // ctime and blocks changed behind the kernel's back.
-                    inner.attr_changed(handle.node);
+                    inner.file_changed(handle.node);
                 }
                 done(
                     r.and_then(|()| inner.open_local(&handle, &path))

@@ -108,12 +108,24 @@ pub(crate) struct Inner {
     placeholder_targets: Mutex<HashMap<PathBuf, PathBuf>>,
     stopped: AtomicBool,
     handle: InstanceHandle,
-    /// Told the node whose attributes the virtualizer changed on its own
-    /// (hydration), for the kernel's attribute cache.
-    attr_changed: OnceLock<AttrChanged>,
+    /// Told of the nodes whose attributes the virtualizer changed on its own,
+    /// for the kernel's attribute cache.
+    changed: OnceLock<ChangeHook>,
 }
 
-type AttrChanged = Box<dyn Fn(u64) + Send + Sync>;
+type ChangeHook = Box<dyn Fn(Changed) + Send + Sync>;
+
+/// Attributes the virtualizer changed on its own, outside any request on that
+/// node: what a cache of them must drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// A file was hydrated (or made full while hydrating): new ctime and
+    /// allocated blocks, times now from the file itself.
+    File(u64),
+    /// A directory got a new placeholder or a hydrated child: new ctime, and
+    /// where they come from disk, mtime, nlink and size.
+    Dir(u64),
+}
 
 /// File operations over one virtualization root.
 #[derive(Clone)]
@@ -144,7 +156,7 @@ impl Virtualizer {
             placeholder_targets: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
-            attr_changed: OnceLock::new(),
+            changed: OnceLock::new(),
         });
         Self { inner }
     }
@@ -244,11 +256,11 @@ impl Virtualizer {
         self.inner.local_file(fh)
     }
 
-    /// Call `f` with a node id whenever the virtualizer itself changes what that
-    /// node's attributes are (a placeholder hydrated or made full), so cached
-    /// attributes can be dropped. Set once; `f` must not block.
-    pub fn on_attr_changed(&self, f: impl Fn(u64) + Send + Sync + 'static) {
-        let _ = self.inner.attr_changed.set(Box::new(f));
+    /// Call `f` whenever the virtualizer itself changes a node's attributes
+    /// (hydration, placeholder creation), so cached attributes can be dropped.
+    /// Set once; `f` runs on request and callback threads and must not block.
+    pub fn on_changed(&self, f: impl Fn(Changed) + Send + Sync + 'static) {
+        let _ = self.inner.changed.set(Box::new(f));
     }
 
     /// Metadata of a node, or of an open handle's file when the node has no path
@@ -466,10 +478,21 @@ fn process_name(pid: u32) -> Option<String> {
 }
 
 impl Inner {
-    /// See [`Virtualizer::on_attr_changed`].
-    pub(crate) fn attr_changed(&self, node: u64) {
-        if let Some(f) = self.attr_changed.get() {
-            f(node);
+    /// The file `node` was hydrated (replaced on disk in its directory); see
+    /// [`Virtualizer::on_changed`].
+    pub(crate) fn file_changed(&self, node: u64) {
+        if let Some(f) = self.changed.get() {
+            f(Changed::File(node));
+            if let Some(parent) = self.nodes.parent(node) {
+                f(Changed::Dir(parent));
+            }
+        }
+    }
+
+    /// A placeholder appeared in the directory `node`.
+    pub(crate) fn dir_changed(&self, node: u64) {
+        if let Some(f) = self.changed.get() {
+            f(Changed::Dir(node));
         }
     }
 
@@ -677,6 +700,8 @@ impl Inner {
                 match outcome {
                 CommandOutcome::Finished(Ok(()), _) => match inner.layer.lookup(&path) {
                     Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => {
+                        // The provider wrote the placeholder into the directory.
+                        inner.dir_changed(parent);
                         let id = inner.nodes.lookup(parent, &name);
                         done(Ok((id, present(item))))
                     }

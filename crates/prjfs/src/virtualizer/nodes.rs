@@ -73,6 +73,14 @@ impl NodeTable {
         Some(parts.iter().rev().collect())
     }
 
+    /// The directory node holding `id`'s name (its first name for a hard-linked
+    /// file); `None` for the root, an unknown or a detached node.
+    pub fn parent(&self, id: u64) -> Option<u64> {
+        let inner = self.inner.lock().expect("node lock");
+        let parent = inner.nodes.get(&id)?.primary.0;
+        (parent != DETACHED).then_some(parent)
+    }
+
     /// The node for `name` under `parent`, created if needed; counts one lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
