@@ -501,7 +501,6 @@ fn metadata_changes_make_a_dirty_placeholder_without_fetching() {
 /// `O_WRONLY|O_CREAT` and sets the times through the descriptor. Changing a
 /// timestamp must make the placeholder dirty, not fetch its content.
 #[test]
-#[ignore = "bug: an open for write without O_TRUNC hydrates and makes the placeholder Full even if nothing is written (touch -d: GetFileData 1, state Full (8))"]
 fn touch_of_a_placeholder_makes_it_dirty_without_fetching() {
     if !mount_available() {
         return;
@@ -874,7 +873,6 @@ fn o_trunc_does_not_fetch_and_truncate_to_a_size_does() {
 /// `O_WRONLY|O_CREAT` (no O_TRUNC), then `ftruncate(fd, 0)`. Nothing of the old
 /// content survives, so nothing should be fetched.
 #[test]
-#[ignore = "bug: an open for write without O_TRUNC hydrates and makes the placeholder Full before the ftruncate (GetFileData 1)"]
 fn truncate_s_0_of_a_placeholder_does_not_fetch() {
     if !mount_available() {
         return;

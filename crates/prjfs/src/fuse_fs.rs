@@ -560,13 +560,22 @@ impl Filesystem for FuseFs {
             Operation::FsyncDir { .. } => reply.ok(),
             Operation::Write {
                 fh, offset, data, ..
-            } => match self.virt.write(fh, offset, data) {
-                Ok(n) => reply.value(&abi::FuseWriteOut {
-                    size: n,
-                    padding: 0,
-                }),
-                Err(e) => reply.error(e),
-            },
+            } => {
+                let ctx = Self::ctx(&req, &reply);
+                self.virt.write(
+                    &ctx,
+                    fh,
+                    offset,
+                    data,
+                    Box::new(move |r: Result<u32, i32>| match r {
+                        Ok(n) => reply.value(&abi::FuseWriteOut {
+                            size: n,
+                            padding: 0,
+                        }),
+                        Err(e) => reply.error(e),
+                    }),
+                );
+            }
             Operation::Create { name, mode, .. } => {
                 match self.virt.create(node, name, mode, creator(&req)) {
                     Ok((id, item, fh)) => {

@@ -19,6 +19,10 @@ pub(crate) struct FileHandle {
     writable: bool,
     /// The content was complete on disk when the handle was opened.
     local: bool,
+    /// Opened for writing while a placeholder: the first write hydrates it (if
+    /// needed) and makes it full. Opening alone changes nothing (`touch`, or an
+    /// `ftruncate` that follows, must not fetch content).
+    convert_on_write: std::sync::atomic::AtomicBool,
     /// Invariant: once set, the file holds the item's complete content.
     data: Mutex<Option<Arc<File>>>,
 }
@@ -57,8 +61,9 @@ fn is_write(flags: i32) -> bool {
 }
 
 impl Inner {
-    /// Open a file. Opening for write converts a placeholder to full first:
-    /// with `O_TRUNC` without fetching, otherwise after hydrating it.
+    /// Open a file. Opening a placeholder with `O_TRUNC` makes it full and empty
+    /// without fetching; opening it for write otherwise changes nothing until
+    /// the first write, which hydrates it (if needed) and makes it full.
     pub(super) fn open(
         self: &Arc<Self>,
         ctx: &RequestCtx,
@@ -92,6 +97,19 @@ impl Inner {
             }));
         }
         let truncate = flags & libc::O_TRUNC != 0;
+        if placeholder && !truncate {
+            // Served by the daemon (no direct access): the first write converts.
+            let fh = self.new_file_handle(node, true, false, None);
+            if let Some(h) = self.file_handle(fh) {
+                h.convert_on_write
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            return done(Ok(Opened {
+                fh,
+                placeholder,
+                local: false,
+            }));
+        }
         let inner = self.clone();
         let item_path = path.clone();
         let finish = move |r: Result<(), Errno>| {
@@ -151,6 +169,7 @@ impl Inner {
                 node,
                 writable,
                 local,
+                convert_on_write: std::sync::atomic::AtomicBool::new(false),
                 data: Mutex::new(file),
             }),
         );
@@ -376,15 +395,70 @@ impl Inner {
         Ok(f)
     }
 
-    pub(super) fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
-        let handle = self.file_handle(fh).ok_or(libc::EBADF)?;
+    pub(super) fn write(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        done: Responder<u32>,
+    ) {
+        let Some(handle) = self.file_handle(fh) else {
+            return done(Err(libc::EBADF));
+        };
         if !handle.writable {
-            return Err(libc::EBADF);
+            return done(Err(libc::EBADF));
         }
-        let file = handle.file().ok_or(libc::EBADF)?;
-        file.write_all_at(data, offset)
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        Ok(data.len() as u32)
+        if !handle
+            .convert_on_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return done(
+                handle
+                    .file()
+                    .ok_or(libc::EBADF)
+                    .and_then(|f| write_at(&f, offset, data)),
+            );
+        }
+        // First write through a handle opened on a placeholder: hydrate (unless
+        // already local), make it full, then write to the on-disk file.
+        let path = match self.path(handle.node) {
+            Ok(p) => p,
+            Err(e) => return done(Err(e)),
+        };
+        let item = match self.item(&path) {
+            Ok(i) => i,
+            Err(e) => return done(Err(e)),
+        };
+        let inner = self.clone();
+        let data = data.to_vec();
+        let item_path = path.clone();
+        self.ensure_hydrated(
+            ctx,
+            &item_path,
+            &item,
+            fh,
+            Box::new(move |r| {
+                let r = r
+                    .and_then(|()| inner.make_full(&path, false))
+                    .and_then(|()| {
+                        inner
+                            .layer
+                            .open_file(&path, rustix::fs::OFlags::RDWR)
+                            .map_err(|e| e.errno())
+                    })
+                    .map(|f| {
+                        let f = Arc::new(f);
+                        *handle.data.lock().expect("handle lock") = Some(f.clone());
+                        handle
+                            .convert_on_write
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
+                        inner.file_changed(handle.node);
+                        f
+                    });
+                done(r.and_then(|f| write_at(&f, offset, &data)))
+            }),
+        );
     }
 
     pub(super) fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
@@ -399,6 +473,12 @@ impl Inner {
         };
         r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     }
+}
+
+fn write_at(file: &File, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+    file.write_all_at(data, offset)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    Ok(data.len() as u32)
 }
 
 fn read_at(file: &File, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {

@@ -282,8 +282,8 @@ impl Virtualizer {
     }
 
     /// Write to a handle opened for writing.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
-        self.inner.write(fh, offset, data)
+    pub fn write(&self, ctx: &RequestCtx, fh: u64, offset: u64, data: &[u8], done: Responder<u32>) {
+        self.inner.write(ctx, fh, offset, data, done)
     }
 
     /// Flush a handle's file to stable storage.
