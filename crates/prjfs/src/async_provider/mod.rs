@@ -4,13 +4,13 @@
 //! # Contract for an [`AsyncProvider`]
 //!
 //! * Each method is called once per callback invocation and returns a future. The
-//!   adapter spawns it on its runtime and returns [`Outcome::Pending`] to the library at
+//!   adapter spawns it on its runtime and returns [`Outcome::Pending`](crate::Outcome::Pending) to the library at
 //!   once; the worker thread that delivered the callback never waits for the future.
 //! * When the future finishes, the adapter finishes the command for the provider:
 //!   `get_placeholder_info` returns a [`Placeholder`] and the adapter writes it for
 //!   `cb.path` (with [`InstanceHandle::write_placeholder_info`]) before completing;
 //!   `get_directory_enumeration` fills the buffer it was given and the adapter
-//!   completes with [`Extended::Enumeration`] of that same buffer; `get_file_data`
+//!   completes with [`Extended::Enumeration`](crate::Extended::Enumeration) of that same buffer; `get_file_data`
 //!   writes at least `[offset, offset + length)` through its [`FileDataWriter`] before
 //!   returning `Ok`. A provider never calls `complete_command` itself.
 //! * **Cancellation drops the future.** When the library cancels a command, the
@@ -18,7 +18,7 @@
 //!   suspended (or before its first poll), so code after that point never runs, and
 //!   `Drop` of the values it holds does run. A future that is inside a synchronous
 //!   section (between two awaits) finishes that section first. After
-//!   [`Provider::cancel_command`] returns, the adapter never completes that command,
+//!   [`Provider::cancel_command`](crate::Provider::cancel_command) returns, the adapter never completes that command,
 //!   even if the future had already produced its result.
 //! * Work handed to `tokio::task::spawn_blocking` is *not* stopped by cancellation;
 //!   its result is simply discarded. Keep blocking sections short or make them check
@@ -45,7 +45,7 @@ use crate::provider::{
 use crate::types::PlaceholderInfo;
 
 /// A provider whose callbacks are `async fn`s. See the module documentation for the
-/// contract; wrap it in an [`AsyncAdapter`] to obtain a [`Provider`].
+/// contract; wrap it in an [`AsyncAdapter`] to obtain a [`Provider`](crate::Provider).
 pub trait AsyncProvider: Send + Sync + 'static {
     /// A client starts listing the directory `cb.path`. `NotFound` if it is not in
     /// the store; on error no end follows.
