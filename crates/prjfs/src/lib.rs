@@ -7,6 +7,8 @@
 //! Core types: [`Provider`] (the callbacks), [`CallbackData`], [`InstanceHandle`]
 //! (how a provider answers: write placeholders and data, complete pended commands),
 //! [`DirEntryBuffer`] (enumeration results), and the name rules in [`names`].
+//! [`AsyncProvider`] is the `async fn` form of the callbacks; [`AsyncAdapter`] runs it
+//! as a [`Provider`] on a tokio runtime (pending every callback, cancel = drop).
 #![deny(missing_docs)]
 
 pub mod async_provider;

@@ -517,3 +517,19 @@ fn source_must_be_a_directory() {
     assert!(DirProvider::new(src.path().join("a.txt"), DirOptions::default()).is_err());
     assert!(DirProvider::new(src.path().join("missing"), DirOptions::default()).is_err());
 }
+
+#[test]
+fn async_file_data_is_written_in_chunks_through_the_writer() {
+    let (src, content) = big_source(3 * CHUNK_SIZE);
+    let (_dir, p) = async_dir(src.path(), Duration::ZERO);
+    let inst = RecordingInstance::new();
+    let cb = inst.callback(1, "big");
+    assert_eq!(
+        p.get_file_data(&cb, 0, content.len() as u64),
+        Ok(Outcome::Pending)
+    );
+    assert!(inst.wait_for_completions(1, WAIT));
+    assert_eq!(inst.completions()[0].result, Ok(()));
+    assert_eq!(inst.writes(1).len(), 3);
+    assert_eq!(inst.stream_bytes(1), content);
+}
