@@ -6,6 +6,7 @@
 //! ends the command (the callback thread, the provider's thread calling
 //! `complete_command`, or the thread that delivered the client's interrupt).
 
+mod api;
 mod dir;
 mod file;
 pub mod nodes;
@@ -23,11 +24,11 @@ use crate::command::{CallbackKind, CommandOutcome, CommandStats, CommandTable};
 use crate::layer::{Hydration, Item, Layer};
 use crate::names::validate_name;
 use crate::provider::{
-    CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, Extended, InstanceApi,
-    InstanceError, InstanceHandle, Outcome, Provider, ProviderError,
+    CallbackData, CallbackFlags, CallbackResult, CommandId, InstanceHandle, Outcome, Provider,
+    ProviderError,
 };
 use crate::scheduler::Scheduler;
-use crate::types::{Collation, FileKind, OnDiskState, PlaceholderInfo};
+use crate::types::{Collation, FileKind, OnDiskState};
 
 pub use dir::DirItem;
 pub use file::Opened;
@@ -762,87 +763,4 @@ fn is_projected_dir(item: &Item, node: u64) -> bool {
     node == ROOT_ID
         || (item.state.contains(OnDiskState::PLACEHOLDER)
             && !item.state.contains(OnDiskState::FULL))
-}
-
-impl InstanceApi for Api {
-    fn write_placeholder_info(
-        &self,
-        path: &Path,
-        info: &PlaceholderInfo,
-    ) -> Result<(), InstanceError> {
-        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
-        check_rel_path(path).map_err(InstanceError::InvalidName)?;
-        if path.as_os_str().is_empty() {
-            return Err(InstanceError::InvalidName(
-                "the root has no placeholder".into(),
-            ));
-        }
-        if info.basic.kind == FileKind::Symlink && info.symlink_target.is_none() {
-            return Err(InstanceError::InvalidRequest(format!(
-                "{}: a symlink placeholder needs a target",
-                path.display()
-            )));
-        }
-        if info.version.provider_id.len() > crate::types::VERSION_ID_MAX
-            || info.version.content_id.len() > crate::types::VERSION_ID_MAX
-        {
-            return Err(InstanceError::InvalidRequest(
-                "version ids are limited to 128 bytes".into(),
-            ));
-        }
-        let target = inner
-            .placeholder_targets
-            .lock()
-            .expect("targets lock")
-            .get(path)
-            .cloned();
-        let result = match &target {
-            Some(t) => inner.layer.write_placeholder_with_origin(t, info, path),
-            None => inner.layer.write_placeholder(path, info),
-        };
-        result
-            .map(|_| ())
-            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
-    }
-
-    fn write_file_data(
-        &self,
-        stream_id: u64,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), InstanceError> {
-        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
-        let stream = inner
-            .streams
-            .lock()
-            .expect("streams lock")
-            .get(&stream_id)
-            .cloned()
-            .ok_or(InstanceError::UnknownStream(stream_id))?;
-        stream
-            .write_at(offset, data)
-            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
-    }
-
-    fn complete_command(
-        &self,
-        id: CommandId,
-        result: Result<(), ProviderError>,
-        extended: Option<Extended>,
-    ) -> Completion {
-        match self.0.upgrade() {
-            Some(inner) => inner.commands.finish(id, result, extended),
-            None => Completion::Ignored,
-        }
-    }
-
-    fn clear_negative_path_cache(&self) -> usize {
-        let Some(inner) = self.0.upgrade() else {
-            return 0;
-        };
-        let mut set = inner.negative.lock().expect("negative lock");
-        let n = set.len();
-        set.clear();
-        n
-    }
 }

@@ -1,0 +1,91 @@
+//! The provider-facing side of a virtualizer: writing placeholders and file data,
+//! completing pended commands, clearing the negative path cache.
+
+use std::path::Path;
+
+use super::{check_rel_path, Api};
+use crate::provider::{CommandId, Completion, Extended, InstanceApi, InstanceError, ProviderError};
+use crate::types::{FileKind, PlaceholderInfo};
+
+impl InstanceApi for Api {
+    fn write_placeholder_info(
+        &self,
+        path: &Path,
+        info: &PlaceholderInfo,
+    ) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        check_rel_path(path).map_err(InstanceError::InvalidName)?;
+        if path.as_os_str().is_empty() {
+            return Err(InstanceError::InvalidName(
+                "the root has no placeholder".into(),
+            ));
+        }
+        if info.basic.kind == FileKind::Symlink && info.symlink_target.is_none() {
+            return Err(InstanceError::InvalidRequest(format!(
+                "{}: a symlink placeholder needs a target",
+                path.display()
+            )));
+        }
+        if info.version.provider_id.len() > crate::types::VERSION_ID_MAX
+            || info.version.content_id.len() > crate::types::VERSION_ID_MAX
+        {
+            return Err(InstanceError::InvalidRequest(
+                "version ids are limited to 128 bytes".into(),
+            ));
+        }
+        let target = inner
+            .placeholder_targets
+            .lock()
+            .expect("targets lock")
+            .get(path)
+            .cloned();
+        let result = match &target {
+            Some(t) => inner.layer.write_placeholder_with_origin(t, info, path),
+            None => inner.layer.write_placeholder(path, info),
+        };
+        result
+            .map(|_| ())
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
+    }
+
+    fn write_file_data(
+        &self,
+        stream_id: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        let stream = inner
+            .streams
+            .lock()
+            .expect("streams lock")
+            .get(&stream_id)
+            .cloned()
+            .ok_or(InstanceError::UnknownStream(stream_id))?;
+        stream
+            .write_at(offset, data)
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
+    }
+
+    fn complete_command(
+        &self,
+        id: CommandId,
+        result: Result<(), ProviderError>,
+        extended: Option<Extended>,
+    ) -> Completion {
+        match self.0.upgrade() {
+            Some(inner) => inner.commands.finish(id, result, extended),
+            None => Completion::Ignored,
+        }
+    }
+
+    fn clear_negative_path_cache(&self) -> usize {
+        let Some(inner) = self.0.upgrade() else {
+            return 0;
+        };
+        let mut set = inner.negative.lock().expect("negative lock");
+        let n = set.len();
+        set.clear();
+        n
+    }
+}
