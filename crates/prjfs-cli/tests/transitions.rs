@@ -1305,7 +1305,6 @@ fn renames_inside_renamed_directories() {
 /// full file, and a placeholder whose content was never fetched. (`cat` also
 /// `fstat`s the descriptor first.) A handle opened for writing keeps working.
 #[test]
-#[ignore = "bug: a placeholder never fetched cannot be read or first-written through a handle once its last name is removed (ESTALE)"]
 fn open_files_survive_rm() {
     if !mount_available() {
         return;

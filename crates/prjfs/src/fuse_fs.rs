@@ -619,7 +619,11 @@ impl Filesystem for FuseFs {
                     Box::new(move |r| entry_reply(reply, r)),
                 );
             }
-            Operation::Unlink { name } => empty_reply(reply, self.virt.unlink(node, name)),
+            Operation::Unlink { name } => {
+                let ctx = Self::ctx(&req, &reply);
+                self.virt
+                    .unlink(&ctx, node, name, Box::new(move |r| empty_reply(reply, r)));
+            }
             Operation::RmDir { name } => {
                 let ctx = Self::ctx(&req, &reply);
                 self.virt

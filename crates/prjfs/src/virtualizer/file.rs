@@ -206,6 +206,42 @@ impl Inner {
             .find_map(|h| h.file())
     }
 
+    /// Open handles of `node` that still reach their content through its path:
+    /// no on-disk file yet, or a write that will convert it first.
+    pub(super) fn handles_needing_path(&self, node: u64) -> Vec<Arc<FileHandle>> {
+        let files = self.files.lock().expect("files lock");
+        files
+            .values()
+            .filter(|h| h.node == node)
+            .filter(|h| {
+                h.file().is_none() || h.convert_on_write.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Before the last name of `path` goes: give an open handle its on-disk file
+    /// (converted to full first when it was opened for writing), so it keeps
+    /// working without a path. The content must be local already.
+    pub(super) fn keep_open(&self, handle: &FileHandle, path: &Path) -> Result<(), Errno> {
+        if handle
+            .convert_on_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.make_full(path, false)?;
+            let f = self
+                .layer
+                .open_file(path, rustix::fs::OFlags::RDWR)
+                .map_err(|e| e.errno())?;
+            *handle.data.lock().expect("handle lock") = Some(Arc::new(f));
+            handle
+                .convert_on_write
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
+        self.open_local(handle, path).map(|_| ())
+    }
+
     /// Turn the item at `path` into a full file (content is local or truncated).
     pub(super) fn make_full(&self, path: &Path, truncate: bool) -> Result<(), Errno> {
         self.layer.convert_to_full(path, truncate).map_err(|e| {

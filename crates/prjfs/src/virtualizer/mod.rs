@@ -350,8 +350,8 @@ impl Virtualizer {
     }
 
     /// Remove a non-directory (a projected name leaves a tombstone).
-    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        self.inner.unlink(parent, name)
+    pub fn unlink(&self, ctx: &RequestCtx, parent: u64, name: &OsStr, done: Responder<()>) {
+        self.inner.unlink(ctx, parent, name, done)
     }
 
     /// Remove an empty directory (virtual children count).

@@ -81,6 +81,12 @@ impl NodeTable {
         (parent != DETACHED).then_some(parent)
     }
 
+    /// The node named (parent, name), if the kernel holds one (no lookup counted).
+    pub fn find(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        let inner = self.inner.lock().expect("node lock");
+        inner.index.get(&(parent, name.to_os_string())).copied()
+    }
+
     /// The node for `name` under `parent`, created if needed; counts one lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");

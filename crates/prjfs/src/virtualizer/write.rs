@@ -205,18 +205,55 @@ impl Inner {
     }
 
     /// Remove a non-directory.
-    pub(super) fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        let (parent_path, path) = self.child_path(parent, name)?;
-        let item = self.item(&path)?;
+    ///
+    /// A file still open through handles that have no on-disk file yet keeps
+    /// working like on a local file system: its content is fetched (if it is a
+    /// placeholder never read) and opened for those handles before the name goes.
+    pub(super) fn unlink(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        done: Responder<()>,
+    ) {
+        let (parent_path, path, item) = match self.child_path(parent, name).and_then(|(pp, p)| {
+            let item = self.item(&p)?;
+            Ok((pp, p, item))
+        }) {
+            Ok(x) => x,
+            Err(e) => return done(Err(e)),
+        };
         if item.kind == FileKind::Directory {
-            return Err(libc::EISDIR);
+            return done(Err(libc::EISDIR));
         }
-        self.layer
-            .delete(&path, self.needs_tombstone(&parent_path))
-            .map_err(|e| e.errno())?;
-        self.nodes.detach(parent, name);
-        self.mark_dirty_dir(&parent_path);
-        Ok(())
+        let handles = self
+            .nodes
+            .find(parent, name)
+            .map(|n| self.handles_needing_path(n))
+            .unwrap_or_default();
+        let inner = self.clone();
+        let name = name.to_os_string();
+        let item_path = path.clone();
+        let fetch_first = !handles.is_empty();
+        let finish = move |r: Result<(), Errno>| {
+            done(r.and_then(|()| {
+                for h in &handles {
+                    inner.keep_open(h, &path)?;
+                }
+                inner
+                    .layer
+                    .delete(&path, inner.needs_tombstone(&parent_path))
+                    .map_err(|e| e.errno())?;
+                inner.nodes.detach(parent, &name);
+                inner.mark_dirty_dir(&parent_path);
+                Ok(())
+            }))
+        };
+        if fetch_first {
+            self.ensure_hydrated(ctx, &item_path, &item, 0, Box::new(finish));
+        } else {
+            finish(Ok(()));
+        }
     }
 
     /// Remove a directory that shows no entries (a projected directory is asked
