@@ -54,12 +54,8 @@ pub(crate) struct DirHandle {
 
 impl Inner {
     pub(super) fn opendir(self: &Arc<Self>, ctx: &RequestCtx, node: u64, done: Responder<u64>) {
-        let path = match self.path(node) {
-            Ok(p) => p,
-            Err(e) => return done(Err(e)),
-        };
-        let item = match self.item(&path) {
-            Ok(i) => i,
+        let (path, item) = match self.node_item(node) {
+            Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
         if item.kind != FileKind::Directory {

@@ -71,12 +71,8 @@ impl Inner {
         flags: i32,
         done: Responder<Opened>,
     ) {
-        let path = match self.path(node) {
-            Ok(p) => p,
-            Err(e) => return done(Err(e)),
-        };
-        let item = match self.item(&path) {
-            Ok(i) => i,
+        let (path, item) = match self.node_item(node) {
+            Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
         match item.kind {
@@ -264,12 +260,8 @@ impl Inner {
         if let Some(file) = handle.file() {
             return done(read_at(&file, offset, size));
         }
-        let path = match self.path(handle.node) {
-            Ok(p) => p,
-            Err(e) => return done(Err(e)),
-        };
-        let item = match self.item(&path) {
-            Ok(i) => i,
+        let (path, item) = match self.node_item(handle.node) {
+            Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();
@@ -458,12 +450,8 @@ impl Inner {
         }
         // First write through a handle opened on a placeholder: hydrate (unless
         // already local), make it full, then write to the on-disk file.
-        let path = match self.path(handle.node) {
-            Ok(p) => p,
-            Err(e) => return done(Err(e)),
-        };
-        let item = match self.item(&path) {
-            Ok(i) => i,
+        let (path, item) = match self.node_item(handle.node) {
+            Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();

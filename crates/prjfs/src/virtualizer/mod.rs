@@ -510,6 +510,13 @@ impl Inner {
         self.layer.state(path).map_err(|e| e.errno())
     }
 
+    /// The path of a node and its item as clients see it.
+    pub(crate) fn node_item(&self, node: u64) -> Result<(PathBuf, Item), Errno> {
+        let path = self.path(node)?;
+        let item = self.item(&path)?;
+        Ok((path, item))
+    }
+
     pub(crate) fn item(&self, path: &Path) -> Result<Item, Errno> {
         match self.layer.lookup(path) {
             Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),

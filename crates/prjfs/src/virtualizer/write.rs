@@ -401,12 +401,8 @@ impl Inner {
         attr: SetAttr,
         done: Responder<Item>,
     ) {
-        let path = match self.path(node) {
-            Ok(p) => p,
-            Err(e) => return done(Err(e)),
-        };
-        let item = match self.item(&path) {
-            Ok(i) => i,
+        let (path, item) = match self.node_item(node) {
+            Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();
