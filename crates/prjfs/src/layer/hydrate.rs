@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +34,11 @@ pub struct Hydration {
     placed: bool,
     /// `(st_dev, st_ino)` of the placeholder: the content belongs to that item,
     /// wherever it has been renamed to by the time the hydration finishes.
+    /// For a placeholder kept as a record: `(0, serial)` of the record.
     item: (u64, u64),
+    /// For a placeholder kept as a record: the path the provider knows it by,
+    /// which identifies it if it gets an on-disk item before the end.
+    origin: Option<PathBuf>,
 }
 
 impl Hydration {
@@ -136,20 +140,32 @@ impl Layer {
         let comps = path::components(rel)?;
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
-        let st =
-            rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
-                Errno::NOENT => LayerError::NotFound {
-                    path: rel.to_path_buf(),
-                },
-                e => LayerError::io("statat", rel, e),
-            })?;
-        let rec = self.read_record(dir, &loc.name, rel)?;
-        if !needs_hydration(st.st_mode, &rec) {
-            return Err(LayerError::InvalidState {
-                path: rel.to_path_buf(),
-                reason: "not a placeholder file awaiting hydration".into(),
-            });
-        }
+        let mut origin = None;
+        let item = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let rec = self.read_record(dir, &loc.name, rel)?;
+                if !needs_hydration(st.st_mode, &rec) {
+                    return Err(LayerError::InvalidState {
+                        path: rel.to_path_buf(),
+                        reason: "not a placeholder file awaiting hydration".into(),
+                    });
+                }
+                dev_ino(&st)
+            }
+            // A placeholder kept as a record: no on-disk item yet.
+            Err(Errno::NOENT) => match self.virtual_at(rel) {
+                Some(v) => {
+                    origin = super::virt::item(rel, &v).origin;
+                    (0, v.serial)
+                }
+                None => {
+                    return Err(LayerError::NotFound {
+                        path: rel.to_path_buf(),
+                    })
+                }
+            },
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        };
         let name = self.temp_name("hy");
         let flags =
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -162,7 +178,8 @@ impl Layer {
             tmp: Arc::clone(&self.tmp),
             ranges: Mutex::new(Vec::new()),
             placed: false,
-            item: dev_ino(&st),
+            item,
+            origin,
         })
     }
 
@@ -182,13 +199,18 @@ impl Layer {
         let _guard = self.lock();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
-        let st =
-            rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
-                Errno::NOENT => LayerError::NotFound {
-                    path: rel.to_path_buf(),
-                },
-                e => LayerError::io("statat", rel, e),
-            })?;
+        let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => match self.virtual_at(rel) {
+                Some(vrec) => return self.finish_virtual(h, rel, &loc, vrec),
+                None => {
+                    return Err(LayerError::NotFound {
+                        path: rel.to_path_buf(),
+                    })
+                }
+            },
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        };
         let rec = self.read_record(dir, &loc.name, rel)?;
         if !needs_hydration(st.st_mode, &rec) {
             return Err(LayerError::InvalidState {
@@ -196,7 +218,14 @@ impl Layer {
                 reason: "no longer a placeholder file awaiting hydration".into(),
             });
         }
-        if dev_ino(&st) != h.item {
+        // A record materialized since the hydration began is the same item if
+        // the provider knows it by the same path.
+        let same = if h.item.0 == 0 {
+            rec.as_ref().and_then(|r| r.origin.as_ref()) == h.origin.as_ref()
+        } else {
+            dev_ino(&st) == h.item
+        };
+        if !same {
             return Err(LayerError::InvalidState {
                 path: rel.to_path_buf(),
                 reason: "another placeholder than the one this hydration began for".into(),
@@ -241,6 +270,65 @@ impl Layer {
         rustix::fs::renameat(&*self.tmp, &h.name, dir, &loc.name)
             .map_err(|e| LayerError::io("renameat", rel, e))?;
         h.placed = true;
+        Ok(())
+    }
+}
+
+impl Layer {
+    /// [`Layer::finish_hydration`] of a placeholder kept as a record: the
+    /// complete temp file, formed with the record's owner, mode, times and a
+    /// HydratedPlaceholder record, is renamed into the free name; then the
+    /// record goes. One new inode per hydrated file.
+    fn finish_virtual(
+        &self,
+        mut h: Hydration,
+        rel: &Path,
+        loc: &super::path::Loc,
+        vrec: super::vstore::VRec,
+    ) -> Result<()> {
+        if h.item != (0, vrec.serial) {
+            return Err(LayerError::InvalidState {
+                path: rel.to_path_buf(),
+                reason: "another placeholder than the one this hydration began for".into(),
+            });
+        }
+        if let Some((missing_start, missing_end)) = h.first_gap(vrec.size) {
+            return Err(LayerError::IncompleteData {
+                path: rel.to_path_buf(),
+                size: vrec.size,
+                missing_start,
+                missing_end,
+            });
+        }
+        h.file.set_len(vrec.size).map_err(|source| LayerError::Io {
+            op: "ftruncate",
+            path: rel.to_path_buf(),
+            source,
+        })?;
+        let mut rec = super::virt::record(rel, &vrec);
+        rec.state = rec.state | OnDiskState::HYDRATED_PLACEHOLDER;
+        let times = Timestamps {
+            last_access: timespec(vrec.atime),
+            last_modification: timespec(vrec.mtime),
+        };
+        self.form_item(
+            h.file.as_fd(),
+            (vrec.uid, vrec.gid),
+            u32::from(vrec.perm),
+            &rec.encode(),
+            &times,
+        )
+        .map_err(|e| LayerError::io("set attributes", rel, e))?;
+        rustix::fs::renameat_with(
+            &*self.tmp,
+            &h.name,
+            loc.dir(self.root.as_fd()),
+            &loc.name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| LayerError::io("renameat", rel, e))?;
+        h.placed = true;
+        self.vstore.remove(rel);
         Ok(())
     }
 }

@@ -8,7 +8,8 @@
 //! | 0 | 4 | magic `PJFS` |
 //! | 4 | 1 | format version (1) |
 //! | 5 | 1 | kind: 1 file, 2 directory, 3 symlink |
-//! | 6 | 2 | reserved, 0 |
+//! | 6 | 1 | flags: bit 0 *listed* (the placeholder came from a listing; its VersionInfo is not known yet); other bits 0 |
+//! | 7 | 1 | reserved, 0 |
 //! | 8 | 4 | state bits (spec §4) |
 //! | 12 | 8 | size |
 //! | 20 | 8+4 | mtime (secs i64, nsecs u32) |
@@ -64,6 +65,9 @@ pub(crate) struct Record {
     /// The path (relative to the root) the item had when its placeholder was
     /// written; `None` for tombstones and records of format version 1.
     pub origin: Option<PathBuf>,
+    /// The placeholder came from a listing: `version` is empty until
+    /// GetPlaceholderInfo fills it.
+    pub listed: bool,
 }
 
 fn kind_code(kind: FileKind) -> u8 {
@@ -104,7 +108,7 @@ impl Record {
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
         out.push(kind_code(self.kind));
-        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&[u8::from(self.listed), 0]);
         out.extend_from_slice(&self.state.0.to_le_bytes());
         out.extend_from_slice(&self.size.to_le_bytes());
         for (secs, nsecs) in [self.mtime, self.atime] {
@@ -158,9 +162,11 @@ impl Record {
             3 => FileKind::Symlink,
             k => return Err(format!("unknown kind {k}")),
         };
-        if r.take(2)? != [0, 0] {
-            return Err("reserved bytes are not zero".into());
-        }
+        let listed = match r.take(2)? {
+            [0, 0] => false,
+            [1, 0] => true,
+            _ => return Err("unknown flags or reserved bytes not zero".into()),
+        };
         let state = r.u32()?;
         check_state(state)?;
         let size = r.u64()?;
@@ -187,6 +193,7 @@ impl Record {
                 content_id,
             },
             origin,
+            listed,
         })
     }
 }
@@ -343,6 +350,7 @@ mod tests {
                 content_id: b"abc".to_vec(),
             },
             origin: Some(PathBuf::from("dir/ø/file")),
+            listed: false,
         }
     }
 

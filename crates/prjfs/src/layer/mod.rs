@@ -53,6 +53,8 @@ mod rename;
 mod temp;
 #[cfg(test)]
 mod tests;
+mod virt;
+mod vstore;
 #[cfg(test)]
 mod tests_attr;
 #[cfg(test)]
@@ -179,6 +181,14 @@ pub struct Layer {
     next_id: AtomicU64,
     /// Serializes check-then-replace operations.
     mutate: Mutex<()>,
+    /// Placeholder files without an on-disk item.
+    vstore: Arc<vstore::VStore>,
+}
+
+impl Drop for Layer {
+    fn drop(&mut self) {
+        self.vstore.stop();
+    }
 }
 
 /// `(secs, nsecs)` of a [`SystemTime`], also before the epoch.
@@ -290,7 +300,7 @@ impl Layer {
         let hidden = ensure_dir(root_fd.as_fd(), HIDDEN_DIR, HIDDEN_DIR)?;
         let tmp = ensure_dir(hidden.as_fd(), TMP_DIR, ".prjfs/tmp")?;
         remove_contents(tmp.as_fd()).map_err(|e| LayerError::io("clean", ".prjfs/tmp", e))?;
-        Ok(Layer {
+        let mut layer = Layer {
             root: root_fd,
             tmp: Arc::new(tmp),
             meta_name: CString::new(format!("{ns}.prjfs.meta")).expect("no NUL"),
@@ -299,7 +309,22 @@ impl Layer {
             xattrs: xattr::Xattrs::default(),
             next_id: AtomicU64::new(1),
             mutate: Mutex::new(()),
-        })
+            vstore: vstore::VStore::detached(),
+        };
+        let store = vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p))
+            .map_err(|e| LayerError::Io {
+                op: "open placeholder log",
+                path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
+                source: e,
+            })?;
+        layer.vstore = store;
+        Ok(layer)
+    }
+
+    /// Write the placeholder records still in memory to the log now (they are
+    /// otherwise written within 50 ms, and when the layer is dropped).
+    pub fn sync(&self) {
+        self.vstore.sync();
     }
 
     /// The xattr holding each item's record: `trusted.prjfs.meta` as root, else
@@ -362,6 +387,24 @@ impl Layer {
             let rec = n.map(|n| self.decode(rel, &buf[..n])).transpose()?;
             return self.make_item(rel, &st, rec).map(Some);
         }
+        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+            return Ok(None);
+        };
+        let dir = loc.dir(self.root.as_fd());
+        if let Some(item) = self.lookup_at(dir, &loc.name, rel)? {
+            return Ok(Some(item));
+        }
+        // Materializing puts the on-disk item first and removes the record
+        // after: disk, record, disk again sees one of them.
+        if let Some(rec) = self.vstore.get(rel) {
+            return Ok(Some(virt::item(rel, &rec)));
+        }
+        self.lookup_at(dir, &loc.name, rel)
+    }
+
+    /// [`Layer::lookup`] of what is on disk only (records are not consulted).
+    pub(super) fn lookup_disk(&self, rel: &Path) -> Result<Option<Item>> {
+        let comps = path::components(rel)?;
         let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
             return Ok(None);
         };
@@ -448,7 +491,7 @@ impl Layer {
             attr.blocks = rec.size.div_ceil(512);
         }
         let placeholder = state.contains(OnDiskState::PLACEHOLDER);
-        let version = placeholder.then_some(rec.version);
+        let version = (placeholder && !rec.listed).then_some(rec.version);
         let origin = if placeholder { rec.origin } else { None };
         Ok(Item {
             kind: rec.kind,
@@ -489,6 +532,11 @@ impl Layer {
     pub fn open_file(&self, rel: &Path, flags: OFlags) -> Result<std::fs::File> {
         let comps = path::components(rel)?;
         let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if self.virtual_at(rel).is_some() {
+            // The caller wants the on-disk file of a placeholder kept as a record.
+            let _guard = self.lock();
+            self.materialize(rel)?;
+        }
         let fd = if comps.is_empty() {
             rustix::fs::openat(&self.root, c".", flags, Mode::empty())
         } else {
@@ -550,6 +598,7 @@ impl Layer {
                 out.push((name, item));
             }
         }
+        self.merge_virtual(rel, &mut out);
         Ok(out)
     }
 

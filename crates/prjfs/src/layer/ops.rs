@@ -80,9 +80,20 @@ impl Layer {
     }
 
     /// What is at `dir/name`.
+    ///
+    /// A placeholder file kept as a record is materialized first (the callers
+    /// are about to change the name), so the answer is always about disk.
     pub(super) fn slot(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<Slot> {
         let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
+            Err(Errno::NOENT) if self.virtual_at(rel).is_some() => {
+                self.materialize(rel)?;
+                match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    Err(Errno::NOENT) => return Ok(Slot::Absent),
+                    Err(e) => return Err(LayerError::io("statat", rel, e)),
+                }
+            }
             Err(Errno::NOENT) => return Ok(Slot::Absent),
             Err(e) => return Err(LayerError::io("statat", rel, e)),
         };
@@ -135,6 +146,7 @@ impl Layer {
             atime: now,
             version: VersionInfo::default(),
             origin: None,
+            listed: false,
         };
         let tb = Temp::new(self, "tb");
         let flags =
@@ -184,6 +196,9 @@ impl Layer {
     /// Whether the open directory holds nothing but tombstones (the root's hidden
     /// directory aside).
     pub(super) fn only_tombstones(&self, dir: BorrowedFd<'_>, rel: &Path) -> Result<bool> {
+        if self.vstore.has_children(rel) {
+            return Ok(false);
+        }
         let at_root = rel.as_os_str().is_empty();
         let fd = rustix::fs::openat(dir, c".", open_dir_flags(), Mode::empty())
             .map_err(|e| LayerError::io("opendir", rel, e))?;

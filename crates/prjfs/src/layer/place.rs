@@ -70,8 +70,28 @@ impl Layer {
             mtime: time_pair(basic.mtime),
             atime: time_pair(basic.atime),
             version: info.version.clone(),
-            origin: Some(origin),
+            origin: Some(origin.clone()),
+            listed: false,
         };
+        if basic.kind == FileKind::File {
+            // A placeholder file is a record until something needs it on disk.
+            let (uid, gid) = owner;
+            let origin = (origin != rel).then(|| origin.into_boxed_path());
+            return self.put_virtual(
+                rel,
+                super::vstore::VRec {
+                    size: basic.size,
+                    mtime: record.mtime,
+                    atime: record.atime,
+                    perm: (basic.mode & 0o7777) as u16,
+                    uid,
+                    gid,
+                    version: Some(Box::new(info.version.clone())),
+                    origin,
+                    serial: 0,
+                },
+            );
+        }
         if basic.kind == FileKind::Symlink {
             // A symlink's content is its target: it is hydrated from the start.
             record.state = record.state | OnDiskState::HYDRATED_PLACEHOLDER;
@@ -108,7 +128,7 @@ impl Layer {
     }
 
     /// Create the temp item `tmp_name` for a placeholder, fully formed.
-    fn build_placeholder(
+    pub(super) fn build_placeholder(
         &self,
         tmp_name: &CStr,
         info: &PlaceholderInfo,
@@ -263,6 +283,7 @@ impl Layer {
         let dir = loc.dir(self.root.as_fd());
         let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
+            Err(Errno::NOENT) if self.vstore.remove(rel).is_some() => return Ok(()),
             Err(Errno::NOENT) => {
                 return Err(LayerError::NotFound {
                     path: rel.to_path_buf(),
@@ -306,6 +327,7 @@ impl Layer {
     pub fn mark_dirty(&self, rel: &Path) -> Result<()> {
         let comps = path::components(rel)?;
         let _guard = self.lock();
+        self.materialize(rel)?;
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
         let rec = self.placeholder_record(dir, &loc.name, rel)?;

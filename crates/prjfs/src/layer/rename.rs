@@ -64,6 +64,26 @@ impl Layer {
         flags: RenameFlags,
         tombstone_at_from: bool,
     ) -> Result<()> {
+        let _guard = self.lock();
+        self.rename_locked(from, to, flags, tombstone_at_from)?;
+        // Placeholder files kept as records follow their directory (a file's
+        // own record was materialized before it moved).
+        if flags.exchange {
+            self.vstore
+                .exchange_trees(from, to, Path::new(super::HIDDEN_DIR));
+        } else {
+            self.vstore.move_tree(from, to);
+        }
+        Ok(())
+    }
+
+    fn rename_locked(
+        &self,
+        from: &Path,
+        to: &Path,
+        flags: RenameFlags,
+        tombstone_at_from: bool,
+    ) -> Result<()> {
         if flags.exchange && (flags.noreplace || tombstone_at_from) {
             return Err(LayerError::InvalidArgument(
                 "RENAME_EXCHANGE cannot be combined with RENAME_NOREPLACE or a tombstone".into(),
@@ -77,7 +97,6 @@ impl Layer {
                 from.display()
             )));
         }
-        let _guard = self.lock();
         let from_loc = self.locate_in_dir(from, &from_comps)?;
         let to_loc = self.locate_in_dir(to, &to_comps)?;
         let src = End {

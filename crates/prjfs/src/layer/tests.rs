@@ -161,10 +161,21 @@ fn file_placeholder_projects_its_metadata() {
     if is_root() {
         assert_eq!((item.attr.uid, item.attr.gid), (1234, 5678));
     }
-    // On disk, the placeholder holds no data.
+    // A placeholder file is a record: nothing on disk until something needs it.
+    assert!(std::fs::symlink_metadata(dir.path().join("a.txt")).is_err());
+    // Once it has an on-disk item (here: opened), that item holds no data.
+    drop(layer.open_file(Path::new("a.txt"), OFlags::RDONLY).expect("opens"));
     let md = std::fs::symlink_metadata(dir.path().join("a.txt")).expect("on disk");
     assert_eq!(md.len(), 0);
     assert_eq!(md.mtime(), 1_600_000_000);
+    let mut on_disk = layer
+        .lookup(Path::new("a.txt"))
+        .expect("ok")
+        .expect("present");
+    // Only the inode number and ctime are the on-disk file's own.
+    on_disk.attr.ino = item.attr.ino;
+    on_disk.attr.ctime = item.attr.ctime;
+    assert_eq!(on_disk, item, "the same item either way");
     assert!(
         tmp_entries(dir.path()).is_empty(),
         "no temp file left behind"
@@ -714,6 +725,8 @@ fn corrupt_record_on_disk_is_an_error() {
     assert!(layer
         .write_placeholder(Path::new("f"), &file_info(1))
         .expect("written"));
+    // Give the placeholder file its on-disk item, where the record can rot.
+    drop(layer.open_file(Path::new("f"), OFlags::RDONLY).expect("opens"));
     let path = dir.path().join("f");
     let mut rec = vec![0u8; 512];
     let n = rustix::fs::getxattr(&path, layer.xattr_name(), &mut rec[..]).expect("record");
@@ -744,6 +757,7 @@ fn corrupt_record_on_disk_is_an_error() {
         atime: (0, 0),
         version: VersionInfo::default(),
         origin: None,
+        listed: false,
     };
     rustix::fs::setxattr(
         dir.path().join("d"),

@@ -19,6 +19,7 @@ use crate::types::FileKind;
 fn set_attr_on_placeholders_and_full_files() {
     let (dir, layer) = new_layer();
     placeholder(&layer, "f", 10);
+    drop(layer.open_file(Path::new("f"), OFlags::RDONLY).expect("on-disk item"));
     // Let the disk times drift from the projected ones.
     let disk = dir.path().join("f");
     let drift = std::fs::FileTimes::new().set_modified(SystemTime::now());
@@ -371,6 +372,7 @@ fn origin_is_recorded_and_old_records_still_read() {
         atime: (2, 0),
         version: version("v1"),
         origin: None,
+        listed: false,
     };
     let mut v1 = rec.encode();
     v1.truncate(v1.len() - 5);

@@ -52,6 +52,9 @@ impl Layer {
     /// `None` when it has none. The layer's own names always read as absent.
     pub fn get_xattr(&self, rel: &Path, name: &OsStr) -> Result<Option<Vec<u8>>> {
         let cname = xattr_name(name)?;
+        if self.is_virtual(rel) {
+            return Ok(None);
+        }
         let target = self.xattr_target(rel)?;
         if is_layer_name(name.as_bytes()) {
             return Ok(None);
@@ -75,6 +78,9 @@ impl Layer {
     /// The user xattr names of the item at `rel` (empty: the root), never the
     /// layer's own.
     pub fn list_xattr(&self, rel: &Path) -> Result<Vec<OsString>> {
+        if self.is_virtual(rel) {
+            return Ok(Vec::new());
+        }
         let list = match self.xattr_target(rel)? {
             None => {
                 let mut buf = vec![0u8; 65536];

@@ -196,6 +196,7 @@ impl Virtualizer {
             self.inner.end_enumeration(&d);
         }
         self.inner.scheduler.stop();
+        self.inner.layer.sync();
     }
 
     /// Path of a node.

@@ -1,0 +1,226 @@
+//! Placeholder files kept as records ([`super::vstore`]) rather than on-disk
+//! items: how they show as items, enter listings, and get an on-disk item
+//! (*materialize*) the moment anything but a read touches them.
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, RenameFlags};
+use rustix::io::Errno;
+
+use super::error::{LayerError, Result};
+use super::meta::Record;
+use super::vstore::VRec;
+use super::{path, Attr, Item, Layer};
+use crate::types::{FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo};
+
+/// The item a record shows: a placeholder file with its projected attributes.
+/// Its inode number is set by the virtualizer from the origin, like every
+/// placeholder's; ctime is the projected mtime.
+pub(super) fn item(rel: &Path, rec: &VRec) -> Item {
+    Item {
+        kind: FileKind::File,
+        attr: Attr {
+            ino: 0,
+            size: rec.size,
+            blocks: rec.size.div_ceil(512),
+            atime: rec.atime,
+            mtime: rec.mtime,
+            ctime: rec.mtime,
+            mode: libc::S_IFREG | u32::from(rec.perm),
+            nlink: 1,
+            uid: rec.uid,
+            gid: rec.gid,
+            rdev: 0,
+            blksize: 4096,
+        },
+        state: OnDiskState::PLACEHOLDER,
+        version: rec.version.as_deref().cloned(),
+        origin: Some(
+            rec.origin
+                .as_deref()
+                .map_or_else(|| rel.to_path_buf(), Path::to_path_buf),
+        ),
+    }
+}
+
+/// The on-disk record of a materialized [`VRec`] at `rel`.
+pub(super) fn record(rel: &Path, rec: &VRec) -> Record {
+    Record {
+        state: OnDiskState::PLACEHOLDER,
+        kind: FileKind::File,
+        size: rec.size,
+        mtime: rec.mtime,
+        atime: rec.atime,
+        version: rec.version.as_deref().cloned().unwrap_or_default(),
+        origin: Some(
+            rec.origin
+                .as_deref()
+                .map_or_else(|| rel.to_path_buf(), Path::to_path_buf),
+        ),
+        listed: rec.version.is_none(),
+    }
+}
+
+impl Layer {
+    /// Whether a replayed record at `rel` still stands: its directory is on disk
+    /// and projected (the root, or a placeholder directory not made full), and
+    /// nothing is on disk at its name.
+    pub(super) fn keeps_virtual(&self, rel: &Path) -> bool {
+        let Some(parent) = rel.parent() else {
+            return false;
+        };
+        if !parent.as_os_str().is_empty() {
+            match self.lookup(parent) {
+                Ok(Some(p))
+                    if p.kind == FileKind::Directory
+                        && p.state.contains(OnDiskState::PLACEHOLDER)
+                        && !p.state.contains(OnDiskState::FULL)
+                        && !p.state.contains(OnDiskState::TOMBSTONE) => {}
+                _ => return false,
+            }
+        }
+        matches!(self.lookup(rel), Ok(None))
+    }
+
+    /// Add the records of the directory `rel` that have no on-disk item to `out`
+    /// (sorted by name bytes, as [`Layer::list_dir`] returns it).
+    pub(super) fn merge_virtual(&self, rel: &Path, out: &mut Vec<(OsString, Item)>) {
+        let children = self.vstore.children(rel);
+        if children.is_empty() {
+            return;
+        }
+        let before = out.len();
+        for (name, rec) in children {
+            let on_disk = out[..before]
+                .binary_search_by(|(n, _)| n.as_bytes().cmp(name.as_bytes()))
+                .is_ok();
+            if !on_disk {
+                let item = item(&rel.join(&name), &rec);
+                out.push((name, item));
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    }
+
+    /// Store a placeholder file at `rel` as a record (no on-disk item). `false`
+    /// when something is there already: an on-disk item, or a record — unless
+    /// that record came from a listing and `rec` has the version, which then
+    /// replaces it.
+    pub(super) fn put_virtual(&self, rel: &Path, rec: VRec) -> Result<bool> {
+        let comps = path::components(rel)?;
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        match rustix::fs::statat(
+            loc.dir(self.root.as_fd()),
+            &loc.name,
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(_) => return Ok(false),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        }
+        if rec.version.is_some() {
+            if let Some(old) = self.vstore.get(rel) {
+                if old.version.is_some() {
+                    return Ok(false);
+                }
+                let origin = old.origin.clone();
+                self.vstore.put(rel, VRec { origin, ..rec });
+                return Ok(true);
+            }
+        }
+        Ok(self.vstore.put_new(rel, rec))
+    }
+
+    /// Record the files of a listing of the projected directory `dir` as
+    /// placeholders whose version is not known yet (GetPlaceholderInfo is asked
+    /// at their first open). The caller listed `dir` on disk just before: names
+    /// it found there are not passed; one created since wins over its record.
+    pub fn put_listed(&self, dir: &Path, entries: &[(OsString, FileBasicInfo)]) -> Result<()> {
+        let owner = self.default_owner()?;
+        for (name, basic) in entries {
+            if basic.kind != FileKind::File {
+                continue;
+            }
+            let (uid, gid) = basic.owner.unwrap_or(owner);
+            let rec = VRec {
+                size: basic.size,
+                mtime: super::time_pair(basic.mtime),
+                atime: super::time_pair(basic.atime),
+                perm: (basic.mode & 0o7777) as u16,
+                uid,
+                gid,
+                version: None,
+                origin: None,
+                serial: 0,
+            };
+            self.vstore.put_new(&dir.join(name), rec);
+        }
+        Ok(())
+    }
+
+    /// Owner of items whose provider gives none: the root's.
+    pub(super) fn default_owner(&self) -> Result<(u32, u32)> {
+        let st = rustix::fs::fstat(&self.root).map_err(|e| LayerError::io("fstat", "", e))?;
+        Ok((st.st_uid, st.st_gid))
+    }
+
+    /// Whether the item at `rel` is a record without an on-disk item (it has no
+    /// user xattrs then).
+    pub(super) fn is_virtual(&self, rel: &Path) -> bool {
+        self.vstore.get(rel).is_some() && matches!(self.lookup_disk(rel), Ok(None))
+    }
+
+    /// The record at `rel`, if the item there is one.
+    pub(super) fn virtual_at(&self, rel: &Path) -> Option<VRec> {
+        self.vstore.get(rel)
+    }
+
+    /// Give the record at `rel` an on-disk item (an empty placeholder file with
+    /// its record, formed in `tmp` and renamed into place), then drop the record.
+    /// Nothing to do without a record. Callers hold the layer's lock.
+    pub(super) fn materialize(&self, rel: &Path) -> Result<()> {
+        let Some(rec) = self.vstore.get(rel) else {
+            return Ok(());
+        };
+        let comps = path::components(rel)?;
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let record = record(rel, &rec);
+        let info = PlaceholderInfo {
+            basic: FileBasicInfo::file(rec.size),
+            version: VersionInfo::default(),
+            symlink_target: None,
+        };
+        let tmp_name = self.temp_name("ph");
+        let built = self.build_placeholder(
+            &tmp_name,
+            &info,
+            (rec.uid, rec.gid),
+            u32::from(rec.perm),
+            &record,
+        );
+        let placed = built.and_then(|()| {
+            rustix::fs::renameat_with(
+                &*self.tmp,
+                &tmp_name,
+                loc.dir(self.root.as_fd()),
+                &loc.name,
+                RenameFlags::NOREPLACE,
+            )
+            .map_err(|e| LayerError::io("renameat", rel, e))
+        });
+        match placed {
+            Ok(()) => {}
+            // Something got there first: it wins, the record goes.
+            Err(e) if e.is_errno(libc::EEXIST) => self.discard_temp(&tmp_name),
+            Err(e) => {
+                self.discard_temp(&tmp_name);
+                return Err(e);
+            }
+        }
+        self.vstore.remove(rel);
+        Ok(())
+    }
+}

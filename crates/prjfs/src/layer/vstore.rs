@@ -1,0 +1,663 @@
+//! Placeholder files without an on-disk item: kept in memory, one map per
+//! directory, and in one append-only log per root (`.prjfs/placeholders`)
+//! written in batches.
+//!
+//! # Why
+//!
+//! A placeholder file holds no content, so an ext4 file with its xattrs per
+//! looked-up or listed name (≈60 system calls) buys nothing but persistence. Here
+//! a placeholder file costs a map insert and a few dozen bytes appended to a
+//! buffer; the buffer reaches the log when it is large or at the next tick of a
+//! flusher thread (group commit), and at [`VStore::sync`].
+//!
+//! # Invariants
+//!
+//! * A record describes a pure placeholder file: projected, neither hydrated,
+//!   dirty nor full. Anything a client changes about it first gives it an on-disk
+//!   item (the layer *materializes* it) and then removes the record, in that order.
+//!   So an on-disk item at the same path always wins, and a record lost with an
+//!   unwritten batch only makes a name that the provider still projects come back
+//!   from the provider as before.
+//! * Records live only in directories that exist on disk as projected directories;
+//!   [`VStore::open`] drops the ones whose directory is gone or no longer
+//!   projected, and those shadowed by an on-disk item, and rewrites the log
+//!   compacted.
+//! * The log is a sequence of entries `len u32 | body | crc32(body) u32`; a torn
+//!   or corrupt tail ends the replay (a crash mid-append loses that batch only).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+
+use super::meta::crc32;
+use crate::types::VersionInfo;
+
+/// Name of the log in `.prjfs`.
+pub(crate) const LOG_NAME: &str = "placeholders";
+const LOG_MAGIC: &[u8; 8] = b"PJPLOG01";
+/// Pending bytes that make an append write at once instead of at the next tick.
+const FLUSH_BYTES: usize = 256 * 1024;
+/// How long appended records may wait for the flusher.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+const OP_PUT: u8 = 1;
+const OP_DEL: u8 = 2;
+const OP_MOVE_TREE: u8 = 3;
+
+/// One placeholder file without an on-disk item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VRec {
+    /// Projected size.
+    pub size: u64,
+    /// Projected modification time.
+    pub mtime: (i64, u32),
+    /// Projected access time.
+    pub atime: (i64, u32),
+    /// Permission bits (`mode & 0o7777`).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// The store's version; `None` while the placeholder comes from a listing
+    /// and GetPlaceholderInfo has not been asked yet.
+    pub version: Option<Box<VersionInfo>>,
+    /// The path the provider knows it by, when not its own path (it was moved
+    /// with a renamed directory).
+    pub origin: Option<Box<Path>>,
+    /// Set by the store when the record is put (never persisted): tells a
+    /// record from a later one at the same path.
+    pub serial: u64,
+}
+
+/// Where the records are and what the log still needs.
+struct State {
+    /// Directory (relative to the root) → name → record.
+    dirs: HashMap<PathBuf, BTreeMap<OsString, VRec>>,
+    len: usize,
+    next_serial: u64,
+    /// Encoded entries not yet written.
+    pending: Vec<u8>,
+    log: Option<File>,
+    stopping: bool,
+}
+
+/// The records of one root. `Send + Sync`.
+pub(crate) struct VStore {
+    state: Mutex<State>,
+    tick: Condvar,
+}
+
+impl std::fmt::Debug for VStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VStore({} records)", self.len())
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // Paths are below PATH_MAX and ids below 256 bytes: u16 lengths suffice.
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn encode_put(path: &Path, r: &VRec) -> Vec<u8> {
+    let mut b = vec![OP_PUT];
+    put_bytes(&mut b, path.as_os_str().as_bytes());
+    b.extend_from_slice(&r.size.to_le_bytes());
+    for (s, ns) in [r.mtime, r.atime] {
+        b.extend_from_slice(&s.to_le_bytes());
+        b.extend_from_slice(&ns.to_le_bytes());
+    }
+    b.extend_from_slice(&r.perm.to_le_bytes());
+    b.extend_from_slice(&r.uid.to_le_bytes());
+    b.extend_from_slice(&r.gid.to_le_bytes());
+    let flags = u8::from(r.version.is_some()) | (u8::from(r.origin.is_some()) << 1);
+    b.push(flags);
+    if let Some(v) = &r.version {
+        put_bytes(&mut b, &v.provider_id);
+        put_bytes(&mut b, &v.content_id);
+    }
+    if let Some(o) = &r.origin {
+        put_bytes(&mut b, o.as_os_str().as_bytes());
+    }
+    b
+}
+
+fn encode_paths(op: u8, paths: &[&Path]) -> Vec<u8> {
+    let mut b = vec![op];
+    for p in paths {
+        put_bytes(&mut b, p.as_os_str().as_bytes());
+    }
+    b
+}
+
+fn frame(out: &mut Vec<u8>, body: &[u8]) {
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&crc32(body).to_le_bytes());
+}
+
+/// Bounds-checked reader of one entry body.
+struct Rd<'a>(&'a [u8]);
+
+impl<'a> Rd<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn arr<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = u16::from_le_bytes(self.arr()?) as usize;
+        self.take(n)
+    }
+    fn path(&mut self) -> Option<PathBuf> {
+        Some(PathBuf::from(OsStr::from_bytes(self.bytes()?)))
+    }
+    fn time(&mut self) -> Option<(i64, u32)> {
+        Some((
+            i64::from_le_bytes(self.arr()?),
+            u32::from_le_bytes(self.arr()?),
+        ))
+    }
+}
+
+/// One decoded log entry.
+enum Entry {
+    Put(PathBuf, VRec),
+    Del(PathBuf),
+    MoveTree(PathBuf, PathBuf),
+}
+
+fn decode(body: &[u8]) -> Option<Entry> {
+    let mut r = Rd(body);
+    let op = r.arr::<1>()?[0];
+    let e = match op {
+        OP_PUT => {
+            let path = r.path()?;
+            let size = u64::from_le_bytes(r.arr()?);
+            let mtime = r.time()?;
+            let atime = r.time()?;
+            let perm = u16::from_le_bytes(r.arr()?);
+            let uid = u32::from_le_bytes(r.arr()?);
+            let gid = u32::from_le_bytes(r.arr()?);
+            let flags = r.arr::<1>()?[0];
+            let version = if flags & 1 != 0 {
+                Some(Box::new(VersionInfo {
+                    provider_id: r.bytes()?.to_vec(),
+                    content_id: r.bytes()?.to_vec(),
+                }))
+            } else {
+                None
+            };
+            let origin = if flags & 2 != 0 {
+                Some(r.path()?.into_boxed_path())
+            } else {
+                None
+            };
+            Entry::Put(
+                path,
+                VRec {
+                    size,
+                    mtime,
+                    atime,
+                    perm,
+                    uid,
+                    gid,
+                    version,
+                    origin,
+                    serial: 0,
+                },
+            )
+        }
+        OP_DEL => Entry::Del(r.path()?),
+        OP_MOVE_TREE => Entry::MoveTree(r.path()?, r.path()?),
+        _ => return None,
+    };
+    r.0.is_empty().then_some(e)
+}
+
+/// Split a path into (directory, name); `None` for the root.
+fn split(path: &Path) -> Option<(&Path, &OsStr)> {
+    Some((path.parent()?, path.file_name()?))
+}
+
+impl State {
+    fn apply(&mut self, e: Entry) {
+        match e {
+            Entry::Put(path, mut rec) => {
+                self.next_serial += 1;
+                rec.serial = self.next_serial;
+                if let Some((dir, name)) = split(&path) {
+                    let old = self
+                        .dirs
+                        .entry(dir.to_path_buf())
+                        .or_default()
+                        .insert(name.to_os_string(), rec);
+                    if old.is_none() {
+                        self.len += 1;
+                    }
+                }
+            }
+            Entry::Del(path) => {
+                self.remove(&path);
+            }
+            Entry::MoveTree(from, to) => self.move_tree(&from, &to),
+        }
+    }
+
+    fn remove(&mut self, path: &Path) -> Option<VRec> {
+        let (dir, name) = split(path)?;
+        let names = self.dirs.get_mut(dir)?;
+        let old = names.remove(name)?;
+        if names.is_empty() {
+            self.dirs.remove(dir);
+        }
+        self.len -= 1;
+        Some(old)
+    }
+
+    /// Move every record at or below the directory `from` to `to`; records
+    /// moved keep the path the provider knows them by as their origin.
+    fn move_tree(&mut self, from: &Path, to: &Path) {
+        let keys: Vec<PathBuf> = self
+            .dirs
+            .keys()
+            .filter(|d| d.starts_with(from))
+            .cloned()
+            .collect();
+        for old_dir in keys {
+            let mut names = self.dirs.remove(&old_dir).expect("key listed above");
+            let rest = old_dir.strip_prefix(from).expect("filtered by prefix");
+            for (name, rec) in names.iter_mut() {
+                if rec.origin.is_none() {
+                    rec.origin = Some(old_dir.join(name).into_boxed_path());
+                }
+            }
+            let new_dir = to.join(rest);
+            // The target held no records (it was absent or only tombstones).
+            let slot = self.dirs.entry(new_dir).or_default();
+            for (name, rec) in names {
+                if slot.insert(name, rec).is_some() {
+                    self.len -= 1;
+                }
+            }
+        }
+    }
+
+    /// Write what is pending. On a write error the records stay in memory and
+    /// the log is abandoned: later batches cannot be replayed after a gap.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(log) = self.log.as_mut() else {
+            self.pending.clear();
+            return;
+        };
+        if let Err(e) = log.write_all(&self.pending) {
+            tracing::error!(
+                "writing the placeholder log failed ({e}); placeholders not yet fetched \
+                 will come from the provider again after a remount"
+            );
+            self.log = None;
+        }
+        self.pending.clear();
+    }
+
+    fn append(&mut self, body: &[u8]) -> bool {
+        frame(&mut self.pending, body);
+        self.pending.len() >= FLUSH_BYTES
+    }
+}
+
+impl VStore {
+    /// Open (or create) the log in the hidden directory `hidden`, replay it,
+    /// keep the records `keep` accepts (path, record), and rewrite the log with
+    /// only those. Starts the flusher thread.
+    pub(crate) fn open(
+        hidden: BorrowedFd<'_>,
+        keep: impl Fn(&Path, &VRec) -> bool,
+    ) -> std::io::Result<Arc<VStore>> {
+        let mut state = State {
+            dirs: HashMap::new(),
+            len: 0,
+            next_serial: 0,
+            pending: Vec::new(),
+            log: None,
+            stopping: false,
+        };
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(hidden, LOG_NAME, flags, Mode::empty()) {
+            Ok(fd) => {
+                let mut bytes = Vec::new();
+                File::from(fd).read_to_end(&mut bytes)?;
+                let replayed = replay(&bytes, &mut state);
+                if !replayed {
+                    tracing::warn!(
+                        "the placeholder log ends in a torn or corrupt entry; the placeholders \
+                         it held come from the provider again"
+                    );
+                }
+            }
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Drop what the disk now answers for, then compact.
+        let mut dropped = Vec::new();
+        for (dir, names) in &state.dirs {
+            for (name, rec) in names {
+                let path = dir.join(name);
+                if !keep(&path, rec) {
+                    dropped.push(path);
+                }
+            }
+        }
+        for p in dropped {
+            state.remove(&p);
+        }
+        let mut image = LOG_MAGIC.to_vec();
+        for (dir, names) in &state.dirs {
+            for (name, rec) in names {
+                frame(&mut image, &encode_put(&dir.join(name), rec));
+            }
+        }
+        let tmp = format!("{LOG_NAME}.new");
+        let wflags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(hidden, tmp.as_str(), wflags, Mode::from_raw_mode(0o600))?;
+        let mut f = File::from(fd);
+        f.write_all(&image)?;
+        rustix::fs::renameat(hidden, tmp.as_str(), hidden, LOG_NAME)?;
+        let afd = rustix::fs::openat(
+            hidden,
+            LOG_NAME,
+            OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        state.log = Some(File::from(afd));
+        let store = Arc::new(VStore {
+            state: Mutex::new(state),
+            tick: Condvar::new(),
+        });
+        let weak = Arc::downgrade(&store);
+        std::thread::Builder::new()
+            .name("prjfs-vstore".into())
+            .spawn(move || flusher(weak))?;
+        Ok(store)
+    }
+
+    /// A store with no log (nothing persists), for a layer being opened.
+    pub(crate) fn detached() -> Arc<VStore> {
+        Arc::new(VStore {
+            state: Mutex::new(State {
+                dirs: HashMap::new(),
+                len: 0,
+                next_serial: 0,
+                pending: Vec::new(),
+                log: None,
+                stopping: true,
+            }),
+            tick: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding it leaves at worst an unwritten batch.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many records there are.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    /// The record at `path`.
+    pub(crate) fn get(&self, path: &Path) -> Option<VRec> {
+        let (dir, name) = split(path)?;
+        self.lock().dirs.get(dir)?.get(name).cloned()
+    }
+
+    /// Whether the directory `dir` holds any record.
+    pub(crate) fn has_children(&self, dir: &Path) -> bool {
+        self.lock().dirs.contains_key(dir)
+    }
+
+    /// The records of the directory `dir`, by name.
+    pub(crate) fn children(&self, dir: &Path) -> Vec<(OsString, VRec)> {
+        self.lock()
+            .dirs
+            .get(dir)
+            .map(|n| n.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Put (or replace) the record at `path`.
+    pub(crate) fn put(&self, path: &Path, rec: VRec) {
+        let body = encode_put(path, &rec);
+        let mut st = self.lock();
+        st.apply(Entry::Put(path.to_path_buf(), rec));
+        if st.append(&body) {
+            st.flush();
+        }
+    }
+
+    /// Put the record at `path` unless one is there; whether it was put.
+    pub(crate) fn put_new(&self, path: &Path, rec: VRec) -> bool {
+        let Some((dir, name)) = split(path) else {
+            return false;
+        };
+        let mut st = self.lock();
+        if st.dirs.get(dir).is_some_and(|n| n.contains_key(name)) {
+            return false;
+        }
+        let body = encode_put(path, &rec);
+        st.apply(Entry::Put(path.to_path_buf(), rec));
+        if st.append(&body) {
+            st.flush();
+        }
+        true
+    }
+
+    /// Remove the record at `path` (its item is on disk now, or gone).
+    pub(crate) fn remove(&self, path: &Path) -> Option<VRec> {
+        let mut st = self.lock();
+        let old = st.remove(path)?;
+        if st.append(&encode_paths(OP_DEL, &[path])) {
+            st.flush();
+        }
+        Some(old)
+    }
+
+    /// The directory `from` was renamed to `to`: its records follow. Written at
+    /// once, since a lost move would leave the records where no directory is.
+    pub(crate) fn move_tree(&self, from: &Path, to: &Path) {
+        let mut st = self.lock();
+        if from == to || !st.dirs.keys().any(|d| d.starts_with(from)) {
+            return;
+        }
+        st.move_tree(from, to);
+        st.append(&encode_paths(OP_MOVE_TREE, &[from, to]));
+        st.flush();
+    }
+
+    /// Two directories swapped names (`RENAME_EXCHANGE`).
+    pub(crate) fn exchange_trees(&self, a: &Path, b: &Path, scratch: &Path) {
+        self.move_tree(a, scratch);
+        self.move_tree(b, a);
+        self.move_tree(scratch, b);
+    }
+
+    /// Write every pending record now.
+    pub(crate) fn sync(&self) {
+        self.lock().flush();
+    }
+}
+
+impl Drop for VStore {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        st.flush();
+    }
+}
+
+/// Replay a whole log image; `false` when it ended in a bad entry.
+fn replay(bytes: &[u8], state: &mut State) -> bool {
+    let Some(mut rest) = bytes.strip_prefix(LOG_MAGIC.as_slice()) else {
+        return bytes.is_empty();
+    };
+    while !rest.is_empty() {
+        if rest.len() < 8 {
+            return false;
+        }
+        let n = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        if rest.len() < 8 + n {
+            return false;
+        }
+        let body = &rest[4..4 + n];
+        let crc = u32::from_le_bytes(rest[4 + n..8 + n].try_into().expect("4 bytes"));
+        if crc32(body) != crc {
+            return false;
+        }
+        match decode(body) {
+            Some(e) => state.apply(e),
+            None => return false,
+        }
+        rest = &rest[8 + n..];
+    }
+    true
+}
+
+/// Writes pending records every [`FLUSH_INTERVAL`] until the store is dropped.
+fn flusher(store: Weak<VStore>) {
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        let st = s.lock();
+        if st.stopping {
+            return;
+        }
+        let (mut st, _) = s
+            .tick
+            .wait_timeout(st, FLUSH_INTERVAL)
+            .unwrap_or_else(|e| e.into_inner());
+        st.flush();
+        drop(st);
+        drop(s);
+    }
+}
+
+impl VStore {
+    /// Stop the flusher thread (after a last flush).
+    pub(crate) fn stop(&self) {
+        let mut st = self.lock();
+        st.flush();
+        st.stopping = true;
+        drop(st);
+        self.tick.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn rec(size: u64) -> VRec {
+        VRec {
+            size,
+            mtime: (1, 2),
+            atime: (3, 4),
+            perm: 0o644,
+            uid: 5,
+            gid: 6,
+            version: Some(Box::new(VersionInfo {
+                provider_id: b"p".to_vec(),
+                content_id: b"c".to_vec(),
+            })),
+            origin: None,
+            serial: 0,
+        }
+    }
+
+    fn hidden() -> (tempfile::TempDir, rustix::fd::OwnedFd) {
+        let d = tempfile::tempdir().unwrap();
+        let fd = rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .unwrap();
+        (d, fd)
+    }
+
+    #[test]
+    fn replays_puts_deletes_and_moves_after_reopen() {
+        let (_d, fd) = hidden();
+        {
+            let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+            s.put(Path::new("a/x"), rec(1));
+            s.put(Path::new("a/y"), VRec { version: None, ..rec(2) });
+            s.put(Path::new("b/z"), rec(3));
+            s.remove(Path::new("b/z"));
+            s.move_tree(Path::new("a"), Path::new("c"));
+            s.stop();
+        }
+        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get(Path::new("b/z")), None);
+        let x = s.get(Path::new("c/x")).unwrap();
+        assert_eq!(x.size, 1);
+        assert_eq!(x.origin.as_deref(), Some(Path::new("a/x")));
+        assert_eq!(s.get(Path::new("c/y")).unwrap().version, None);
+        assert!(s.has_children(Path::new("c")));
+        assert!(!s.has_children(Path::new("a")));
+    }
+
+    #[test]
+    fn a_torn_tail_loses_only_the_last_batch() {
+        let (_d, fd) = hidden();
+        {
+            let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+            s.put(Path::new("d/one"), rec(1));
+            s.sync();
+            s.put(Path::new("d/two"), rec(2));
+            s.stop();
+        }
+        // Cut the last entry in half.
+        let log = rustix::fs::openat(fd.as_fd(), LOG_NAME, OFlags::RDWR, Mode::empty()).unwrap();
+        let len = rustix::fs::fstat(&log).unwrap().st_size as u64;
+        rustix::fs::ftruncate(&log, len - 5).unwrap();
+        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(s.get(Path::new("d/one")).is_some());
+        // The compacted log is whole again.
+        s.put(Path::new("d/three"), rec(3));
+        s.stop();
+        drop(s);
+        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn open_drops_what_keep_refuses() {
+        let (_d, fd) = hidden();
+        {
+            let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+            s.put(Path::new("k/keep"), rec(1));
+            s.put(Path::new("k/drop"), rec(2));
+            s.stop();
+        }
+        let s = VStore::open(fd.as_fd(), |p, _| p != Path::new("k/drop")).unwrap();
+        assert_eq!(s.children(Path::new("k")).len(), 1);
+        assert!(!s.put_new(Path::new("k/keep"), rec(9)));
+        assert_eq!(s.get(Path::new("k/keep")).unwrap().size, 1);
+    }
+}
