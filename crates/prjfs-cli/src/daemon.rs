@@ -22,10 +22,14 @@ pub struct MountArgs {
     /// Request threads (PoolThreadCount); default: twice the callback slots.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub pool_threads: Option<u32>,
-    /// The provider answers every callback inline (default: it pends and completes
-    /// from its own workers).
-    #[arg(long)]
+    /// The provider answers every callback inline, even with --latency.
+    #[arg(long, conflicts_with = "pend")]
     pub sync: bool,
+    /// The provider pends every callback and completes it from its own workers,
+    /// even without --latency. Default: pend only with --latency (a local
+    /// directory has nothing to wait for, so it answers inline).
+    #[arg(long = "async")]
+    pub pend: bool,
     /// Every callback that touches the backing store first waits MS milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency: u64,
@@ -111,6 +115,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     if args.sync {
         cmd.arg("--sync");
     }
+    if args.pend {
+        cmd.arg("--async");
+    }
     if args.negative_cache {
         cmd.arg("--negative-cache");
     }
@@ -187,7 +194,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     // Block SIGINT/SIGTERM in every thread; one thread waits for them and
     // unmounts, so the daemon always ends through a clean unmount.
     block_signals();
-    let mode = if args.sync {
+    let mode = if args.sync || (!args.pend && args.latency == 0) {
         DirMode::Sync
     } else {
         DirMode::Async

@@ -41,6 +41,7 @@ impl Default for SessionConfig {
             max_write: 1 << 20,
             max_readahead: 1 << 20,
             wanted_flags: abi::FUSE_PARALLEL_DIROPS
+                | abi::FUSE_DO_READDIRPLUS
                 | abi::FUSE_MAX_PAGES
                 | abi::FUSE_BIG_WRITES
                 | abi::FUSE_CACHE_SYMLINKS

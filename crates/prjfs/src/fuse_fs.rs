@@ -513,6 +513,20 @@ impl Filesystem for FuseFs {
                     }),
                 );
             }
+            Operation::ReadDirPlus { fh, offset, size } => {
+                let ctx = Self::ctx(&req, &reply);
+                let size = size as usize;
+                let virt = self.virt.clone();
+                self.virt.readdir(
+                    &ctx,
+                    fh,
+                    offset,
+                    Box::new(move |r| match r {
+                        Ok(items) => readdirplus_reply(reply, &virt, node, size, &items),
+                        Err(e) => reply.error(e),
+                    }),
+                );
+            }
             Operation::ReleaseDir { fh, .. } => {
                 self.virt.releasedir(fh);
                 reply.ok();
@@ -737,6 +751,52 @@ fn entry_reply(reply: Reply, r: Result<(u64, Item), i32>) {
             attr_ttl(&item),
         )),
         Err(e) => reply.error(e),
+    }
+}
+
+/// Pack READDIRPLUS records until the buffer is full. An entry with an item
+/// counts one lookup of its node, as a LOOKUP would (the kernel takes that
+/// reference and FORGETs it later); entries without one go with node id 0, which
+/// the kernel takes as a plain directory entry.
+fn readdirplus_reply(
+    reply: Reply,
+    virt: &Virtualizer,
+    dir: u64,
+    size: usize,
+    items: &[crate::virtualizer::DirItem],
+) {
+    let mut buf = DirBuf::new(size);
+    let mut counted = Vec::new();
+    for it in items {
+        let mode = kind_mode(it.kind);
+        let fits = match &it.entry {
+            Some(item) => {
+                let id = virt.count_lookup(dir, &it.name);
+                let entry = entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(item));
+                let fits = buf.push_plus(&entry, it.next_offset, mode, &it.name);
+                if fits {
+                    counted.push(id);
+                } else {
+                    virt.forget(id, 1);
+                }
+                fits
+            }
+            None => {
+                let mut entry = abi::FuseEntryOut::default();
+                entry.attr.ino = it.ino;
+                entry.attr.mode = mode;
+                buf.push_plus(&entry, it.next_offset, mode, &it.name)
+            }
+        };
+        if !fits {
+            break;
+        }
+    }
+    if reply.try_bytes(buf.as_bytes()).is_err() {
+        // The kernel never saw these entries: no FORGET will come for them.
+        for id in counted {
+            virt.forget(id, 1);
+        }
     }
 }
 

@@ -166,6 +166,9 @@ impl VirtualizationInstance {
                 concurrent_threads: concurrent,
                 negative_path_cache: options.negative_path_cache,
                 collation: options.collation,
+                // With more request threads than slots, the threads running a
+                // callback inline still leave one to serve local requests.
+                inline_callbacks: pool > concurrent,
                 ..Default::default()
             },
         );

@@ -1,6 +1,10 @@
-//! Callback slots: at most ConcurrentThreadCount provider callbacks run at once, on
-//! dedicated callback threads; the request threads only queue work, so requests the
-//! on-disk layer answers alone never wait behind a slow provider.
+//! Callback slots: at most ConcurrentThreadCount provider callbacks run at once.
+//! A job submitted while a slot is free and nothing waits may run on the
+//! submitting thread ([`Scheduler::run_or_submit`]: no hand-off, the answer goes
+//! out from the thread that read the request); otherwise it waits in one FIFO for
+//! a dedicated callback thread. The instance lets request threads run callbacks
+//! only when it has more request threads than slots, so requests the on-disk
+//! layer answers alone never wait behind a slow provider.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -11,11 +15,14 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Queue {
     jobs: VecDeque<Job>,
     stopping: bool,
+    /// Jobs running now, on callback threads or inline; never above `slots`.
+    busy: usize,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    slots: usize,
 }
 
 /// A fixed set of callback threads fed by one FIFO queue.
@@ -31,8 +38,10 @@ impl Scheduler {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 stopping: false,
+                busy: 0,
             }),
             ready: Condvar::new(),
+            slots: slots.max(1),
         });
         let threads = (0..slots.max(1))
             .map(|i| {
@@ -63,6 +72,33 @@ impl Scheduler {
         self.shared.ready.notify_one();
     }
 
+    /// Run `job` on this thread if a slot is free and no job waits (FIFO order
+    /// holds), else queue it as [`Scheduler::submit`] does.
+    pub fn run_or_submit(&self, job: impl FnOnce() + Send + 'static) {
+        let mut q = self.shared.queue.lock().expect("scheduler lock");
+        if q.stopping || !q.jobs.is_empty() || q.busy >= self.shared.slots {
+            drop(q);
+            return self.submit(job);
+        }
+        q.busy += 1;
+        drop(q);
+        // Gives the slot back even if the job panics.
+        struct Slot<'a>(&'a Shared);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                let mut q = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.busy -= 1;
+                let waiting = !q.jobs.is_empty();
+                drop(q);
+                if waiting {
+                    self.0.ready.notify_one();
+                }
+            }
+        }
+        let _slot = Slot(&self.shared);
+        job();
+    }
+
     /// Jobs waiting for a slot.
     pub fn queued(&self) -> usize {
         self.shared.queue.lock().expect("scheduler lock").jobs.len()
@@ -88,16 +124,26 @@ fn run(shared: &Shared) {
         let job = {
             let mut q = shared.queue.lock().expect("scheduler lock");
             loop {
-                if let Some(job) = q.jobs.pop_front() {
-                    break job;
+                if q.busy < shared.slots || q.stopping {
+                    if let Some(job) = q.jobs.pop_front() {
+                        q.busy += 1;
+                        break job;
+                    }
                 }
-                if q.stopping {
+                if q.stopping && q.jobs.is_empty() {
                     return;
                 }
                 q = shared.ready.wait(q).expect("scheduler lock");
             }
         };
         job();
+        let mut q = shared.queue.lock().expect("scheduler lock");
+        q.busy -= 1;
+        let waiting = !q.jobs.is_empty();
+        drop(q);
+        if waiting {
+            shared.ready.notify_one();
+        }
     }
 }
 
@@ -126,6 +172,42 @@ mod tests {
         s.stop();
         assert_eq!(done.load(Ordering::SeqCst), 20);
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn inline_jobs_take_slots_and_keep_fifo_order() {
+        let s = Arc::new(Scheduler::new(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let here = std::thread::current().id();
+        // A free slot: runs on this thread.
+        let t = tx.clone();
+        s.run_or_submit(move || t.send(("a", std::thread::current().id())).unwrap());
+        assert_eq!(rx.recv().unwrap(), ("a", here));
+        // Hold the only slot inline on another thread.
+        let s2 = s.clone();
+        let t = tx.clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            s2.run_or_submit(move || {
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                t.send(("b", std::thread::current().id())).unwrap();
+            })
+        });
+        held_rx.recv().unwrap();
+        // No slot: queued for a callback thread, not run here.
+        let t = tx.clone();
+        s.run_or_submit(move || t.send(("c", std::thread::current().id())).unwrap());
+        assert_eq!(s.queued(), 1);
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let b = rx.recv().unwrap();
+        let c = rx.recv().unwrap();
+        assert_eq!(b.0, "b");
+        assert_eq!(c.0, "c");
+        assert_ne!(c.1, here);
+        s.stop();
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Layer {
         }
         let dir = loc.dir(self.root.as_fd());
         match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(_) => return Ok(false),
+            Ok(_) => return self.fill_listed_version(rel, info),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(LayerError::io("statat", rel, e)),
         }
@@ -124,6 +124,30 @@ impl Layer {
                     e => Err(e),
                 }
             }
+        }
+    }
+
+    /// GetPlaceholderInfo answered for an item on disk: if it is a placeholder
+    /// file from a listing (its version not known yet), it takes the version now
+    /// (`true`); anything else stays as it is (`false`).
+    fn fill_listed_version(&self, rel: &Path, info: &PlaceholderInfo) -> Result<bool> {
+        if info.basic.kind != FileKind::File {
+            return Ok(false);
+        }
+        let comps = path::components(rel)?;
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
+        match self.read_record(dir, &loc.name, rel)? {
+            Some(mut rec) if rec.listed && rec.kind == FileKind::File => {
+                rec.version = info.version.clone();
+                rec.listed = false;
+                self.xattrs
+                    .set(dir, &loc.name, &self.meta_name, &rec.encode())
+                    .map_err(|e| LayerError::io("setxattrat", rel, e))?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 

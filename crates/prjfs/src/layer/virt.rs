@@ -134,14 +134,24 @@ impl Layer {
         Ok(self.vstore.put_new(rel, rec))
     }
 
-    /// Record the files of a listing of the projected directory `dir` as
-    /// placeholders whose version is not known yet (GetPlaceholderInfo is asked
-    /// at their first open). The caller listed `dir` on disk just before: names
-    /// it found there are not passed; one created since wins over its record.
-    pub fn put_listed(&self, dir: &Path, entries: &[(OsString, FileBasicInfo)]) -> Result<()> {
+    /// Record the files of a listing of the projected directory `dir` (known
+    /// to the provider as `provider_dir`) as placeholders whose version is not
+    /// known yet (GetPlaceholderInfo is asked at their first open), and return
+    /// the item now at each name: the new placeholder, or what was recorded
+    /// before. The caller listed `dir` on disk just before and passes only names
+    /// it did not find there; an item created since wins over its record.
+    pub fn put_listed(
+        &self,
+        dir: &Path,
+        provider_dir: &Path,
+        entries: &[(OsString, FileBasicInfo)],
+    ) -> Result<Vec<Option<Item>>> {
         let owner = self.default_owner()?;
+        let moved = dir != provider_dir;
+        let mut out = Vec::with_capacity(entries.len());
         for (name, basic) in entries {
             if basic.kind != FileKind::File {
+                out.push(None);
                 continue;
             }
             let (uid, gid) = basic.owner.unwrap_or(owner);
@@ -153,12 +163,14 @@ impl Layer {
                 uid,
                 gid,
                 version: None,
-                origin: None,
+                origin: moved.then(|| provider_dir.join(name).into_boxed_path()),
                 serial: 0,
             };
-            self.vstore.put_new(&dir.join(name), rec);
+            let rel = dir.join(name);
+            let now = self.vstore.put_or_get(&rel, rec);
+            out.push(Some(item(&rel, &now)));
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Owner of items whose provider gives none: the root's.

@@ -471,6 +471,23 @@ impl VStore {
         true
     }
 
+    /// Put the record at `path` unless one is there; the record there now.
+    pub(crate) fn put_or_get(&self, path: &Path, rec: VRec) -> VRec {
+        let Some((dir, name)) = split(path) else {
+            return rec;
+        };
+        let mut st = self.lock();
+        if let Some(old) = st.dirs.get(dir).and_then(|n| n.get(name)) {
+            return old.clone();
+        }
+        let body = encode_put(path, &rec);
+        st.apply(Entry::Put(path.to_path_buf(), rec));
+        if st.append(&body) {
+            st.flush();
+        }
+        st.dirs[dir][name].clone()
+    }
+
     /// Remove the record at `path` (its item is on disk now, or gone).
     pub(crate) fn remove(&self, path: &Path) -> Option<VRec> {
         let mut st = self.lock();

@@ -13,7 +13,11 @@ use crate::command::{CallbackKind, CommandOutcome};
 use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, Merged};
 use crate::names::compare_with;
 use crate::provider::{EnumerationId, Extended, ProviderError};
-use crate::types::{DirEntry, FileKind, OnDiskState};
+use crate::layer::Item;
+use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState};
+
+/// A merged listing and, for its projected files, their index and basic info.
+type Listed = (Vec<DirItem>, Vec<(usize, FileBasicInfo)>);
 
 /// Largest enumeration buffer the library offers after InsufficientBuffer.
 const MAX_BUFFER: usize = 4 << 20;
@@ -29,6 +33,11 @@ pub struct DirItem {
     pub ino: u64,
     /// Offset of the entry after this one.
     pub next_offset: u64,
+    /// What a lookup of the name would answer, for READDIRPLUS: items on disk
+    /// and placeholder files from this listing. `None` for `.`, `..`, and
+    /// projected directories and symlinks (their first lookup asks the
+    /// provider and places them on disk).
+    pub entry: Option<Item>,
 }
 
 #[derive(Default)]
@@ -158,7 +167,11 @@ impl Inner {
         let inner = self.clone();
         let dir2 = dir.clone();
         let finish = move |projected: Result<Vec<DirEntry>, Errno>| {
-            let items = projected.and_then(|p| inner.merge(&dir2.path, &dir2.provider_path, p));
+            let items = projected.and_then(|p| {
+                let (mut items, listed) = inner.merge(&dir2.path, &dir2.provider_path, p)?;
+                inner.place_listed(&dir2.path, &dir2.provider_path, &mut items, listed);
+                Ok(items)
+            });
             match items {
                 Ok(items) => {
                     let items = Arc::new(items);
@@ -316,7 +329,7 @@ impl Inner {
                             done(r.and_then(|projected| {
                                 inner2
                                     .merge(&path, &pp2, projected)
-                                    .map(|items| items.len() <= 2)
+                                    .map(|(items, _)| items.len() <= 2)
                             }))
                         }),
                     );
@@ -334,7 +347,7 @@ impl Inner {
         path: &Path,
         provider_path: &Path,
         projected: Vec<DirEntry>,
-    ) -> Result<Vec<DirItem>, Errno> {
+    ) -> Result<Listed, Errno> {
         let collation = self.options.collation;
         let mut local: Vec<(OsString, LocalItem<crate::layer::Item>)> = self
             .layer
@@ -359,26 +372,32 @@ impl Inner {
             .ok()
             .flatten()
             .map_or(1, |i| i.attr.ino);
+        let mut listed = Vec::new();
         let mut items = vec![
             DirItem {
                 name: ".".into(),
                 kind: FileKind::Directory,
                 ino: dir_ino,
                 next_offset: 1,
+                entry: None,
             },
             DirItem {
                 name: "..".into(),
                 kind: FileKind::Directory,
                 ino: 1,
                 next_offset: 2,
+                entry: None,
             },
         ];
         for m in merge_listing(local, projected, collation) {
-            let (name, kind, ino) = match m {
-                Merged::Local(name, item) => (name, item.kind, present(item).attr.ino),
+            let (name, kind, ino, entry, basic) = match m {
+                Merged::Local(name, item) => {
+                    let item = present(item);
+                    (name, item.kind, item.attr.ino, Some(item), None)
+                }
                 Merged::Projected(e) => {
                     let ino = synthetic_ino(&provider_path.join(&e.name));
-                    (e.name, e.basic.kind, ino)
+                    (e.name, e.basic.kind, ino, None, Some(e.basic))
                 }
             };
             let next_offset = items.len() as u64 + 1;
@@ -387,9 +406,41 @@ impl Inner {
                 kind,
                 ino,
                 next_offset,
+                entry,
             });
+            if let Some(basic) = basic.filter(|b| b.kind == FileKind::File) {
+                listed.push((items.len() - 1, basic));
+            }
         }
-        Ok(items)
+        Ok((items, listed))
+    }
+
+    /// Record the projected files of a listing as placeholders (spec: a listing
+    /// creates none; here it does, without VersionInfo, so that READDIRPLUS can
+    /// hand the kernel their attributes and `stat` needs no round trip) and fill
+    /// in their entries.
+    fn place_listed(
+        &self,
+        path: &Path,
+        provider_path: &Path,
+        items: &mut [DirItem],
+        listed: Vec<(usize, FileBasicInfo)>,
+    ) {
+        if listed.is_empty() {
+            return;
+        }
+        let (idx, entries): (Vec<usize>, Vec<(OsString, FileBasicInfo)>) = listed
+            .into_iter()
+            .map(|(i, b)| (i, (items[i].name.clone(), b)))
+            .unzip();
+        match self.layer.put_listed(path, provider_path, &entries) {
+            Ok(placed) => {
+                for (i, item) in idx.into_iter().zip(placed) {
+                    items[i].entry = item.map(present);
+                }
+            }
+            Err(e) => tracing::warn!("{}: recording a listing failed: {e}", path.display()),
+        }
     }
 }
 

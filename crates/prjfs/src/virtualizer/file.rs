@@ -3,10 +3,10 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Errno, Inner, RequestCtx, Responder};
+use super::{is_own_thread, Errno, Inner, RequestCtx, Responder};
 use crate::command::{CallbackKind, CommandOutcome};
 use crate::layer::{Item, LayerError};
 use crate::provider::ProviderError;
@@ -64,6 +64,10 @@ impl Inner {
     /// Open a file. Opening a placeholder with `O_TRUNC` makes it full and empty
     /// without fetching; opening it for write otherwise changes nothing until
     /// the first write, which hydrates it (if needed) and makes it full.
+    ///
+    /// A placeholder file that came from a listing has no VersionInfo yet: its
+    /// first open asks GetPlaceholderInfo (as a first lookup would) before
+    /// anything else.
     pub(super) fn open(
         self: &Arc<Self>,
         ctx: &RequestCtx,
@@ -80,6 +84,49 @@ impl Inner {
             FileKind::Symlink => return done(Err(libc::ELOOP)),
             FileKind::File => {}
         }
+        if item.state.contains(OnDiskState::PLACEHOLDER)
+            && item.version.is_none()
+            && !is_own_thread(ctx.pid)
+            && !self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let inner = self.clone();
+            let ctx2 = ctx.clone();
+            return self.ask_placeholder_info(
+                ctx,
+                &path,
+                &item,
+                Box::new(move |r| match r {
+                    Ok(()) => inner.open_item(&ctx2, node, flags, done),
+                    Err(e) => done(Err(e)),
+                }),
+            );
+        }
+        self.open_with(ctx, node, flags, path, item, done)
+    }
+
+    /// [`Inner::open`] once the VersionInfo is known (or could not be asked).
+    fn open_item(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        node: u64,
+        flags: i32,
+        done: Responder<Opened>,
+    ) {
+        match self.node_item(node) {
+            Ok((path, item)) => self.open_with(ctx, node, flags, path, item, done),
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    fn open_with(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        node: u64,
+        flags: i32,
+        path: PathBuf,
+        item: Item,
+        done: Responder<Opened>,
+    ) {
         let placeholder = item.state.contains(OnDiskState::PLACEHOLDER);
         if !is_write(flags) {
             // The on-disk file is opened at the first read, or when the kernel is

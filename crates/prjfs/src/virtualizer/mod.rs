@@ -65,6 +65,10 @@ pub struct VirtualizerOptions {
     pub collation: Collation,
     /// Capacity of the buffer handed to GetDirectoryEnumeration, in bytes.
     pub enumeration_buffer_bytes: usize,
+    /// Run a callback on the thread that asked for it when a slot is free and
+    /// none waits (no hand-off to a callback thread). Only safe where that
+    /// thread is one of more request threads than callback slots.
+    pub inline_callbacks: bool,
 }
 
 impl Default for VirtualizerOptions {
@@ -74,6 +78,7 @@ impl Default for VirtualizerOptions {
             negative_path_cache: false,
             collation: Collation::CaseSensitive,
             enumeration_buffer_bytes: 64 * 1024,
+            inline_callbacks: false,
         }
     }
 }
@@ -202,6 +207,12 @@ impl Virtualizer {
     /// Path of a node.
     pub fn path_of(&self, node: u64) -> Option<PathBuf> {
         self.inner.nodes.path(node)
+    }
+
+    /// The node of `name` under `parent` for an entry handed to the kernel with
+    /// its attributes (READDIRPLUS): one lookup counted, as for [`Virtualizer::lookup`].
+    pub fn count_lookup(&self, parent: u64, name: &OsStr) -> u64 {
+        self.inner.nodes.lookup(parent, name)
     }
 
     /// The kernel dropped `n` lookups of `node`.
@@ -584,7 +595,7 @@ impl Inner {
             });
         }
         let inner = self.clone();
-        self.scheduler.submit(move || {
+        let job = move || {
             let Some((kind, data)) = inner.commands.start(id) else {
                 return; // cancelled while queued: the provider never hears of it
             };
@@ -616,7 +627,12 @@ impl Inner {
                     );
                 }
             }
-        });
+        };
+        if self.options.inline_callbacks {
+            self.scheduler.run_or_submit(job);
+        } else {
+            self.scheduler.submit(job);
+        }
         id
     }
 
@@ -737,6 +753,58 @@ impl Inner {
                 }
                 CommandOutcome::Cancelled => done(Err(libc::EINTR)),
             }},
+        );
+    }
+}
+
+impl Inner {
+    /// GetPlaceholderInfo for an item that is already a placeholder without
+    /// VersionInfo (it came from a listing): the provider's answer fills the
+    /// version in. `done` gets `Ok` when the provider answered, whatever it wrote.
+    pub(super) fn ask_placeholder_info(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        path: &Path,
+        item: &Item,
+        done: Responder<()>,
+    ) {
+        let provider_path = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
+        let path = path.to_path_buf();
+        if provider_path != path {
+            self.placeholder_targets
+                .lock()
+                .expect("targets lock")
+                .insert(provider_path.clone(), path.clone());
+        }
+        let data = self.callback_data(ctx, provider_path.clone());
+        let inner = self.clone();
+        self.invoke(
+            CallbackKind::GetPlaceholderInfo,
+            data,
+            Some(&ctx.cancel),
+            |p, cb| p.get_placeholder_info(cb),
+            move |outcome| {
+                if provider_path != path {
+                    inner
+                        .placeholder_targets
+                        .lock()
+                        .expect("targets lock")
+                        .remove(&provider_path);
+                }
+                match outcome {
+                    CommandOutcome::Finished(Ok(()), _) => done(Ok(())),
+                    CommandOutcome::Finished(Err(ProviderError::NotFound), _) => {
+                        done(Err(libc::ENOENT))
+                    }
+                    CommandOutcome::Finished(Err(e), _) => {
+                        if e != ProviderError::Cancelled {
+                            tracing::warn!("get_placeholder_info {}: {e}", path.display());
+                        }
+                        done(Err(e.errno()))
+                    }
+                    CommandOutcome::Cancelled => done(Err(libc::EINTR)),
+                }
+            },
         );
     }
 }
