@@ -290,13 +290,15 @@ impl BindfsMount {
 impl Drop for BindfsMount {
     fn drop(&mut self) {
         self.unmount();
-        // bindfs exits once its mount is gone; a child that does not is ended
-        // (it is ours, by its pid) so that nothing is left behind.
+        // bindfs exits once its mount is gone; a child that does not (e.g. one
+        // that was still starting) is ended (it is ours, by its pid), and
+        // whatever it mounted meanwhile is removed, so that nothing is left.
         let deadline = Instant::now() + Duration::from_secs(5);
         while matches!(self.child.try_wait(), Ok(None)) {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
+                self.unmount();
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
