@@ -119,5 +119,6 @@ pub fn bench_async(scratch: &Path, p: &AsyncParams) -> Result<Section, String> {
             size / 1024
         ),
         rows: vec![native, ideal, asynchronous, synchronous],
+        notes: Vec::new(),
     })
 }

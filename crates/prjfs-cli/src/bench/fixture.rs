@@ -1,8 +1,10 @@
 //! Scratch space, mounts, trees and the small helpers every workload shares.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,13 +48,28 @@ pub fn io_err(p: &Path) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", p.display())
 }
 
-/// A temp directory removed on drop (unless something is still mounted inside it:
-/// removing through a live mount would reach the provider's source).
+/// Every mount point of this process's mount namespace (/proc/self/mountinfo).
+fn mount_points() -> Result<Vec<PathBuf>, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(super::machine::unescape(mp)))
+        .collect())
+}
+
+/// Whether `path` is a mount point (false when the mount table cannot be read).
+fn is_mount_point(path: &Path) -> bool {
+    mount_points().is_ok_and(|ms| ms.iter().any(|m| m == path))
+}
+
+/// A temp directory removed on drop (unless something, prjfs or bindfs, is still
+/// mounted inside it: removing through a live mount would reach its source).
 pub struct TempDir(pub PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let mounted = prjfs::instance_mounts()
+        let mounted = mount_points()
             .map(|ms| ms.iter().any(|m| m.starts_with(&self.0)))
             .unwrap_or(true);
         if mounted {
@@ -149,12 +166,142 @@ impl BenchMount {
             root: root.to_path_buf(),
         })
     }
+
+    /// The pid of the mount's daemon, from `prjfs status` (the control socket).
+    pub fn daemon_pid(&self) -> Result<u32, String> {
+        let v = crate::control::call(&self.root, &crate::control::ControlRequest::Status)
+            .map_err(|e| format!("{}: status: {e}", self.root.display()))?;
+        v["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .ok_or_else(|| format!("{}: status has no pid", self.root.display()))
+    }
 }
 
 impl Drop for BenchMount {
     fn drop(&mut self) {
         if crate::unmount(&self.root).is_err() {
             let _ = rustix::mount::unmount(&self.root, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// The resident set size of process `pid` (`VmRSS` in /proc/PID/status), in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("{path}: no VmRSS"))
+}
+
+/// The peer file system: bindfs, a plain libfuse mirror that stores nothing,
+/// when it is on PATH. The bench never installs it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub exe: PathBuf,
+    /// First line of `bindfs --version`.
+    pub version: String,
+}
+
+impl Peer {
+    /// bindfs on PATH, if it is there and runs.
+    pub fn find() -> Option<Self> {
+        let path = std::env::var_os("PATH")?;
+        let exe = std::env::split_paths(&path)
+            .map(|d| d.join("bindfs"))
+            .find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })?;
+        let out = Command::new(&exe).arg("--version").output().ok()?;
+        let version = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("bindfs")
+            .trim()
+            .to_string();
+        Some(Self { exe, version })
+    }
+}
+
+/// A bindfs mount of a source (`bindfs -f --no-allow-other SOURCE ROOT`), run as
+/// a child of this process in its own process group (so that Ctrl-C reaches only
+/// the bench, which then unmounts); unmounted and reaped on drop, even on error.
+pub struct BindfsMount {
+    pub root: PathBuf,
+    child: Child,
+}
+
+impl BindfsMount {
+    pub fn new(peer: &Peer, source: &Path, root: &Path) -> Result<Self, String> {
+        check()?;
+        std::fs::create_dir_all(root).map_err(io_err(root))?;
+        let child = Command::new(&peer.exe)
+            .args(["-f", "--no-allow-other"])
+            .arg(source)
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", peer.exe.display()))?;
+        // From here on, drop unmounts and reaps whatever happens.
+        let mut m = Self {
+            root: root.to_path_buf(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_mount_point(&m.root) {
+            check()?;
+            if let Ok(Some(status)) = m.child.try_wait() {
+                return Err(format!("bindfs exited before mounting: {status}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("bindfs: {} not mounted after 10 s", root.display()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(m)
+    }
+
+    /// Unmounts: umount(2) as root, else `fusermount3 -u`, else a lazy detach.
+    fn unmount(&self) {
+        if !is_mount_point(&self.root) {
+            return;
+        }
+        if rustix::mount::unmount(&self.root, rustix::mount::UnmountFlags::empty()).is_ok() {
+            return;
+        }
+        let fusermount = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.root)
+            .stderr(Stdio::null())
+            .status();
+        if !fusermount.is_ok_and(|s| s.success()) {
+            let _ = rustix::mount::unmount(&self.root, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+impl Drop for BindfsMount {
+    fn drop(&mut self) {
+        self.unmount();
+        // bindfs exits once its mount is gone; a child that does not (e.g. one
+        // that was still starting) is ended (it is ours, by its pid), and
+        // whatever it mounted meanwhile is removed, so that nothing is left.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.unmount();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

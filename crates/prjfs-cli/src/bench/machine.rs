@@ -21,7 +21,7 @@ fn read(path: &str) -> String {
 }
 
 /// Undoes the octal escapes of /proc/self/mountinfo (`\040` for a space).
-fn unescape(s: &str) -> String {
+pub(super) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

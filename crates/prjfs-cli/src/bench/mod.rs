@@ -1,6 +1,7 @@
 //! `prjfs bench`: workloads run through a prjfs mount and on the underlying file
-//! system in the same run, printed as one table with prjfs/native ratios (and as
-//! JSON). See `bench/README.md` at the repository root.
+//! system in the same run (some also through a bindfs mount, the peer, when
+//! bindfs is installed), printed as one table with prjfs/native and prjfs/bindfs
+//! ratios (and as JSON). See `bench/README.md` at the repository root.
 
 mod async_load;
 mod fixture;
@@ -43,9 +44,10 @@ enum Workload {
     All,
     /// Read every file of a 10k-file tree through a fresh mount (lookups + hydration).
     Cold,
-    /// stat every path of a 50k-path tree that is already placeholders.
+    /// Walk (list + stat) a 50k-path tree through a fresh mount, then stat and walk
+    /// it again (placeholders).
     Stat,
-    /// Sequential read of a hydrated 1 GiB file.
+    /// Sequential read of a hydrated 1 GiB file; its first (hydrating) read vs `cp`.
     Seq,
     /// 4 KiB random reads of a hydrated 1 GiB file.
     Rand,
@@ -95,8 +97,16 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         Sizes::full()
     };
     let workload = args.workload.clone().unwrap_or(Workload::All);
+    let peer = fixture::Peer::find();
+    let peer_line = match &peer {
+        Some(p) => format!("{} ({})", p.version, p.exe.display()),
+        None => "none: bindfs is not on PATH, its rows are skipped".to_string(),
+    };
+    if peer.is_none() {
+        fixture::progress("bindfs is not on PATH: the bindfs peer rows are skipped");
+    }
     let start = Instant::now();
-    let mut suite = Suite::new(sizes.clone(), scratch);
+    let mut suite = Suite::new(sizes.clone(), peer.clone(), scratch);
     let mut sections: Vec<Section> = Vec::new();
     // A failing workload is reported and the others still run; an interrupt
     // stops everything.
@@ -157,7 +167,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
 
     let command: Vec<String> = std::env::args().collect();
     let header = format!(
-        "prjfs {} bench: {}\n{}runs:   {} per warm workload{}; measured in {:.0} s, {:.0} s with cleanup\n",
+        "prjfs {} bench: {}\n{}peer:   {peer_line}\n\
+         runs:   {} per warm workload{}; measured in {:.0} s, {:.0} s with cleanup\n",
         env!("CARGO_PKG_VERSION"),
         command.join(" "),
         machine.text(),
@@ -179,7 +190,13 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             "reps": sizes.reps,
             "seconds_total": total.as_secs_f64(),
             "machine": machine.json(),
+            "peer": peer.as_ref().map(|p| serde_json::json!({
+                "name": "bindfs",
+                "version": p.version,
+                "path": p.exe,
+            })),
             "rows": report::json(&sections),
+            "notes": report::notes_json(&sections),
             "failures": failures
                 .iter()
                 .map(|(w, e)| serde_json::json!({"workload": w, "error": e}))

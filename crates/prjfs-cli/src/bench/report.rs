@@ -24,8 +24,9 @@ pub struct Row {
     pub ops: u64,
     pub bytes: u64,
     pub unit: Unit,
-    /// What this line is compared with, and the ratio of times (this / that).
-    pub ratio: Option<(String, f64)>,
+    /// What this line is compared with, and the ratio of times (this / that):
+    /// first against native, then against the peer (bindfs) or another baseline.
+    pub ratios: Vec<(String, f64)>,
 }
 
 impl Row {
@@ -40,7 +41,7 @@ impl Row {
             ops,
             bytes,
             unit: Unit::Ops,
-            ratio: None,
+            ratios: Vec::new(),
         }
     }
 
@@ -49,10 +50,18 @@ impl Row {
         self
     }
 
-    /// Sets the ratio of this row's time to `base`'s, labelled `what`.
+    /// Adds the ratio of this row's time to `base`'s, labelled `what`.
     pub fn vs(mut self, what: &str, base: &Row) -> Self {
-        self.ratio = Some((what.into(), self.seconds / base.seconds));
+        self.ratios.push((what.into(), self.seconds / base.seconds));
         self
+    }
+
+    /// Adds the ratio to `base` when there is one (a peer that did not run).
+    pub fn vs_opt(self, what: &str, base: Option<&Row>) -> Self {
+        match base {
+            Some(b) => self.vs(what, b),
+            None => self,
+        }
     }
 
     pub fn throughput(&self) -> f64 {
@@ -70,12 +79,25 @@ impl Row {
     }
 }
 
+/// A measured quantity that is not a time (e.g. the daemon's memory growth),
+/// printed below the table.
+#[derive(Clone, Debug)]
+pub struct Note {
+    /// Short key, e.g. `daemon_rss_per_path`.
+    pub key: String,
+    /// The line printed below the table.
+    pub text: String,
+    /// The same numbers for the JSON.
+    pub value: serde_json::Value,
+}
+
 /// A workload's description, printed as a legend above the table.
 #[derive(Clone, Debug)]
 pub struct Section {
     pub workload: String,
     pub description: String,
     pub rows: Vec<Row>,
+    pub notes: Vec<Note>,
 }
 
 fn human(x: f64) -> String {
@@ -94,25 +116,40 @@ pub fn table(sections: &[Section]) -> String {
         out += &format!("{:<7} {}\n", format!("{}:", s.workload), s.description);
     }
     out += "\n";
+    let width = sections
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| r.variant.len()))
+        .max()
+        .unwrap_or(0)
+        .max(28);
     out += &format!(
-        "{:<7} {:<28} {:>10} {:>16}   {}\n",
+        "{:<7} {:<width$} {:>10} {:>16}   {}\n",
         "work", "variant", "time (s)", "throughput", "ratio"
     );
     for s in sections {
         for r in &s.rows {
             let ratio = r
-                .ratio
-                .as_ref()
+                .ratios
+                .iter()
                 .map(|(what, x)| format!("{x:.2} ({what})"))
-                .unwrap_or_default();
+                .collect::<Vec<_>>()
+                .join("  ");
             out += &format!(
-                "{:<7} {:<28} {:>10.4} {:>16}   {}\n",
+                "{:<7} {:<width$} {:>10.4} {:>16}   {}\n",
                 r.workload,
                 r.variant,
                 r.seconds,
                 format!("{} {}", human(r.throughput()), r.unit_name()),
                 ratio
             );
+        }
+    }
+    if sections.iter().any(|s| !s.notes.is_empty()) {
+        out += "\n";
+    }
+    for s in sections {
+        for n in &s.notes {
+            out += &format!("{:<7} {}\n", s.workload, n.text);
         }
     }
     out
@@ -132,10 +169,34 @@ pub fn json(sections: &[Section]) -> serde_json::Value {
                     "ops": r.ops,
                     "bytes": r.bytes,
                     "throughput": {"value": r.throughput(), "unit": r.unit_name()},
-                    "ratio": r.ratio.as_ref().map(|(w, x)| serde_json::json!({"vs": w, "value": x})),
+                    // The first ratio (vs native) as before; all of them in `ratios`.
+                    "ratio": r.ratios.first().map(|(w, x)| serde_json::json!({"vs": w, "value": x})),
+                    "ratios": r
+                        .ratios
+                        .iter()
+                        .map(|(w, x)| serde_json::json!({"vs": w, "value": x}))
+                        .collect::<Vec<_>>(),
                 })
             })
         })
         .collect();
     serde_json::Value::Array(rows)
+}
+
+/// The notes of every section, as JSON (`workload`, `key`, `text`, `value`).
+pub fn notes_json(sections: &[Section]) -> serde_json::Value {
+    let notes: Vec<serde_json::Value> = sections
+        .iter()
+        .flat_map(|s| {
+            s.notes.iter().map(|n| {
+                serde_json::json!({
+                    "workload": s.workload,
+                    "key": n.key,
+                    "text": n.text,
+                    "value": n.value,
+                })
+            })
+        })
+        .collect();
+    serde_json::Value::Array(notes)
 }

@@ -1,17 +1,20 @@
 //! The file system workloads: each runs on the source directory (native) and
-//! through a prjfs mount of it (default mount options), in this process.
+//! through a prjfs mount of it (default mount options), in this process; `cold`,
+//! `stat` (first pass), `small` and `list` also through a bindfs mount of the same
+//! source when bindfs is installed (the peer).
 
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use super::fixture::{
-    best_of, check, content, create_big, create_flat, io_err, progress, timed, BenchMount, Rng,
-    TempDir, Tree,
+    best_of, check, content, create_big, create_flat, io_err, progress, rss_bytes, timed,
+    BenchMount, BindfsMount, Peer, Rng, TempDir, Tree,
 };
-use super::report::{Row, Section};
+use super::report::{Note, Row, Section};
 
 /// How big the trees are and how often warm workloads repeat.
 #[derive(Clone, Debug)]
@@ -81,13 +84,25 @@ const BLOCK: usize = 4096;
 /// scratch directory that holds their sources and roots.
 pub struct Suite {
     sizes: Sizes,
+    /// bindfs, when installed: the peer run beside prjfs.
+    peer: Option<Peer>,
     /// The 4 KiB-file tree's source, and a mount of it whose files are hydrated.
     files_src: Option<PathBuf>,
     files_warm: Option<BenchMount>,
+    /// A bindfs mount of the same tree whose files were read once.
+    files_bindfs: Option<BindfsMount>,
     big_src: Option<PathBuf>,
     big_mount: Option<BenchMount>,
     roots: usize,
     scratch: TempDir,
+}
+
+/// The first read of the big file through prjfs (hydrating it) and a `cp` of the
+/// source file to a new file on the same file system, timed in the same run.
+#[derive(Clone, Copy, Debug)]
+struct Hydration {
+    first_read: Duration,
+    cp: Duration,
 }
 
 /// Reads every file (open, read to EOF, close); returns the bytes read.
@@ -120,6 +135,82 @@ fn stat_paths(dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
         std::fs::symlink_metadata(&p).map_err(io_err(&p))?;
     }
     Ok(())
+}
+
+/// Walks the tree below `top` the way `find -ls` or `os.walk` + `lstat` do: each
+/// directory is listed whole, then every entry is `lstat`ed, and the
+/// subdirectories are walked the same way. Returns the number of paths stat'd
+/// (every path below `top`).
+fn walk(top: &Path) -> Result<usize, String> {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut names = Vec::new();
+    let mut n = 0;
+    while let Some(dir) = dirs.pop() {
+        check()?;
+        names.clear();
+        for e in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            names.push(e.map_err(io_err(&dir))?.file_name());
+        }
+        for name in &names {
+            let p = dir.join(name);
+            if std::fs::symlink_metadata(&p).map_err(io_err(&p))?.is_dir() {
+                dirs.push(p);
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A walk of `top` (see [`walk`]) that must see `want` paths; returns its time.
+fn timed_walk(top: &Path, want: usize) -> Result<Duration, String> {
+    let (n, d) = timed(|| walk(top))?;
+    expect("paths walked", n, want)?;
+    Ok(d)
+}
+
+/// `reps` runs, each through a new mount made by `mount` (the previous mount is
+/// unmounted outside the timed part); returns every time and the last mount.
+fn fresh_runs<M>(
+    reps: usize,
+    label: &str,
+    mut mount: impl FnMut() -> Result<M, String>,
+    mut run: impl FnMut(&M) -> Result<Duration, String>,
+) -> Result<(Vec<Duration>, M), String> {
+    let mut last: Option<M> = None;
+    let mut times = Vec::with_capacity(reps);
+    for r in 0..reps.max(1) {
+        check()?;
+        drop(last.take());
+        let m = mount()?;
+        let d = run(&m)?;
+        progress(&format!(
+            "{label} run {}/{reps}: {:.3} s",
+            r + 1,
+            d.as_secs_f64()
+        ));
+        times.push(d);
+        last = Some(m);
+    }
+    Ok((times, last.expect("at least one run")))
+}
+
+/// Copies `from` to a new file `to` with `cp` (the file system's own copy: GNU
+/// cp uses reflinks or copy_file_range where it can); returns its time. Dirty
+/// pages of earlier work are written back first, outside the timed part.
+fn timed_cp(from: &Path, to: &Path) -> Result<Duration, String> {
+    rustix::fs::sync();
+    let (status, d) = timed(|| {
+        Command::new("cp")
+            .arg(from)
+            .arg(to)
+            .status()
+            .map_err(|e| format!("cp: {e}"))
+    })?;
+    if !status.success() {
+        return Err(format!("cp {} {}: {status}", from.display(), to.display()));
+    }
+    Ok(d)
 }
 
 fn list_dir(dir: &Path) -> Result<usize, String> {
@@ -174,11 +265,13 @@ fn expect<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result
 }
 
 impl Suite {
-    pub fn new(sizes: Sizes, scratch: TempDir) -> Self {
+    pub fn new(sizes: Sizes, peer: Option<Peer>, scratch: TempDir) -> Self {
         Self {
             sizes,
+            peer,
             files_src: None,
             files_warm: None,
+            files_bindfs: None,
             big_src: None,
             big_mount: None,
             roots: 0,
@@ -199,6 +292,13 @@ impl Suite {
     fn mount(&mut self, name: &str, source: &Path) -> Result<BenchMount, String> {
         let root = self.fresh_root(name);
         BenchMount::new(&[], source, &root)
+    }
+
+    /// A fresh bindfs mount of `source` (call only when there is a peer).
+    fn bindfs(&mut self, name: &str, source: &Path) -> Result<BindfsMount, String> {
+        let peer = self.peer.clone().ok_or("bindfs is not installed")?;
+        let root = self.fresh_root(&format!("bindfs-{name}"));
+        BindfsMount::new(&peer, source, &root)
     }
 
     fn files_source(&mut self) -> Result<PathBuf, String> {
@@ -229,108 +329,163 @@ impl Suite {
     }
 
     /// 1. cold: read everything through a fresh mount (lookups + hydration).
+    ///
+    /// The same through a fresh bindfs mount per run (the peer).
     pub fn cold(&mut self) -> Result<Section, String> {
         let src = self.files_source()?;
         let t = self.sizes.files.clone();
         let files = t.files();
         let want = (files.len() * t.size) as u64;
         let reps = self.sizes.reps;
-        let native = best_of(reps, "cold: native", || {
-            let (n, d) = timed(|| read_files(&src, &files))?;
-            expect("cold native bytes", n, want)?;
+        let read_all = |root: &Path, what: &str| -> Result<Duration, String> {
+            let (n, d) = timed(|| read_files(root, &files))?;
+            expect(what, n, want)?;
             Ok(d)
-        })?;
-        let mut last: Option<BenchMount> = None;
-        let mut prjfs = Vec::new();
-        for r in 0..reps {
-            check()?;
-            // The previous mount is unmounted outside the timed part.
-            drop(last.take());
-            let m = self.mount("cold", &src)?;
-            let (n, d) = timed(|| read_files(&m.root, &files))?;
-            expect("cold prjfs bytes", n, want)?;
-            progress(&format!(
-                "cold: prjfs run {}/{reps}: {:.3} s",
-                r + 1,
-                d.as_secs_f64()
-            ));
-            prjfs.push(d);
-            last = Some(m);
-        }
-        if let Some(m) = &last {
-            for (i, f) in files.iter().enumerate().step_by(997) {
-                let p = m.root.join(f);
-                let data = std::fs::read(&p).map_err(io_err(&p))?;
-                if data != content(i, t.size) {
-                    return Err(format!("{}: wrong content", p.display()));
-                }
+        };
+        let native = best_of(reps, "cold: native", || read_all(&src, "cold native bytes"))?;
+        let bindfs = if self.peer.is_some() {
+            let (times, m) = fresh_runs(
+                reps,
+                "cold: bindfs",
+                || self.bindfs("cold", &src),
+                |m: &BindfsMount| read_all(&m.root, "cold bindfs bytes"),
+            )?;
+            if self.files_bindfs.is_none() {
+                self.files_bindfs = Some(m);
+            }
+            Some(times)
+        } else {
+            None
+        };
+        let (prjfs, m) = fresh_runs(
+            reps,
+            "cold: prjfs",
+            || self.mount("cold", &src),
+            |m: &BenchMount| read_all(&m.root, "cold prjfs bytes"),
+        )?;
+        for (i, f) in files.iter().enumerate().step_by(997) {
+            let p = m.root.join(f);
+            let data = std::fs::read(&p).map_err(io_err(&p))?;
+            if data != content(i, t.size) {
+                return Err(format!("{}: wrong content", p.display()));
             }
         }
         if self.files_warm.is_none() {
-            self.files_warm = last;
+            self.files_warm = Some(m);
         }
         let ops = files.len() as u64;
         let native = Row::new("cold", "native", &native, ops, want);
-        let prjfs =
-            Row::new("cold", "prjfs (fresh mount)", &prjfs, ops, want).vs("prjfs/native", &native);
+        let bindfs = bindfs.map(|b| {
+            Row::new("cold", "bindfs (fresh mount)", &b, ops, want).vs("bindfs/native", &native)
+        });
+        let prjfs = Row::new("cold", "prjfs (fresh mount)", &prjfs, ops, want)
+            .vs("prjfs/native", &native)
+            .vs_opt("prjfs/bindfs", bindfs.as_ref());
         Ok(Section {
             workload: "cold".into(),
             description: format!(
-                "read every file of {} (open, read to EOF, close); prjfs: a fresh mount \
-                 on an empty root per run, no latency; best of {reps}; ops = files",
+                "read every file of {} (open, read to EOF, close); prjfs and bindfs: a fresh \
+                 mount (prjfs: on an empty root) per run, no latency; best of {reps}; ops = files",
                 self.files_desc()
             ),
-            rows: vec![native, prjfs],
+            rows: [Some(native), bindfs, Some(prjfs)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            notes: Vec::new(),
         })
     }
 
-    /// 2. warm metadata: stat every path of a tree that is already placeholders.
+    /// 2. metadata: a first-pass walk, then warm stats and warm walks.
+    ///
+    /// The first pass (list each directory, then stat every entry) runs through
+    /// a fresh mount, prjfs (with the daemon's memory growth) and bindfs; then
+    /// stats of the known paths and walks on the prjfs mount, beside native.
     pub fn stat(&mut self) -> Result<Section, String> {
         let t = self.sizes.stat.clone();
         let src = self.dir().join("src-stat");
         progress(&format!("creating {} empty files", t.file_count()));
         t.create(&src)?;
         let paths = t.paths();
+        let count = paths.len();
         let reps = self.sizes.reps;
-        let (_, native_first) = timed(|| stat_paths(&src, &paths))?;
+        let native_first = timed_walk(&src, count)?;
         let native = best_of(reps, "stat: native", || {
             Ok(timed(|| stat_paths(&src, &paths))?.1)
         })?;
+        let bindfs_first = if self.peer.is_some() {
+            let m = self.bindfs("stat", &src)?;
+            let d = timed_walk(&m.root, count)?;
+            progress(&format!(
+                "stat: bindfs first pass (walk): {:.3} s",
+                d.as_secs_f64()
+            ));
+            Some(d)
+        } else {
+            None
+        };
         let m = self.mount("stat", &src)?;
-        let (_, first) = timed(|| stat_paths(&m.root, &paths))?;
+        let pid = m.daemon_pid()?;
+        let rss_before = rss_bytes(pid)?;
+        let first = timed_walk(&m.root, count)?;
+        let rss_after = rss_bytes(pid)?;
         progress(&format!(
-            "stat: prjfs first pass (placeholders created): {:.3} s",
+            "stat: prjfs first pass (walk; placeholders created): {:.3} s",
             first.as_secs_f64()
         ));
         let prjfs = best_of(reps, "stat: prjfs", || {
             Ok(timed(|| stat_paths(&m.root, &paths))?.1)
         })?;
+        let native_walk = best_of(reps, "stat: native walk", || timed_walk(&src, count))?;
+        let prjfs_walk = best_of(reps, "stat: prjfs walk", || timed_walk(&m.root, count))?;
         drop(m);
-        let ops = paths.len() as u64;
-        let native_first = Row::new("stat", "native first pass", &[native_first], ops, 0);
+        let ops = count as u64;
+        let native_first = Row::new("stat", "native first pass (walk)", &[native_first], ops, 0);
+        let bindfs_first = bindfs_first.map(|b| {
+            Row::new("stat", "bindfs first pass (walk)", &[b], ops, 0)
+                .vs("bindfs/native", &native_first)
+        });
+        let first = Row::new("stat", "prjfs first pass (walk)", &[first], ops, 0)
+            .vs("prjfs/native", &native_first)
+            .vs_opt("prjfs/bindfs", bindfs_first.as_ref());
         let native = Row::new("stat", "native", &native, ops, 0);
-        let first = Row::new("stat", "prjfs first pass", &[first], ops, 0)
-            .vs("prjfs/native", &native_first);
         let prjfs =
             Row::new("stat", "prjfs (placeholders)", &prjfs, ops, 0).vs("prjfs/native", &native);
+        let native_walk = Row::new("stat", "native warm walk", &native_walk, ops, 0);
+        let prjfs_walk = Row::new("stat", "prjfs warm walk", &prjfs_walk, ops, 0)
+            .vs("prjfs/native", &native_walk);
         Ok(Section {
             workload: "stat".into(),
             description: format!(
-                "symlink_metadata of every path of a {}-path tree ({} empty files in {}x{} \
-                 nested dirs) after an untimed first pass (which, through prjfs, makes every \
-                 path a placeholder; shown as 'first pass'); best of {reps}; ops = stats",
-                paths.len(),
+                "a {count}-path tree ({} empty files in {}x{} nested dirs). First pass: one \
+                 walk as find/os.walk do it (list each directory, then symlink_metadata every \
+                 entry, recursing) on the source (native), through a fresh bindfs mount and \
+                 through a fresh prjfs mount (which makes every path a placeholder). Then \
+                 symlink_metadata of every known path, and warm walks (as `find -ls`), best of \
+                 {reps}; ops = stats",
                 t.file_count(),
                 t.top,
                 t.sub
             ),
-            rows: vec![native_first, first, native, prjfs],
+            rows: [
+                Some(native_first),
+                bindfs_first,
+                Some(first),
+                Some(native),
+                Some(prjfs),
+                Some(native_walk),
+                Some(prjfs_walk),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            notes: vec![rss_note(rss_before, rss_after, count)],
         })
     }
 
     /// The big file's source and a mount in which it is hydrated; the hydrating
-    /// read's time is returned the first time.
-    fn big_file(&mut self) -> Result<(PathBuf, PathBuf, Option<Duration>), String> {
+    /// read's time, and that of a `cp` of the source file, the first time.
+    fn big_file(&mut self) -> Result<(PathBuf, PathBuf, Option<Hydration>), String> {
         if let (Some(s), Some(m)) = (&self.big_src, &self.big_mount) {
             return Ok((s.join("big"), m.root.join("big"), None));
         }
@@ -339,19 +494,33 @@ impl Suite {
         progress(&format!("creating a {} MiB file", self.sizes.big >> 20));
         create_big(&src.join("big"), self.sizes.big)?;
         let m = self.mount("big", &src)?;
-        let (n, d) = timed(|| read_seq(&m.root.join("big")))?;
+        let (n, first_read) = timed(|| read_seq(&m.root.join("big")))?;
         expect("hydrating read bytes", n, self.sizes.big)?;
         progress(&format!(
             "seq: prjfs first read (hydration): {:.3} s",
-            d.as_secs_f64()
+            first_read.as_secs_f64()
         ));
-        let out = (src.join("big"), m.root.join("big"), Some(d));
+        let copy = self.dir().join("cp-big");
+        let cp = timed_cp(&src.join("big"), &copy);
+        let _ = std::fs::remove_file(&copy);
+        let cp = cp?;
+        progress(&format!(
+            "seq: cp of the source file: {:.3} s",
+            cp.as_secs_f64()
+        ));
+        let out = (
+            src.join("big"),
+            m.root.join("big"),
+            Some(Hydration { first_read, cp }),
+        );
         self.big_src = Some(src);
         self.big_mount = Some(m);
         Ok(out)
     }
 
     /// 3a. sequential read of a hydrated file with 1 MiB buffers.
+    ///
+    /// Also the first (hydrating) read, beside a `cp` of the file.
     pub fn seq(&mut self) -> Result<Section, String> {
         let (native_path, prjfs_path, hydration) = self.big_file()?;
         let size = self.sizes.big;
@@ -368,11 +537,22 @@ impl Suite {
         let native = Row::new("seq", "native", &native, 1, size).mb();
         let mut rows = vec![native.clone()];
         if let Some(h) = hydration {
+            let cp = Row::new("seq", "native cp (to a new file)", &[h.cp], 1, size)
+                .mb()
+                .vs("cp/native", &native);
             rows.push(
-                Row::new("seq", "prjfs first read (hydrates)", &[h], 1, size)
-                    .mb()
-                    .vs("prjfs/native", &native),
+                Row::new(
+                    "seq",
+                    "prjfs first read (hydrates)",
+                    &[h.first_read],
+                    1,
+                    size,
+                )
+                .mb()
+                .vs("prjfs/native", &native)
+                .vs("prjfs first read/cp", &cp),
             );
+            rows.insert(1, cp);
         }
         rows.push(
             Row::new("seq", "prjfs (hydrated)", &prjfs, 1, size)
@@ -383,10 +563,13 @@ impl Suite {
             workload: "seq".into(),
             description: format!(
                 "sequential read of a {} MiB file with 1 MiB buffers, page cache warm on both \
-                 sides; prjfs: the file hydrated by an earlier read; best of {reps}",
+                 sides; prjfs: the file hydrated by an earlier read; best of {reps}. The first \
+                 (hydrating) read is one run, beside one `cp` of the source file to a new file \
+                 on the same file system (after a sync; removed after)",
                 size >> 20
             ),
             rows,
+            notes: Vec::new(),
         })
     }
 
@@ -421,10 +604,13 @@ impl Suite {
                 size >> 20
             ),
             rows: vec![native, prjfs],
+            notes: Vec::new(),
         })
     }
 
     /// 4. open+read+close of small hydrated files.
+    ///
+    /// Also through a bindfs mount whose files were read once.
     pub fn small(&mut self) -> Result<Section, String> {
         let src = self.files_source()?;
         let t = self.sizes.files.clone();
@@ -436,7 +622,17 @@ impl Suite {
             progress(&format!("small: hydrating read: {:.3} s", d.as_secs_f64()));
             self.files_warm = Some(m);
         }
+        if self.peer.is_some() && self.files_bindfs.is_none() {
+            let m = self.bindfs("small", &src)?;
+            let (_, d) = timed(|| read_files(&m.root, &files))?;
+            progress(&format!(
+                "small: bindfs first read: {:.3} s",
+                d.as_secs_f64()
+            ));
+            self.files_bindfs = Some(m);
+        }
         let root = self.files_warm.as_ref().expect("mounted").root.clone();
+        let bindfs_root = self.files_bindfs.as_ref().map(|m| m.root.clone());
         let reps = self.sizes.reps;
         let bench = |label: &str, dir: &Path| {
             best_of(reps, label, || {
@@ -446,50 +642,68 @@ impl Suite {
             })
         };
         let native = bench("small: native", &src)?;
+        let bindfs = match &bindfs_root {
+            Some(r) => Some(bench("small: bindfs", r)?),
+            None => None,
+        };
         let prjfs = bench("small: prjfs", &root)?;
         let ops = files.len() as u64;
         let native = Row::new("small", "native", &native, ops, want);
-        let prjfs =
-            Row::new("small", "prjfs (hydrated)", &prjfs, ops, want).vs("prjfs/native", &native);
+        let bindfs = bindfs.map(|b| {
+            Row::new("small", "bindfs (read before)", &b, ops, want).vs("bindfs/native", &native)
+        });
+        let prjfs = Row::new("small", "prjfs (hydrated)", &prjfs, ops, want)
+            .vs("prjfs/native", &native)
+            .vs_opt("prjfs/bindfs", bindfs.as_ref());
         Ok(Section {
             workload: "small".into(),
             description: format!(
-                "open+read+close of {} already hydrated; best of {reps}; ops = files",
+                "open+read+close of {} already hydrated (bindfs: every file read once \
+                 before through the same mount); best of {reps}; ops = files",
                 self.files_desc()
             ),
-            rows: vec![native, prjfs],
+            rows: [Some(native), bindfs, Some(prjfs)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            notes: Vec::new(),
         })
     }
 
     /// 5. listing a directory of many entries: virtual, then on disk.
+    ///
+    /// Also the first listing through a fresh bindfs mount per run.
     pub fn list(&mut self) -> Result<Section, String> {
         let n = self.sizes.list;
         let src = self.dir().join("src-list");
         progress(&format!("creating a directory of {n} entries"));
         let names = create_flat(&src.join("dir"), n)?;
         let reps = self.sizes.reps;
-        let native = best_of(reps, "list: native", || {
-            let (got, d) = timed(|| list_dir(&src.join("dir")))?;
-            expect("native listing entries", got, n)?;
+        let list_n = |dir: &Path, what: &str| -> Result<Duration, String> {
+            let (got, d) = timed(|| list_dir(dir))?;
+            expect(what, got, n)?;
             Ok(d)
+        };
+        let native = best_of(reps, "list: native", || {
+            list_n(&src.join("dir"), "native listing entries")
         })?;
-        let mut last: Option<BenchMount> = None;
-        let mut virt = Vec::new();
-        for r in 0..reps {
-            check()?;
-            drop(last.take());
-            let m = self.mount("list", &src)?;
-            let (got, d) = timed(|| list_dir(&m.root.join("dir")))?;
-            expect("virtual listing entries", got, n)?;
-            progress(&format!(
-                "list: prjfs virtual run {}/{reps}: {:.3} s",
-                r + 1,
-                d.as_secs_f64()
-            ));
-            virt.push(d);
-            last = Some(m);
-        }
-        let m = last.expect("reps >= 1");
+        let bindfs = if self.peer.is_some() {
+            let (times, _) = fresh_runs(
+                reps,
+                "list: bindfs",
+                || self.bindfs("list", &src),
+                |m: &BindfsMount| list_n(&m.root.join("dir"), "bindfs listing entries"),
+            )?;
+            Some(times)
+        } else {
+            None
+        };
+        let (virt, m) = fresh_runs(
+            reps,
+            "list: prjfs virtual",
+            || self.mount("list", &src),
+            |m: &BenchMount| list_n(&m.root.join("dir"), "virtual listing entries"),
+        )?;
         let dir = m.root.join("dir");
         let names: Vec<PathBuf> = names.into_iter().map(PathBuf::from).collect();
         let (_, d) = timed(|| stat_paths(&dir, &names))?;
@@ -498,24 +712,56 @@ impl Suite {
             d.as_secs_f64()
         ));
         let disk = best_of(reps, "list: prjfs on disk", || {
-            let (got, d) = timed(|| list_dir(&dir))?;
-            expect("on-disk listing entries", got, n)?;
-            Ok(d)
+            list_n(&dir, "on-disk listing entries")
         })?;
         drop(m);
         let ops = n as u64;
         let native = Row::new("list", "native", &native, ops, 0);
-        let virt =
-            Row::new("list", "prjfs virtual (fresh)", &virt, ops, 0).vs("prjfs/native", &native);
-        let disk = Row::new("list", "prjfs on disk", &disk, ops, 0).vs("prjfs/native", &native);
+        let bindfs = bindfs.map(|b| {
+            Row::new("list", "bindfs (fresh mount)", &b, ops, 0).vs("bindfs/native", &native)
+        });
+        let virt = Row::new("list", "prjfs virtual (fresh)", &virt, ops, 0)
+            .vs("prjfs/native", &native)
+            .vs_opt("prjfs/bindfs", bindfs.as_ref());
+        let disk = Row::new("list", "prjfs on disk", &disk, ops, 0)
+            .vs("prjfs/native", &native)
+            .vs_opt("prjfs/bindfs", bindfs.as_ref());
         Ok(Section {
             workload: "list".into(),
             description: format!(
                 "read_dir of one directory of {n} entries (names only): virtual = first \
                  listing through a fresh mount; on disk = after a stat pass made every entry a \
-                 placeholder; best of {reps}; ops = entries"
+                 placeholder; bindfs: first listing through a fresh mount; best of {reps}; \
+                 ops = entries"
             ),
-            rows: vec![native, virt, disk],
+            rows: [Some(native), bindfs, Some(virt), Some(disk)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            notes: Vec::new(),
         })
+    }
+}
+
+/// The daemon's resident memory growth over the first-pass walk, per path.
+fn rss_note(before: u64, after: u64, paths: usize) -> Note {
+    let growth = after as i64 - before as i64;
+    let per_path = growth as f64 / paths as f64;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Note {
+        key: "daemon_rss_growth".into(),
+        text: format!(
+            "prjfs daemon RSS over the first pass: {:.1} -> {:.1} MiB, {:+.1} MiB for {paths} \
+             paths = {per_path:.0} bytes/path",
+            mib(before),
+            mib(after),
+            growth as f64 / (1024.0 * 1024.0)
+        ),
+        value: serde_json::json!({
+            "rss_before_bytes": before,
+            "rss_after_bytes": after,
+            "paths": paths,
+            "bytes_per_path": per_path,
+        }),
     }
 }
