@@ -559,8 +559,9 @@ fn rm_leaves_a_tombstone_and_a_create_replaces_it() {
     fails_with(cmd("cat").arg(&g), "No such file or directory");
     assert_state(&m, &g, "Tombstone", 16);
 
-    // rm of a name never looked up (rm's own lstat places it first).
-    assert_state(&m, &root.join("never.txt"), "Virtual", 0);
+    // rm of a name never looked up, only listed by `ls` above: READDIRPLUS
+    // placed it (without VersionInfo, no callback).
+    assert_state(&m, &root.join("never.txt"), "Placeholder", 1);
     ok(cmd("rm").arg(root.join("never.txt")));
     assert_enoent(&root.join("never.txt"));
     assert_state(&m, &root.join("never.txt"), "Tombstone", 16);
@@ -578,7 +579,11 @@ fn rm_leaves_a_tombstone_and_a_create_replaces_it() {
     assert_eq!(cat(&g), b"new\n");
     assert_eq!(ls(&root), ["dir", "gone.txt"], "the new file shows once");
     assert_eq!(fetched(&m), 0, "the create fetched the old content");
-    assert_eq!(counts(&m), [0, 0, 1, 1, 2], "dir, gone, 2 tombstones");
+    assert_eq!(
+        counts(&m),
+        [1, 0, 1, 1, 2],
+        "keep.txt (placed by the listing of dir), dir, gone, 2 tombstones"
+    );
 
     m.unmount();
     let m = d.mount();
@@ -1160,10 +1165,13 @@ fn status_counts_every_state() {
     );
     assert_eq!(counts(&m), want);
     assert_eq!(fetched(&m), 3, "h1, f1, dty");
-    // Listings place nothing.
+    // A listing places the projected files it shows (READDIRPLUS hands the
+    // kernel their attributes): "untouched" and "sub/c3", without a callback.
     ls(&root);
     ls(&p("sub"));
+    let want = [5, 1, 2, 4, 2];
     assert_eq!(counts(&m), want);
+    assert_eq!(fetched(&m), 3, "a listing fetches nothing");
 
     m.unmount();
     let m = d.mount();
