@@ -36,6 +36,12 @@ const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// otherwise cost a GETATTR at the next path walk through it.
 const DIR_INVAL_DELAY: Duration = Duration::from_millis(20);
 
+/// The smallest `fuse_dirent` record (a name of up to 8 bytes), and the
+/// smallest `fuse_direntplus` one: how many entries a reply of a given size can
+/// hold at most.
+const DIRENT_MIN: usize = 32;
+const DIRENTPLUS_MIN: usize = 128 + DIRENT_MIN;
+
 /// The FUSE side of a virtualization instance.
 pub struct FuseFs {
     virt: Virtualizer,
@@ -499,6 +505,7 @@ impl Filesystem for FuseFs {
                     &ctx,
                     fh,
                     offset,
+                    size / DIRENT_MIN + 1,
                     Box::new(move |r| match r {
                         Ok(items) => {
                             let mut buf = DirBuf::new(size);
@@ -521,6 +528,7 @@ impl Filesystem for FuseFs {
                     &ctx,
                     fh,
                     offset,
+                    size / DIRENTPLUS_MIN + 1,
                     Box::new(move |r| match r {
                         Ok(items) => readdirplus_reply(reply, &virt, node, size, &items),
                         Err(e) => reply.error(e),

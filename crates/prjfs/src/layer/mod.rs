@@ -53,12 +53,12 @@ mod rename;
 mod temp;
 #[cfg(test)]
 mod tests;
-mod virt;
-mod vstore;
 #[cfg(test)]
 mod tests_attr;
 #[cfg(test)]
 mod tests_rw;
+mod virt;
+mod vstore;
 mod xattr;
 mod xattr_user;
 
@@ -311,11 +311,13 @@ impl Layer {
             mutate: Mutex::new(()),
             vstore: vstore::VStore::detached(),
         };
-        let store = vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p))
-            .map_err(|e| LayerError::Io {
-                op: "open placeholder log",
-                path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
-                source: e,
+        let store =
+            vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p)).map_err(|e| {
+                LayerError::Io {
+                    op: "open placeholder log",
+                    path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
+                    source: e,
+                }
             })?;
         layer.vstore = store;
         Ok(layer)

@@ -164,7 +164,11 @@ fn file_placeholder_projects_its_metadata() {
     // A placeholder file is a record: nothing on disk until something needs it.
     assert!(std::fs::symlink_metadata(dir.path().join("a.txt")).is_err());
     // Once it has an on-disk item (here: opened), that item holds no data.
-    drop(layer.open_file(Path::new("a.txt"), OFlags::RDONLY).expect("opens"));
+    drop(
+        layer
+            .open_file(Path::new("a.txt"), OFlags::RDONLY)
+            .expect("opens"),
+    );
     let md = std::fs::symlink_metadata(dir.path().join("a.txt")).expect("on disk");
     assert_eq!(md.len(), 0);
     assert_eq!(md.mtime(), 1_600_000_000);
@@ -726,7 +730,11 @@ fn corrupt_record_on_disk_is_an_error() {
         .write_placeholder(Path::new("f"), &file_info(1))
         .expect("written"));
     // Give the placeholder file its on-disk item, where the record can rot.
-    drop(layer.open_file(Path::new("f"), OFlags::RDONLY).expect("opens"));
+    drop(
+        layer
+            .open_file(Path::new("f"), OFlags::RDONLY)
+            .expect("opens"),
+    );
     let path = dir.path().join("f");
     let mut rec = vec![0u8; 512];
     let n = rustix::fs::getxattr(&path, layer.xattr_name(), &mut rec[..]).expect("record");

@@ -19,7 +19,11 @@ use crate::types::FileKind;
 fn set_attr_on_placeholders_and_full_files() {
     let (dir, layer) = new_layer();
     placeholder(&layer, "f", 10);
-    drop(layer.open_file(Path::new("f"), OFlags::RDONLY).expect("on-disk item"));
+    drop(
+        layer
+            .open_file(Path::new("f"), OFlags::RDONLY)
+            .expect("on-disk item"),
+    );
     // Let the disk times drift from the projected ones.
     let disk = dir.path().join("f");
     let drift = std::fs::FileTimes::new().set_modified(SystemTime::now());

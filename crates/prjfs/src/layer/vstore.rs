@@ -610,8 +610,8 @@ mod tests {
 
     fn hidden() -> (tempfile::TempDir, rustix::fd::OwnedFd) {
         let d = tempfile::tempdir().unwrap();
-        let fd = rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .unwrap();
+        let fd =
+            rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         (d, fd)
     }
 
@@ -621,7 +621,13 @@ mod tests {
         {
             let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
             s.put(Path::new("a/x"), rec(1));
-            s.put(Path::new("a/y"), VRec { version: None, ..rec(2) });
+            s.put(
+                Path::new("a/y"),
+                VRec {
+                    version: None,
+                    ..rec(2)
+                },
+            );
             s.put(Path::new("b/z"), rec(3));
             s.remove(Path::new("b/z"));
             s.move_tree(Path::new("a"), Path::new("c"));

@@ -11,9 +11,9 @@ use super::{
 };
 use crate::command::{CallbackKind, CommandOutcome};
 use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, Merged};
+use crate::layer::Item;
 use crate::names::compare_with;
 use crate::provider::{EnumerationId, Extended, ProviderError};
-use crate::layer::Item;
 use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState};
 
 /// A merged listing and, for its projected files, their index and basic info.
@@ -147,6 +147,7 @@ impl Inner {
         ctx: &RequestCtx,
         fh: u64,
         offset: u64,
+        max: usize,
         done: Responder<Vec<DirItem>>,
     ) {
         let Some(dir) = self.dirs.lock().expect("dirs lock").get(&fh).cloned() else {
@@ -162,7 +163,7 @@ impl Inner {
             (l.items.clone(), l.provider_scanned)
         };
         if let Some(items) = current {
-            return done(Ok(serve(&dir, &items, offset)));
+            return done(Ok(serve(&dir, &items, offset, max)));
         }
         let inner = self.clone();
         let dir2 = dir.clone();
@@ -176,7 +177,7 @@ impl Inner {
                 Ok(items) => {
                     let items = Arc::new(items);
                     dir2.listing.lock().expect("listing lock").items = Some(items.clone());
-                    done(Ok(serve(&dir2, &items, offset)))
+                    done(Ok(serve(&dir2, &items, offset, max)))
                 }
                 Err(e) => done(Err(e)),
             }
@@ -444,11 +445,11 @@ impl Inner {
     }
 }
 
-fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64) -> Vec<DirItem> {
+fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64, max: usize) -> Vec<DirItem> {
     dir.listing.lock().expect("listing lock").served = true;
-    // A reply rarely holds more than a few hundred entries; the adapter stops
-    // packing when its buffer is full and the kernel asks again from there.
+    // The adapter stops packing when its buffer is full and the kernel asks
+    // again from there; `max` is how many could fit at best.
     let start = (offset as usize).min(items.len());
-    let end = (start + 512).min(items.len());
+    let end = (start + max.max(1)).min(items.len());
     items[start..end].to_vec()
 }

@@ -447,10 +447,17 @@ impl Virtualizer {
         self.inner.opendir(ctx, node, done)
     }
 
-    /// Entries of an open directory from `offset` on (offset 0 again = restart
-    /// scan). Each item carries the offset of the entry after it.
-    pub fn readdir(&self, ctx: &RequestCtx, fh: u64, offset: u64, done: Responder<Vec<DirItem>>) {
-        self.inner.readdir(ctx, fh, offset, done)
+    /// At most `max` entries of an open directory from `offset` on (offset 0
+    /// again = restart scan). Each item carries the offset of the entry after it.
+    pub fn readdir(
+        &self,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        max: usize,
+        done: Responder<Vec<DirItem>>,
+    ) {
+        self.inner.readdir(ctx, fh, offset, max, done)
     }
 
     /// Close a directory handle; EndDirectoryEnumeration follows a started session.
