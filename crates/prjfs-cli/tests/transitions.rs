@@ -1485,3 +1485,48 @@ fn status_text_counts_every_state() {
     }
     m.unmount();
 }
+
+/// A listing places the files it shows, with their attributes and without a
+/// callback; `stat` of a listed file asks nothing; its first open asks
+/// GetPlaceholderInfo (its VersionInfo), the first read GetFileData. The
+/// listed placeholders survive a remount (the placeholder log).
+#[test]
+fn a_listed_file_asks_placeholder_info_at_its_first_open() {
+    if !mount_available() {
+        return;
+    }
+    let d = Dirs::new();
+    d.file("a.txt", b"alpha\n");
+    d.file("b.txt", b"beta\n");
+    let before = d.source_snapshot();
+    let m = d.mount();
+    let root = m.root.clone();
+    let infos = |m: &CliMount| m.invoked("get_placeholder_info");
+    assert_eq!(ls(&root), ["a.txt", "b.txt"]);
+    let listed = infos(&m);
+    assert_eq!(stat(&root.join("a.txt"), "%s %a"), "6 644");
+    assert_eq!(infos(&m), listed, "stat of a listed file asks nothing");
+    assert_state(&m, &root.join("a.txt"), "Placeholder", 1);
+    assert_eq!(cat(&root.join("a.txt")), b"alpha\n");
+    assert_eq!(
+        infos(&m),
+        listed + 1,
+        "the first open asks GetPlaceholderInfo"
+    );
+    assert_eq!(fetched(&m), 1);
+    assert_eq!(cat(&root.join("a.txt")), b"alpha\n");
+    assert_eq!(infos(&m), listed + 1, "later opens ask nothing");
+    assert_state(
+        &m,
+        &root.join("a.txt"),
+        "Placeholder|HydratedPlaceholder",
+        3,
+    );
+    m.unmount();
+    let m = d.mount();
+    assert_state(&m, &root.join("b.txt"), "Placeholder", 1);
+    assert_eq!(cat(&root.join("b.txt")), b"beta\n");
+    assert_eq!(fetched(&m), 1, "only b.txt was fetched after the remount");
+    m.unmount();
+    assert_eq!(d.source_snapshot(), before, "the source changed");
+}
