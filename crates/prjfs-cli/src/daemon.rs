@@ -40,6 +40,10 @@ pub struct MountArgs {
     /// instead of FUSE passthrough (which needs root and kernel 6.9 or later).
     #[arg(long)]
     pub no_passthrough: bool,
+    /// Send every listing to the provider instead of letting the kernel keep a
+    /// directory's listing until a change through the mount.
+    #[arg(long)]
+    pub no_listing_cache: bool,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
@@ -123,6 +127,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if args.no_passthrough {
         cmd.arg("--no-passthrough");
+    }
+    if args.no_listing_cache {
+        cmd.arg("--no-listing-cache");
     }
     cmd.arg("--latency").arg(args.latency.to_string());
     cmd.arg(&source).arg(&root);
@@ -220,6 +227,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         pool_threads: args.pool_threads.unwrap_or(0) as usize,
         negative_path_cache: args.negative_cache,
         passthrough: !args.no_passthrough,
+        cache_listings: !args.no_listing_cache,
         marker: Some(RootMarker {
             source: source.to_string_lossy().into_owned(),
             provider: "dir".into(),

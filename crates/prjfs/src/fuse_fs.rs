@@ -48,6 +48,8 @@ pub struct FuseFs {
     io: Arc<IoModes>,
     /// Feeds the notifier thread (set once connected).
     notices: OnceLock<Sender<Notice>>,
+    /// `FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE` on every `opendir`.
+    cache_listings: bool,
 }
 
 impl FuseFs {
@@ -68,7 +70,15 @@ impl FuseFs {
                 state: Mutex::new(IoState::default()),
             }),
             notices: OnceLock::new(),
+            cache_listings: false,
         }
+    }
+
+    /// Let the kernel keep listings across `opendir`s (see
+    /// `StartOptions::cache_listings`).
+    pub fn with_listing_cache(mut self, on: bool) -> Self {
+        self.cache_listings = on;
+        self
     }
 
     /// Whether opens are answered with FUSE passthrough (negotiated and not
@@ -485,13 +495,21 @@ impl Filesystem for FuseFs {
             Operation::Flush { .. } => reply.error(libc::ENOSYS),
             Operation::OpenDir { .. } => {
                 let ctx = Self::ctx(&req, &reply);
+                // The kernel drops a cached listing itself when a change through
+                // the mount touches the directory; nothing changes a listing
+                // behind its back (placing and hydrating keep names and types).
+                let open_flags = if self.cache_listings {
+                    abi::FOPEN_CACHE_DIR | abi::FOPEN_KEEP_CACHE
+                } else {
+                    0
+                };
                 self.virt.opendir(
                     &ctx,
                     node,
                     Box::new(move |r: Result<u64, i32>| match r {
                         Ok(fh) => reply.value(&abi::FuseOpenOut {
                             fh,
-                            open_flags: 0,
+                            open_flags,
                             backing_id: 0,
                         }),
                         Err(e) => reply.error(e),

@@ -36,6 +36,14 @@ pub struct StartOptions {
     /// where the kernel or the privileges (CAP_SYS_ADMIN) do not allow it.
     /// Default on.
     pub passthrough: bool,
+    /// Let the kernel keep a directory's listing across `opendir`s
+    /// (`FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE`): a directory listed once is listed
+    /// again without a request, until a change through the mount drops the
+    /// cache. The provider then hears no enumeration for those listings (and
+    /// no RestartScan for a rewind), and names it adds to the store later do not
+    /// show in them. Default off (every listing is an enumeration session, as in
+    /// ProjFS); `prjfs mount` turns it on.
+    pub cache_listings: bool,
 }
 
 impl Default for StartOptions {
@@ -47,6 +55,7 @@ impl Default for StartOptions {
             collation: Collation::default(),
             marker: None,
             passthrough: true,
+            cache_listings: false,
         }
     }
 }
@@ -169,6 +178,7 @@ impl VirtualizationInstance {
                 // With more request threads than slots, the threads running a
                 // callback inline still leave one to serve local requests.
                 inline_callbacks: pool > concurrent,
+                lazy_enumeration: options.cache_listings,
                 ..Default::default()
             },
         );
@@ -185,7 +195,10 @@ impl VirtualizationInstance {
         if !options.passthrough {
             config.wanted_flags &= !prjfs_fuse::abi::FUSE_PASSTHROUGH;
         }
-        let fs = Arc::new(FuseFs::with_passthrough(virt.clone(), options.passthrough));
+        let fs = Arc::new(
+            FuseFs::with_passthrough(virt.clone(), options.passthrough)
+                .with_listing_cache(options.cache_listings),
+        );
         let session = match Session::start(fd, mountpoint, config, fs.clone()) {
             Ok(s) => s,
             Err(source) => {

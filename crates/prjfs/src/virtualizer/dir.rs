@@ -3,8 +3,8 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{
     is_own_thread, is_projected_dir, present, synthetic_ino, Errno, Inner, RequestCtx, Responder,
@@ -14,7 +14,7 @@ use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, 
 use crate::layer::Item;
 use crate::names::compare_with;
 use crate::provider::{EnumerationId, Extended, ProviderError};
-use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState};
+use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState, VersionInfo};
 
 /// A merged listing and, for its projected files, their index and basic info.
 type Listed = (Vec<DirItem>, Vec<(usize, FileBasicInfo)>);
@@ -57,7 +57,13 @@ pub(crate) struct DirHandle {
     /// The path the provider knows this directory by (its placeholder's origin).
     provider_path: PathBuf,
     /// Set when StartDirectoryEnumeration succeeded: End must follow.
-    enum_id: Option<EnumerationId>,
+    enum_id: OnceLock<EnumerationId>,
+    /// A projected directory whose session starts at its first READDIR
+    /// (`VirtualizerOptions::lazy_enumeration`), with the VersionInfo Start
+    /// carries.
+    deferred: Option<Option<VersionInfo>>,
+    /// End was sent (or is on its way).
+    ended: AtomicBool,
     listing: Mutex<Listing>,
 }
 
@@ -75,7 +81,12 @@ impl Inner {
             && !is_own_thread(ctx.pid);
         let provider_path = item.origin.clone().unwrap_or_else(|| path.clone());
         if !projected {
-            let fh = self.register_dir(path, provider_path, None);
+            let fh = self.register_dir(path, provider_path, None, None);
+            return done(Ok(fh));
+        }
+        if self.options.lazy_enumeration {
+            // A listing the kernel keeps in its cache needs no session at all.
+            let fh = self.register_dir(path, provider_path, None, Some(item.version));
             return done(Ok(fh));
         }
         let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
@@ -89,7 +100,7 @@ impl Inner {
             move |p, cb| p.start_directory_enumeration(cb, id),
             move |outcome| match outcome {
                 CommandOutcome::Finished(Ok(()), _) => {
-                    let fh = inner.register_dir(path, provider_path, Some(id));
+                    let fh = inner.register_dir(path, provider_path, Some(id), None);
                     done(Ok(fh))
                 }
                 CommandOutcome::Finished(Err(e), _) => {
@@ -106,25 +117,72 @@ impl Inner {
         path: PathBuf,
         provider_path: PathBuf,
         enum_id: Option<EnumerationId>,
+        deferred: Option<Option<VersionInfo>>,
     ) -> u64 {
         let fh = self.new_handle_id();
+        let started = OnceLock::new();
+        if let Some(id) = enum_id {
+            let _ = started.set(id);
+        }
         self.dirs.lock().expect("dirs lock").insert(
             fh,
             Arc::new(DirHandle {
                 path,
                 provider_path,
-                enum_id,
+                enum_id: started,
+                deferred,
+                ended: AtomicBool::new(false),
                 listing: Mutex::new(Listing::default()),
             }),
         );
         fh
     }
 
+    /// End the handle's session, once, if it was started.
     pub(super) fn end_enumeration(self: &Arc<Self>, dir: &DirHandle) {
-        let Some(id) = dir.enum_id else {
+        let Some(&id) = dir.enum_id.get() else {
             return;
         };
+        if dir.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
         self.end_session(dir.provider_path.clone(), id);
+    }
+
+    /// Start the deferred session of `dir` (handle `fh`), then `then`.
+    fn start_deferred(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        fh: u64,
+        dir: Arc<DirHandle>,
+        version: Option<VersionInfo>,
+        then: Responder<()>,
+    ) {
+        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
+        let mut data = self.callback_data(ctx, dir.provider_path.clone());
+        data.version = version;
+        let inner = self.clone();
+        self.invoke(
+            CallbackKind::StartEnumeration,
+            data,
+            Some(&ctx.cancel),
+            move |p, cb| p.start_directory_enumeration(cb, id),
+            move |outcome| match outcome {
+                CommandOutcome::Finished(Ok(()), _) => {
+                    let _ = dir.enum_id.set(id);
+                    // Released meanwhile: releasedir found no session to end.
+                    if !inner.dirs.lock().expect("dirs lock").contains_key(&fh) {
+                        inner.end_enumeration(&dir);
+                    }
+                    then(Ok(()))
+                }
+                CommandOutcome::Finished(Err(e), _) => {
+                    tracing::warn!("start_directory_enumeration {}: {e}", dir.path.display());
+                    then(Err(e.errno()))
+                }
+                CommandOutcome::Cancelled => then(Err(libc::EINTR)),
+            },
+        );
     }
 
     fn end_session(self: &Arc<Self>, path: PathBuf, id: EnumerationId) {
@@ -153,6 +211,20 @@ impl Inner {
         let Some(dir) = self.dirs.lock().expect("dirs lock").get(&fh).cloned() else {
             return done(Err(libc::EBADF));
         };
+        if let (None, Some(version)) = (dir.enum_id.get(), &dir.deferred) {
+            let inner = self.clone();
+            let ctx2 = ctx.clone();
+            return self.start_deferred(
+                ctx,
+                fh,
+                dir.clone(),
+                version.clone(),
+                Box::new(move |r| match r {
+                    Ok(()) => inner.readdir(&ctx2, fh, offset, max, done),
+                    Err(e) => done(Err(e)),
+                }),
+            );
+        }
         let (current, restart) = {
             let mut l = dir.listing.lock().expect("listing lock");
             let rewind = offset == 0 && l.served;
@@ -182,7 +254,7 @@ impl Inner {
                 Err(e) => done(Err(e)),
             }
         };
-        match dir.enum_id {
+        match dir.enum_id.get().copied() {
             None => finish(Ok(Vec::new())),
             Some(id) => {
                 dir.listing.lock().expect("listing lock").provider_scanned = true;

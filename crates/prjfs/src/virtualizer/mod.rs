@@ -69,6 +69,10 @@ pub struct VirtualizerOptions {
     /// none waits (no hand-off to a callback thread). Only safe where that
     /// thread is one of more request threads than callback slots.
     pub inline_callbacks: bool,
+    /// Start a directory's enumeration session at its first READDIR rather
+    /// than at OPENDIR, so that a listing the kernel serves from its cache
+    /// costs the provider nothing.
+    pub lazy_enumeration: bool,
 }
 
 impl Default for VirtualizerOptions {
@@ -79,6 +83,7 @@ impl Default for VirtualizerOptions {
             collation: Collation::CaseSensitive,
             enumeration_buffer_bytes: 64 * 1024,
             inline_callbacks: false,
+            lazy_enumeration: false,
         }
     }
 }
@@ -732,8 +737,12 @@ impl Inner {
                 match outcome {
                 CommandOutcome::Finished(Ok(()), _) => match inner.layer.lookup(&path) {
                     Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => {
-                        // The provider wrote the placeholder into the directory.
-                        inner.dir_changed(parent);
+                        // The provider wrote the placeholder into the directory:
+                        // a directory or symlink changes the directory on disk; a
+                        // file is a record and changes nothing there.
+                        if item.kind != FileKind::File {
+                            inner.dir_changed(parent);
+                        }
                         let id = inner.nodes.lookup(parent, &name);
                         done(Ok((id, present(item))))
                     }
