@@ -420,6 +420,9 @@ impl Filesystem for FuseFs {
     }
 
     fn dispatch(&self, req: Request<'_>, reply: Reply) {
+        if names_too_long(&req.op) {
+            return reply.error(libc::ENAMETOOLONG);
+        }
         let node = req.header.nodeid;
         match req.op {
             Operation::Lookup { name } => {
@@ -732,6 +735,25 @@ fn attr_ttl(item: &Item) -> Duration {
         Duration::ZERO
     } else {
         TTL
+    }
+}
+
+/// Whether a request names an item by a name longer than `NAME_MAX`: every
+/// such request is answered `ENAMETOOLONG`, as ext4 answers it (the kernel
+/// passes names of up to 1024 bytes).
+fn names_too_long(op: &Operation<'_>) -> bool {
+    let too_long = crate::names::name_too_long;
+    match op {
+        Operation::Lookup { name }
+        | Operation::Unlink { name }
+        | Operation::RmDir { name }
+        | Operation::MkDir { name, .. }
+        | Operation::MkNod { name, .. }
+        | Operation::Symlink { name, .. }
+        | Operation::Create { name, .. } => too_long(name),
+        Operation::Link { newname, .. } => too_long(newname),
+        Operation::Rename { name, newname, .. } => too_long(name) || too_long(newname),
+        _ => false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::file::needs_data;
 use super::{is_projected_dir, Errno, Inner, RequestCtx, Responder, ROOT_ID};
 use crate::layer::{Item, RenameFlags, SetAttr};
-use crate::names::validate_name;
+use crate::names::{invalid_name_errno, validate_name};
 use crate::types::{FileKind, OnDiskState};
 
 /// `renameat2` flags the kernel passes through.
@@ -27,10 +27,10 @@ pub struct Creator {
 }
 
 impl Inner {
-    /// The path of `name` under `parent`, refusing invalid names and the layer's
-    /// hidden directory.
+    /// The path of `name` under `parent`, refusing invalid names (a name longer
+    /// than `NAME_MAX`: `ENAMETOOLONG`) and the layer's hidden directory.
     fn child_path(&self, parent: u64, name: &OsStr) -> Result<(PathBuf, PathBuf), Errno> {
-        validate_name(name).map_err(|_| libc::EINVAL)?;
+        validate_name(name).map_err(|_| invalid_name_errno(name))?;
         if parent == ROOT_ID && name == crate::layer::HIDDEN_DIR {
             return Err(libc::EPERM);
         }
