@@ -672,6 +672,7 @@ impl Filesystem for FuseFs {
                 );
             }
             Operation::SetAttr {
+                fh,
                 size,
                 mode,
                 uid,
@@ -692,6 +693,7 @@ impl Filesystem for FuseFs {
                 self.virt.setattr(
                     &ctx,
                     node,
+                    fh,
                     attr,
                     Box::new(move |r: Result<Item, i32>| match r {
                         Ok(item) => reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item))),

@@ -181,6 +181,74 @@ impl Layer {
             .map_err(|e| LayerError::io("removexattrat", rel, e))
     }
 
+    /// Change the attributes of an open file that may have no name any more (a
+    /// file unlinked or renamed over while open): `fchown`, `fchmod`,
+    /// `ftruncate`, `futimens` on the descriptor, in [`Layer::set_attr`]'s
+    /// order. A size change through a descriptor opened read-only reopens the
+    /// file for writing through `/proc/self/fd`. Records are not touched: an
+    /// item without a name is nobody's placeholder.
+    pub fn set_attr_of_open_file(&self, file: &std::fs::File, a: &SetAttr) -> Result<()> {
+        let what = Path::new("(open file)");
+        for t in [a.atime, a.mtime] {
+            if let Some(TimeSpec::At(_, nsecs)) = t {
+                if nsecs >= 1_000_000_000 {
+                    return Err(LayerError::InvalidArgument(format!(
+                        "nanoseconds out of range: {nsecs}"
+                    )));
+                }
+            }
+        }
+        if a.uid.is_some() || a.gid.is_some() {
+            rustix::fs::fchown(file, a.uid.map(Uid::from_raw), a.gid.map(Gid::from_raw))
+                .map_err(|e| LayerError::io("fchown", what, e))?;
+        }
+        if let Some(mode) = a.mode {
+            rustix::fs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
+                .map_err(|e| LayerError::io("fchmod", what, e))?;
+        }
+        if let Some(size) = a.size {
+            let st = rustix::fs::fstat(file).map_err(|e| LayerError::io("fstat", what, e))?;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Directory => {
+                    return Err(LayerError::IsADirectory {
+                        path: what.to_path_buf(),
+                    })
+                }
+                _ => {
+                    return Err(LayerError::InvalidArgument(
+                        "only regular files have a size to set".into(),
+                    ))
+                }
+            }
+            let access = rustix::fs::fcntl_getfl(file)
+                .map_err(|e| LayerError::io("fcntl", what, e))?
+                & OFlags::RWMODE;
+            if access == OFlags::RDONLY {
+                use std::os::fd::AsRawFd;
+                let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let w = rustix::fs::open(
+                    proc.as_str(),
+                    OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| LayerError::io("reopen", what, e))?;
+                rustix::fs::ftruncate(&w, size)
+            } else {
+                rustix::fs::ftruncate(file, size)
+            }
+            .map_err(|e| LayerError::io("ftruncate", what, e))?;
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            let times = Timestamps {
+                last_access: timespec_of(a.atime),
+                last_modification: timespec_of(a.mtime),
+            };
+            rustix::fs::futimens(file, &times).map_err(|e| LayerError::io("futimens", what, e))?;
+        }
+        Ok(())
+    }
+
     /// Turn the item at `rel` into a full item (spec §4: its content is about to
     /// change locally).
     ///

@@ -387,15 +387,18 @@ impl Virtualizer {
             .rename(ctx, parent, name, new_parent, new_name, flags, done)
     }
 
-    /// Change attributes (size changes may hydrate first).
+    /// Change attributes (size changes may hydrate first). `fh`: the open
+    /// handle the change was made through (`ftruncate`), if the kernel names
+    /// one; a node whose last name is gone is changed through its open file.
     pub fn setattr(
         &self,
         ctx: &RequestCtx,
         node: u64,
+        fh: Option<u64>,
         attr: crate::layer::SetAttr,
         done: Responder<Item>,
     ) {
-        self.inner.setattr(ctx, node, attr, done)
+        self.inner.setattr(ctx, node, fh, attr, done)
     }
 
     /// A user xattr.

@@ -346,6 +346,7 @@ impl Inner {
         let inner = self.clone();
         let name: OsString = name.to_os_string();
         let new_name: OsString = new_name.to_os_string();
+        let new_name_for_handles = new_name.clone();
         let target = to.clone();
         let apply = move |r: Result<bool, Errno>| {
             done(r.and_then(|target_empty| {
@@ -373,7 +374,36 @@ impl Inner {
                 Ok(())
             }))
         };
+        // Open handles of a file the rename replaces keep working without its
+        // name, as after an unlink: those without an on-disk file get one (a
+        // placeholder never read is fetched first) before the name goes.
+        let replaced_handles = match &dst {
+            Some(d) if !exchange && d.kind != FileKind::Directory => self
+                .nodes
+                .find(new_parent, &new_name_for_handles)
+                .map(|n| self.handles_needing_path(n))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         match dst {
+            Some(d) if !replaced_handles.is_empty() && src.kind != FileKind::Directory => {
+                let inner = self.clone();
+                let to = target.clone();
+                self.ensure_hydrated(
+                    ctx,
+                    &target,
+                    &d,
+                    0,
+                    Box::new(move |r| {
+                        apply(r.and_then(|()| {
+                            for h in &replaced_handles {
+                                inner.keep_open(h, &to)?;
+                            }
+                            Ok(true)
+                        }))
+                    }),
+                );
+            }
             Some(d) if !exchange && d.kind == FileKind::Directory => {
                 if src.kind != FileKind::Directory {
                     return apply(Err(libc::EISDIR));
@@ -393,16 +423,23 @@ impl Inner {
     }
 
     /// Change attributes. Truncating a placeholder to a non-zero size hydrates it
-    /// first; to zero it does not fetch. Other changes make it dirty.
+    /// first; to zero it does not fetch. Other changes make it dirty. A node
+    /// whose last name is gone (unlinked or renamed over while open) is changed
+    /// through its open file: `fh`'s (the kernel names it for `ftruncate`), else
+    /// any of the node's.
     pub(super) fn setattr(
         self: &Arc<Self>,
         ctx: &RequestCtx,
         node: u64,
+        fh: Option<u64>,
         attr: SetAttr,
         done: Responder<Item>,
     ) {
         let (path, item) = match self.node_item(node) {
             Ok(x) => x,
+            Err(e @ (libc::ESTALE | libc::ENOENT)) => {
+                return done(self.setattr_open_file(node, fh, &attr).unwrap_or(Err(e)))
+            }
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();
@@ -436,6 +473,27 @@ impl Inner {
         } else {
             finish(Ok(()));
         }
+    }
+
+    /// [`Inner::setattr`] of a node without a path, on an open file of it;
+    /// `None` when it has none.
+    fn setattr_open_file(
+        &self,
+        node: u64,
+        fh: Option<u64>,
+        attr: &SetAttr,
+    ) -> Option<Result<Item, Errno>> {
+        let file = fh
+            .and_then(|fh| self.file_handle(fh))
+            .filter(|h| h.node == node)
+            .and_then(|h| h.file())
+            .or_else(|| self.open_file_of_node(node))?;
+        Some(
+            self.layer
+                .set_attr_of_open_file(&file, attr)
+                .map_err(|e| e.errno())
+                .and_then(|()| super::file::item_of_file(&file)),
+        )
     }
 
     fn register_writable(&self, node: u64, file: std::fs::File) -> u64 {
