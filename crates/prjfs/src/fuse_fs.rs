@@ -701,9 +701,23 @@ impl Filesystem for FuseFs {
                     }),
                 );
             }
-            Operation::Fallocate { .. } | Operation::CopyFileRange { .. } => {
-                reply.error(libc::EOPNOTSUPP)
+            Operation::Fallocate {
+                fh,
+                offset,
+                length,
+                mode,
+            } => {
+                let ctx = Self::ctx(&req, &reply);
+                self.virt.fallocate(
+                    &ctx,
+                    fh,
+                    offset,
+                    length,
+                    mode,
+                    Box::new(move |r| empty_reply(reply, r)),
+                );
             }
+            Operation::CopyFileRange { .. } => reply.error(libc::EOPNOTSUPP),
             _ => reply.error(libc::ENOSYS),
         }
     }

@@ -299,6 +299,21 @@ impl Virtualizer {
         self.inner.write(ctx, fh, offset, data, done)
     }
 
+    /// `fallocate(2)` (`mode`: the `FALLOC_FL_*` bits) through a handle opened
+    /// for writing; the first one through a handle opened on a placeholder
+    /// makes it full, as a first write does.
+    pub fn fallocate(
+        &self,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+        done: Responder<()>,
+    ) {
+        self.inner.fallocate(ctx, fh, offset, length, mode, done)
+    }
+
     /// Flush a handle's file to stable storage.
     pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
         self.inner.fsync(fh, datasync)
