@@ -556,6 +556,12 @@ impl Inner {
 
     pub(crate) fn item(&self, path: &Path) -> Result<Item, Errno> {
         match self.layer.lookup(path) {
+            Ok(Some(mut item)) if path.as_os_str().is_empty() => {
+                // The root lists the provider's items: its subdirectories are
+                // not all on disk.
+                item.attr.nlink = 1;
+                Ok(item)
+            }
             Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
             Ok(_) => Err(libc::ENOENT),
             Err(e) => {
@@ -838,10 +844,19 @@ impl Inner {
 /// path the provider knows it by, so it stays the same when the placeholder is
 /// hydrated (a new file on disk), renamed, or seen again after a remount, and
 /// matches the number its listing entry showed while it was virtual.
+///
+/// A placeholder directory's link count is 1, "unknown" (as btrfs and many
+/// FUSE file systems report): its provider's subdirectories are not on disk
+/// until looked up, so the on-disk count (2 + subdirectories) would undercount
+/// and mislead tools that skip leaf directories by it. A full directory's
+/// subdirectories are all on disk: its count is exact.
 pub(crate) fn present(mut item: Item) -> Item {
     if item.state.contains(OnDiskState::PLACEHOLDER) {
         if let Some(origin) = &item.origin {
             item.attr.ino = synthetic_ino(origin);
+        }
+        if item.kind == FileKind::Directory {
+            item.attr.nlink = 1;
         }
     }
     item
