@@ -163,9 +163,11 @@ impl Layer {
         Ok(())
     }
 
-    /// Make the placeholder `dir/name` full by removing its record, after copying
-    /// its projected times onto it unless it is dirty (the times shown stay the
-    /// same).
+    /// Make the placeholder `dir/name` full, after copying its projected times
+    /// onto it unless it is dirty (the times shown stay the same): its record
+    /// becomes a mark (state Full only, see `ops`'s "Projected names"), so a
+    /// later delete still hides the provider's item of that name. The record is
+    /// replaced in one `setxattr`: it claims no content from then on.
     fn remove_record(
         &self,
         dir: BorrowedFd<'_>,
@@ -176,9 +178,18 @@ impl Layer {
         if !rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
             self.copy_projected_times(dir, name, rel, rec)?;
         }
-        self.xattrs
-            .remove(dir, name, &self.meta_name)
-            .map_err(|e| LayerError::io("removexattrat", rel, e))
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| LayerError::io("statat", rel, e))?;
+        let mark = Self::mark_record(&st);
+        match self.xattrs.set(dir, name, &self.meta_name, &mark.encode()) {
+            Ok(()) => Ok(()),
+            // A symlink placeholder where records do not stick has none.
+            Err(Errno::LOOP) | Err(Errno::PERM) if rec.kind == FileKind::Symlink => self
+                .xattrs
+                .remove(dir, name, &self.meta_name)
+                .map_err(|e| LayerError::io("removexattrat", rel, e)),
+            Err(e) => Err(LayerError::io("setxattrat", rel, e)),
+        }
     }
 
     /// Change the attributes of an open file that may have no name any more (a
@@ -310,6 +321,14 @@ impl Layer {
         let fd = rustix::fs::openat(&*self.tmp, new.name(), flags, Mode::from_raw_mode(0o600))
             .map_err(|e| LayerError::io("openat", new.rel(), e))?;
         self.copy_user_xattrs(dir, name, fd.as_fd(), rel)?;
+        // Full, at the placeholder's (projected) name: marked.
+        let st_new = rustix::fs::fstat(&fd).map_err(|e| LayerError::io("fstat", new.rel(), e))?;
+        super::xattr::fset(
+            fd.as_fd(),
+            &self.meta_name,
+            &Self::mark_record(&st_new).encode(),
+        )
+        .map_err(|e| LayerError::io("fsetxattr", new.rel(), e))?;
         self.ignore_eperm(rustix::fs::fchown(
             &fd,
             Some(Uid::from_raw(st.st_uid)),

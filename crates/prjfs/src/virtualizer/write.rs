@@ -39,17 +39,20 @@ impl Inner {
         Ok((parent_path, path))
     }
 
-    /// Whether deleting a name in directory `dir` must leave a tombstone: any
-    /// directory whose listing includes the provider's items. (A tombstone for a
-    /// name the provider does not have hides nothing; it is cheap and safe.)
-    fn needs_tombstone(&self, dir: &Path) -> bool {
-        if dir.as_os_str().is_empty() {
-            return true;
-        }
-        match self.layer.lookup(dir) {
-            Ok(Some(item)) => is_projected_dir(&item, u64::MAX),
-            _ => false,
-        }
+    /// Whether deleting (or renaming away) `path` in directory `dir` must leave
+    /// a tombstone: `dir` lists the provider's items (the root, a placeholder
+    /// directory), and the name is a projected one — a placeholder, or a full
+    /// item the layer marked as standing at a projected name (see
+    /// [`crate::layer::Layer::is_projected_name`]). A name created where the
+    /// provider had nothing leaves nothing behind. When in doubt (an error),
+    /// a tombstone: one too many hides nothing.
+    fn needs_tombstone(&self, dir: &Path, path: &Path) -> bool {
+        let projected_dir = dir.as_os_str().is_empty()
+            || match self.layer.lookup(dir) {
+                Ok(Some(item)) => is_projected_dir(&item, u64::MAX),
+                _ => false,
+            };
+        projected_dir && self.layer.is_projected_name(path).unwrap_or(true)
     }
 
     /// A directory with local creates or deletes becomes a dirty placeholder.
@@ -242,7 +245,7 @@ impl Inner {
                 }
                 inner
                     .layer
-                    .delete(&path, inner.needs_tombstone(&parent_path))
+                    .delete(&path, inner.needs_tombstone(&parent_path, &path))
                     .map_err(|e| e.errno())?;
                 inner.nodes.detach(parent, &name);
                 inner.mark_dirty_dir(&parent_path);
@@ -286,7 +289,7 @@ impl Inner {
                     }
                     inner
                         .layer
-                        .delete(&path, inner.needs_tombstone(&parent_path))
+                        .delete(&path, inner.needs_tombstone(&parent_path, &path))
                         .map_err(|e| e.errno())?;
                     inner.nodes.detach(parent, &name);
                     inner.mark_dirty_dir(&parent_path);
@@ -353,7 +356,7 @@ impl Inner {
                 if !target_empty {
                     return Err(libc::ENOTEMPTY);
                 }
-                let tombstone = !exchange && inner.needs_tombstone(&from_dir);
+                let tombstone = !exchange && inner.needs_tombstone(&from_dir, &from);
                 inner
                     .layer
                     .rename(
