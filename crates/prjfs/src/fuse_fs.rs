@@ -430,6 +430,9 @@ impl Filesystem for FuseFs {
     }
 
     fn dispatch(&self, req: Request<'_>, reply: Reply) {
+        if names_too_long(&req.op) {
+            return reply.error(libc::ENAMETOOLONG);
+        }
         let node = req.header.nodeid;
         match req.op {
             Operation::Lookup { name } => {
@@ -687,6 +690,7 @@ impl Filesystem for FuseFs {
                 );
             }
             Operation::SetAttr {
+                fh,
                 size,
                 mode,
                 uid,
@@ -707,6 +711,7 @@ impl Filesystem for FuseFs {
                 self.virt.setattr(
                     &ctx,
                     node,
+                    fh,
                     attr,
                     Box::new(move |r: Result<Item, i32>| match r {
                         Ok(item) => reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item))),
@@ -714,9 +719,23 @@ impl Filesystem for FuseFs {
                     }),
                 );
             }
-            Operation::Fallocate { .. } | Operation::CopyFileRange { .. } => {
-                reply.error(libc::EOPNOTSUPP)
+            Operation::Fallocate {
+                fh,
+                offset,
+                length,
+                mode,
+            } => {
+                let ctx = Self::ctx(&req, &reply);
+                self.virt.fallocate(
+                    &ctx,
+                    fh,
+                    offset,
+                    length,
+                    mode,
+                    Box::new(move |r| empty_reply(reply, r)),
+                );
             }
+            Operation::CopyFileRange { .. } => reply.error(libc::EOPNOTSUPP),
             _ => reply.error(libc::ENOSYS),
         }
     }
@@ -750,6 +769,25 @@ fn attr_ttl(item: &Item) -> Duration {
         Duration::ZERO
     } else {
         TTL
+    }
+}
+
+/// Whether a request names an item by a name longer than `NAME_MAX`: every
+/// such request is answered `ENAMETOOLONG`, as ext4 answers it (the kernel
+/// passes names of up to 1024 bytes).
+fn names_too_long(op: &Operation<'_>) -> bool {
+    let too_long = crate::names::name_too_long;
+    match op {
+        Operation::Lookup { name }
+        | Operation::Unlink { name }
+        | Operation::RmDir { name }
+        | Operation::MkDir { name, .. }
+        | Operation::MkNod { name, .. }
+        | Operation::Symlink { name, .. }
+        | Operation::Create { name, .. } => too_long(name),
+        Operation::Link { newname, .. } => too_long(newname),
+        Operation::Rename { name, newname, .. } => too_long(name) || too_long(newname),
+        _ => false,
     }
 }
 

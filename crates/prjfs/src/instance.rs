@@ -167,6 +167,9 @@ impl VirtualizationInstance {
             (None, Some(want)) => layer.set_root_marker(want)?,
             _ => {}
         }
+        // Once per root: full items written before they carried marks keep
+        // their tombstones on delete.
+        layer.upgrade_marks()?;
         let (pool, concurrent) = options.effective_threads();
         let virt = Virtualizer::new(
             layer,

@@ -183,6 +183,24 @@ pub fn validate_name(name: &OsStr) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `name` is longer than [`NAME_MAX`] bytes: every request that takes a
+/// name answers `ENAMETOOLONG` for it, as ext4 does (the kernel passes FUSE
+/// names of up to 1024 bytes and refuses longer ones itself).
+pub fn name_too_long(name: &OsStr) -> bool {
+    name.as_bytes().len() > NAME_MAX
+}
+
+/// The errno of a name [`validate_name`] refuses, for a request that would
+/// create or remove it: `ENAMETOOLONG` for a name longer than [`NAME_MAX`],
+/// else `EINVAL`.
+pub fn invalid_name_errno(name: &OsStr) -> i32 {
+    if name_too_long(name) {
+        libc::ENAMETOOLONG
+    } else {
+        libc::EINVAL
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +462,20 @@ mod tests {
         assert!(err.contains("256") && err.contains("255"), "{err}");
         // Multi-byte characters count in bytes: 128 × 2 bytes = 256.
         assert!(validate_name(os(&"é".repeat(128))).is_err());
+    }
+
+    #[test]
+    fn too_long_names_are_enametoolong_other_bad_names_einval() {
+        assert!(!name_too_long(os(&"x".repeat(NAME_MAX))));
+        assert!(name_too_long(os(&"x".repeat(NAME_MAX + 1))));
+        assert!(name_too_long(os(&"é".repeat(128))));
+        assert_eq!(
+            invalid_name_errno(os(&"x".repeat(NAME_MAX + 1))),
+            libc::ENAMETOOLONG
+        );
+        for bad in ["", ".", "..", "a/b"] {
+            assert_eq!(invalid_name_errno(os(bad)), libc::EINVAL, "{bad:?}");
+        }
     }
 
     #[test]

@@ -163,9 +163,11 @@ impl Layer {
         Ok(())
     }
 
-    /// Make the placeholder `dir/name` full by removing its record, after copying
-    /// its projected times onto it unless it is dirty (the times shown stay the
-    /// same).
+    /// Make the placeholder `dir/name` full, after copying its projected times
+    /// onto it unless it is dirty (the times shown stay the same): its record
+    /// becomes a mark (state Full only, see `ops`'s "Projected names"), so a
+    /// later delete still hides the provider's item of that name. The record is
+    /// replaced in one `setxattr`: it claims no content from then on.
     fn remove_record(
         &self,
         dir: BorrowedFd<'_>,
@@ -176,9 +178,86 @@ impl Layer {
         if !rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
             self.copy_projected_times(dir, name, rel, rec)?;
         }
-        self.xattrs
-            .remove(dir, name, &self.meta_name)
-            .map_err(|e| LayerError::io("removexattrat", rel, e))
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| LayerError::io("statat", rel, e))?;
+        let mark = Self::mark_record(&st);
+        match self.xattrs.set(dir, name, &self.meta_name, &mark.encode()) {
+            Ok(()) => Ok(()),
+            // A symlink placeholder where records do not stick has none.
+            Err(Errno::LOOP) | Err(Errno::PERM) if rec.kind == FileKind::Symlink => self
+                .xattrs
+                .remove(dir, name, &self.meta_name)
+                .map_err(|e| LayerError::io("removexattrat", rel, e)),
+            Err(e) => Err(LayerError::io("setxattrat", rel, e)),
+        }
+    }
+
+    /// Change the attributes of an open file that may have no name any more (a
+    /// file unlinked or renamed over while open): `fchown`, `fchmod`,
+    /// `ftruncate`, `futimens` on the descriptor, in [`Layer::set_attr`]'s
+    /// order. A size change through a descriptor opened read-only reopens the
+    /// file for writing through `/proc/self/fd`. Records are not touched: an
+    /// item without a name is nobody's placeholder.
+    pub fn set_attr_of_open_file(&self, file: &std::fs::File, a: &SetAttr) -> Result<()> {
+        let what = Path::new("(open file)");
+        for t in [a.atime, a.mtime] {
+            if let Some(TimeSpec::At(_, nsecs)) = t {
+                if nsecs >= 1_000_000_000 {
+                    return Err(LayerError::InvalidArgument(format!(
+                        "nanoseconds out of range: {nsecs}"
+                    )));
+                }
+            }
+        }
+        if a.uid.is_some() || a.gid.is_some() {
+            rustix::fs::fchown(file, a.uid.map(Uid::from_raw), a.gid.map(Gid::from_raw))
+                .map_err(|e| LayerError::io("fchown", what, e))?;
+        }
+        if let Some(mode) = a.mode {
+            rustix::fs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
+                .map_err(|e| LayerError::io("fchmod", what, e))?;
+        }
+        if let Some(size) = a.size {
+            let st = rustix::fs::fstat(file).map_err(|e| LayerError::io("fstat", what, e))?;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Directory => {
+                    return Err(LayerError::IsADirectory {
+                        path: what.to_path_buf(),
+                    })
+                }
+                _ => {
+                    return Err(LayerError::InvalidArgument(
+                        "only regular files have a size to set".into(),
+                    ))
+                }
+            }
+            let access = rustix::fs::fcntl_getfl(file)
+                .map_err(|e| LayerError::io("fcntl", what, e))?
+                & OFlags::RWMODE;
+            if access == OFlags::RDONLY {
+                use std::os::fd::AsRawFd;
+                let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let w = rustix::fs::open(
+                    proc.as_str(),
+                    OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| LayerError::io("reopen", what, e))?;
+                rustix::fs::ftruncate(&w, size)
+            } else {
+                rustix::fs::ftruncate(file, size)
+            }
+            .map_err(|e| LayerError::io("ftruncate", what, e))?;
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            let times = Timestamps {
+                last_access: timespec_of(a.atime),
+                last_modification: timespec_of(a.mtime),
+            };
+            rustix::fs::futimens(file, &times).map_err(|e| LayerError::io("futimens", what, e))?;
+        }
+        Ok(())
     }
 
     /// Turn the item at `rel` into a full item (spec §4: its content is about to
@@ -242,6 +321,14 @@ impl Layer {
         let fd = rustix::fs::openat(&*self.tmp, new.name(), flags, Mode::from_raw_mode(0o600))
             .map_err(|e| LayerError::io("openat", new.rel(), e))?;
         self.copy_user_xattrs(dir, name, fd.as_fd(), rel)?;
+        // Full, at the placeholder's (projected) name: marked.
+        let st_new = rustix::fs::fstat(&fd).map_err(|e| LayerError::io("fstat", new.rel(), e))?;
+        super::xattr::fset(
+            fd.as_fd(),
+            &self.meta_name,
+            &Self::mark_record(&st_new).encode(),
+        )
+        .map_err(|e| LayerError::io("fsetxattr", new.rel(), e))?;
         self.ignore_eperm(rustix::fs::fchown(
             &fd,
             Some(Uid::from_raw(st.st_uid)),

@@ -4,8 +4,26 @@
 //!
 //! Every operation holds the layer's lock from its checks to its last rename, and
 //! each name changes in one `rename`: a crash leaves it in its old or new state.
+//!
+//! # Projected names
+//!
+//! A delete needs to leave a tombstone only at a name the provider projects. A
+//! name is taken to be projected when the item there is a placeholder (any
+//! state), a tombstone, or a full item *marked* as standing at a projected
+//! name: a record whose state is just [`OnDiskState::FULL`]. An item is marked
+//! when it replaces a tombstone (create, mkdir, symlink, mknod, link), when a
+//! placeholder becomes full, and when a rename moves it onto a projected name;
+//! a rename onto a name that was free removes the mark. A full item without a
+//! mark was created where nothing projected was (the kernel looks every name up
+//! first, and a name the provider has becomes a placeholder then), so deleting
+//! it leaves nothing behind. Where the layer cannot store a record on an item
+//! (symlinks and special files without root or without the `*xattrat` calls),
+//! every such item counts as projected. Marks only ever err on the side of a
+//! tombstone too many: a mark is set before the change that needs it and
+//! removed after the change that makes it unneeded, and a placeholder moved to
+//! a free name still counts as projected.
 
-use std::ffi::{CStr, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -19,7 +37,7 @@ use super::error::{LayerError, Result};
 use super::meta::Record;
 use super::path::{self, Loc};
 use super::temp::Temp;
-use super::{time_pair, xattr, Layer, HIDDEN_DIR};
+use super::{disk_kind, time_pair, xattr, Layer, HIDDEN_DIR};
 use crate::types::{FileKind, OnDiskState, VersionInfo};
 
 /// What is at a name on disk.
@@ -135,6 +153,160 @@ impl Layer {
         }
     }
 
+    /// Whether the name `rel` is a projected one (see the module's "Projected
+    /// names"): a placeholder, a tombstone or a marked full item is there, or an
+    /// item that cannot carry a mark. `false` when nothing is there. The root
+    /// is projected.
+    pub fn is_projected_name(&self, rel: &Path) -> Result<bool> {
+        let comps = path::components(rel)?;
+        if comps.is_empty() {
+            return Ok(true);
+        }
+        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+            return Ok(false);
+        };
+        Ok(
+            match self.slot(loc.dir(self.root.as_fd()), &loc.name, rel)? {
+                Slot::Absent => false,
+                Slot::Tombstone => true,
+                Slot::Item { st, rec } => self.at_projected_name(&st, rec.as_ref()),
+            },
+        )
+    }
+
+    /// Whether the item (`st`, `rec`) stands at a projected name.
+    pub(super) fn at_projected_name(&self, st: &Stat, rec: Option<&Record>) -> bool {
+        rec.is_some() || !self.marks_stick(st.st_mode)
+    }
+
+    /// Whether an item of this mode can carry a record (a mark): regular files
+    /// and directories always; symlinks and special files only in the
+    /// `trusted.` namespace (the kernel refuses `user.` xattrs on them) through
+    /// the `*xattrat` calls.
+    fn marks_stick(&self, mode: u32) -> bool {
+        matches!(
+            FileType::from_raw_mode(mode),
+            FileType::RegularFile | FileType::Directory
+        ) || (self.is_root && self.xattrs.use_at())
+    }
+
+    /// The record that marks a full item as standing at a projected name.
+    pub(super) fn mark_record(st: &Stat) -> Record {
+        #[allow(clippy::unnecessary_cast)]
+        let mtime = (st.st_mtime as i64, st.st_mtime_nsec as u32);
+        Record {
+            state: OnDiskState::FULL,
+            kind: disk_kind(st.st_mode),
+            size: 0,
+            mtime,
+            atime: mtime,
+            version: VersionInfo::default(),
+            origin: None,
+            listed: false,
+        }
+    }
+
+    /// Mark the full item `dir/name` as standing at a projected name (nothing
+    /// to do where marks do not stick: such items count as projected anyway).
+    pub(super) fn set_mark(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<()> {
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| LayerError::io("statat", rel, e))?;
+        if !self.marks_stick(st.st_mode) {
+            return Ok(());
+        }
+        self.xattrs
+            .set(dir, name, &self.meta_name, &Self::mark_record(&st).encode())
+            .map_err(|e| LayerError::io("setxattrat", rel, e))
+    }
+
+    /// Remove the mark of the full item `dir/name`, if it has one (placeholders
+    /// keep their records). A file with several names keeps it: the mark is
+    /// the inode's, and another name may need it.
+    pub(super) fn clear_mark(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<()> {
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| LayerError::io("statat", rel, e))?;
+        if !is_dir_mode(st.st_mode) && st.st_nlink > 1 {
+            return Ok(());
+        }
+        match self.read_record(dir, name, rel)? {
+            Some(rec) if rec.state == OnDiskState::FULL => self
+                .xattrs
+                .remove(dir, name, &self.meta_name)
+                .map_err(|e| LayerError::io("removexattrat", rel, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The root's flag saying that the full items of this root carry marks.
+    fn marks_flag(&self) -> CString {
+        let ns = if self.is_root { "trusted" } else { "user" };
+        CString::new(format!("{ns}.prjfs.marks")).expect("no NUL")
+    }
+
+    /// Make a root written before full items carried marks safe to use: mark
+    /// every full item without a record in a projected directory (the root, a
+    /// placeholder directory), since its name may be a projected one the old
+    /// code did not record, then flag the root so this runs once. Returns how
+    /// many items were marked. Items that cannot be read are skipped (an item
+    /// whose record cannot be read counts as projected anyway).
+    pub fn upgrade_marks(&self) -> Result<u64> {
+        let flag = self.marks_flag();
+        let mut buf = [0u8; 8];
+        if xattr::fget(self.root.as_fd(), &flag, &mut buf)
+            .map_err(|e| LayerError::io("fgetxattr", "", e))?
+            .is_some()
+        {
+            return Ok(0);
+        }
+        let _guard = self.lock();
+        let mut marked = 0;
+        let mut pending = vec![(PathBuf::new(), true)];
+        while let Some((rel, projected)) = pending.pop() {
+            let comps = path::components(&rel)?;
+            let fd = path::open_dir(self.root.as_fd(), &comps, OFlags::RDONLY)
+                .map_err(|e| LayerError::io("opendir", &rel, e))?;
+            let mut entries =
+                rustix::fs::Dir::read_from(&fd).map_err(|e| LayerError::io("opendir", &rel, e))?;
+            while let Some(entry) = entries.read() {
+                let entry = entry.map_err(|e| LayerError::io("readdir", &rel, e))?;
+                let name = entry.file_name();
+                let bytes = name.to_bytes();
+                if bytes == b"."
+                    || bytes == b".."
+                    || (comps.is_empty() && bytes == HIDDEN_DIR.as_bytes())
+                {
+                    continue;
+                }
+                let child = rel.join(OsStr::from_bytes(bytes));
+                let (st, rec) = match self.slot(fd.as_fd(), name, &child) {
+                    Ok(Slot::Item { st, rec }) => (st, rec),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!("{}: not checked for a mark: {e}", child.display());
+                        continue;
+                    }
+                };
+                if is_dir_mode(st.st_mode) {
+                    let lists_provider = rec.as_ref().is_some_and(|r| {
+                        r.state.contains(OnDiskState::PLACEHOLDER)
+                            && !r.state.contains(OnDiskState::FULL)
+                    });
+                    pending.push((child.clone(), lists_provider));
+                }
+                if projected && rec.is_none() {
+                    self.set_mark(fd.as_fd(), name, &child)?;
+                    marked += 1;
+                }
+            }
+        }
+        xattr::fset(self.root.as_fd(), &flag, b"1")
+            .map_err(|e| LayerError::io("fsetxattr", "", e))?;
+        if marked > 0 {
+            tracing::info!("marked {marked} full items of a root written by an older prjfs");
+        }
+        Ok(marked)
+    }
+
     /// A fresh tombstone in `tmp`.
     pub(super) fn new_tombstone(&self, rel: &Path) -> Result<Temp<'_>> {
         let now = time_pair(SystemTime::now());
@@ -247,6 +419,10 @@ impl Layer {
         }
         let new = Temp::new(self, prefix);
         build(&new).map_err(|e| LayerError::io("create", new.rel(), e))?;
+        if let Slot::Tombstone = slot {
+            // The name is a projected one: a delete must hide it again.
+            self.set_mark(self.tmp.as_fd(), new.name(), &new.rel())?;
+        }
         self.dirty_parent(&comps)?;
         self.place_new(new, dir, &loc.name, rel, &slot, is_dir)
     }
@@ -396,6 +572,11 @@ impl Layer {
         let tmp = Temp::new(self, "ln");
         rustix::fs::linkat(src_dir, &src.name, &*self.tmp, tmp.name(), AtFlags::empty())
             .map_err(|e| LayerError::io("linkat", new, e))?;
+        if let (Slot::Tombstone, None) = (&slot, &rec) {
+            // One inode, one record: the mark holds for every name of the file
+            // (a tombstone too many at worst).
+            self.set_mark(self.tmp.as_fd(), tmp.name(), &tmp.rel())?;
+        }
         self.dirty_parent(&comps)?;
         self.place_new(tmp, dir, &loc.name, new, &slot, false)
     }

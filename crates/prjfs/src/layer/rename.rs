@@ -109,21 +109,44 @@ impl Layer {
             name: &to_loc.name,
             rel: to,
         };
-        let (src_st, _) = self.existing(src.dir, src.name, from)?;
+        let (src_st, src_rec) = self.existing(src.dir, src.name, from)?;
         if from_comps == to_comps {
             return Ok(());
         }
         let src_is_dir = is_dir_mode(src_st.st_mode);
         let slot = self.slot(dst.dir, dst.name, to)?;
+        // Whether `to` is a projected name (see `ops`'s "Projected names"): an
+        // unmarked full item moving there is marked first; a marked one moving
+        // to a free name loses its mark afterwards.
+        let to_projected = match &slot {
+            Slot::Absent => false,
+            Slot::Tombstone => true,
+            Slot::Item { st, rec } => self.at_projected_name(st, rec.as_ref()),
+        };
+        let mark_src = || {
+            if to_projected && src_rec.is_none() {
+                self.set_mark(src.dir, src.name, from)
+            } else {
+                Ok(())
+            }
+        };
         if flags.exchange {
-            if !matches!(slot, Slot::Item { .. }) {
+            let Slot::Item { rec: dst_rec, .. } = &slot else {
                 return Err(LayerError::NotFound {
                     path: to.to_path_buf(),
                 });
+            };
+            let from_projected = self.at_projected_name(&src_st, src_rec.as_ref());
+            mark_src()?;
+            if from_projected && dst_rec.is_none() {
+                self.set_mark(dst.dir, dst.name, to)?;
             }
             self.dirty_parent(&from_comps)?;
             self.dirty_parent(&to_comps)?;
-            return rename_at(&src, &dst, AtRename::EXCHANGE);
+            rename_at(&src, &dst, AtRename::EXCHANGE)?;
+            self.unmark_unless(to_projected, &dst);
+            self.unmark_unless(from_projected, &src);
+            return Ok(());
         }
         // Set when an old directory at `to` was swapped out into `tmp`: its guard
         // removes it (and its tombstones) once the rename is done.
@@ -152,9 +175,12 @@ impl Layer {
                         })
                     }
                     (false, false) => {
+                        mark_src()?;
                         self.dirty_parent(&from_comps)?;
                         self.dirty_parent(&to_comps)?;
-                        return self.move_file(&src, &dst, tombstone_at_from, true);
+                        return self
+                            .move_file(&src, &dst, tombstone_at_from, true)
+                            .inspect(|()| self.unmark_unless(to_projected, &dst));
                     }
                     (true, true) => {
                         let flags = rustix::fs::OFlags::RDONLY
@@ -169,6 +195,7 @@ impl Layer {
                                 path: to.to_path_buf(),
                             });
                         }
+                        mark_src()?;
                         self.dirty_parent(&from_comps)?;
                         self.dirty_parent(&to_comps)?;
                         let tb = self.new_tombstone(to)?;
@@ -180,6 +207,7 @@ impl Layer {
             }
         };
         if old_dir.is_none() {
+            mark_src()?;
             self.dirty_parent(&from_comps)?;
             self.dirty_parent(&to_comps)?;
         }
@@ -218,7 +246,25 @@ impl Layer {
             // Put the old directory back; the guard then removes the tombstone.
             let _ = swap_with_tmp(self, old, &dst);
         }
+        if result.is_ok() {
+            self.unmark_unless(to_projected, &dst);
+        }
         result
+    }
+
+    /// After a rename: unless the name `end` is a projected one, the full item
+    /// now there needs no mark. A mark left behind only costs a tombstone too
+    /// many later, so a failure is logged, not returned (the rename is done).
+    fn unmark_unless(&self, projected: bool, end: &End<'_>) {
+        if projected {
+            return;
+        }
+        if let Err(e) = self.clear_mark(end.dir, end.name, end.rel) {
+            tracing::warn!(
+                "{}: cannot remove the projected-name mark: {e}",
+                end.rel.display()
+            );
+        }
     }
 
     /// Move the non-directory `src` to `dst` (over a file when `replace`, else

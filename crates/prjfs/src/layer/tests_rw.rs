@@ -513,3 +513,144 @@ fn hydration_follows_its_placeholder_through_renames() {
     ));
     assert_eq!((state(&layer, "c"), state(&layer, "c2")), (P, P));
 }
+
+/// Which names count as projected (a delete leaves a tombstone there): the
+/// marks of full items are set when they replace a tombstone, when a
+/// placeholder becomes full, and by renames onto projected names; removed by
+/// renames onto free names; invisible in the state (Full).
+#[test]
+fn projected_names_and_their_marks() {
+    let (_dir, layer) = new_layer();
+    let projected = |rel: &str| layer.is_projected_name(p(rel)).expect("valid");
+    assert!(projected(""), "the root");
+    assert!(!projected("nothing"));
+    // Created over nothing: not projected; over a tombstone: marked.
+    drop(layer.create_file(p("fresh"), 0o644, 0, 0).expect("create"));
+    assert!(!projected("fresh"));
+    tombstone(&layer, "t");
+    assert!(projected("t"));
+    drop(layer.create_file(p("t"), 0o644, 0, 0).expect("create"));
+    assert_eq!(state(&layer, "t"), FULL, "a mark is no state");
+    assert!(projected("t"));
+    tombstone(&layer, "td");
+    layer.mkdir(p("td"), 0o755, 0, 0).expect("mkdir");
+    assert!(projected("td"));
+    layer.mkdir(p("fd"), 0o755, 0, 0).expect("mkdir");
+    assert!(!projected("fd"));
+    // Placeholders, in any state, and once full.
+    placeholder(&layer, "ph", 3);
+    assert!(projected("ph"));
+    layer.convert_to_full(p("ph"), true).expect("full");
+    assert_eq!(state(&layer, "ph"), FULL);
+    assert!(projected("ph"), "O_TRUNC of a placeholder");
+    placeholder(&layer, "hy", 3);
+    hydrate(&layer, "hy", b"abc");
+    layer.convert_to_full(p("hy"), false).expect("full");
+    assert!(projected("hy"), "a hydrated placeholder made full");
+    placeholder(&layer, "sz", 3);
+    hydrate(&layer, "sz", b"abc");
+    let grow = SetAttr {
+        size: Some(9),
+        ..Default::default()
+    };
+    layer.set_attr(p("sz"), &grow).expect("truncate");
+    assert_eq!(state(&layer, "sz"), FULL);
+    assert!(projected("sz"), "a size change");
+    // Renames: onto a projected name marks, onto a free one unmarks.
+    layer
+        .rename(p("fresh"), p("t"), RenameFlags::default(), false)
+        .expect("over a marked file");
+    assert!(projected("t"));
+    layer
+        .rename(p("t"), p("free"), RenameFlags::default(), true)
+        .expect("to a free name");
+    assert_eq!(state(&layer, "t"), TOMB);
+    assert!(!projected("free"), "moved to a free name: unmarked");
+    layer
+        .rename(p("free"), p("t"), RenameFlags::default(), false)
+        .expect("onto the tombstone");
+    assert!(projected("t"));
+    assert!(!projected("free"));
+    // Exchange: each name keeps what it was.
+    drop(layer.create_file(p("x"), 0o644, 0, 0).expect("create"));
+    layer
+        .rename(
+            p("x"),
+            p("hy"),
+            RenameFlags {
+                exchange: true,
+                ..Default::default()
+            },
+            false,
+        )
+        .expect("exchange");
+    assert!(projected("hy"));
+    assert!(!projected("x"));
+    // One inode, one mark: a second name of a marked file is projected too, and
+    // keeps the mark when it moves to a free name.
+    layer.link(p("hy"), p("hy2")).expect("link");
+    assert!(projected("hy2"));
+    layer
+        .rename(p("hy2"), p("hy3"), RenameFlags::default(), false)
+        .expect("rename a link");
+    assert!(projected("hy") && projected("hy3"));
+    // A link of an unmarked file onto a tombstone marks the inode.
+    tombstone(&layer, "lt");
+    layer.link(p("x"), p("lt")).expect("link over a tombstone");
+    assert!(projected("lt") && projected("x"));
+    // A directory moved onto a free name loses its mark; onto a tombstone gets one.
+    layer
+        .rename(p("td"), p("td2"), RenameFlags::default(), true)
+        .expect("rename dir");
+    assert!(!projected("td2"));
+    assert_eq!(state(&layer, "td"), TOMB);
+    layer
+        .rename(p("fd"), p("td"), RenameFlags::default(), false)
+        .expect("dir onto a tombstone");
+    assert!(projected("td"));
+    // Special files and symlinks: marked where records stick, else projected.
+    tombstone(&layer, "sl");
+    layer
+        .symlink(p("sl"), OsStr::new("x"), 0, 0)
+        .expect("symlink");
+    assert!(projected("sl"));
+    layer
+        .symlink(p("sl2"), OsStr::new("x"), 0, 0)
+        .expect("symlink");
+    let sticks = is_root() && layer.xattrs.use_at();
+    assert_eq!(projected("sl2"), !sticks);
+}
+
+/// A root written before full items carried marks: its full items in projected
+/// directories are marked once (they may stand at projected names), those in
+/// full directories are not, and the root is flagged so it happens once.
+#[test]
+fn upgrade_marks_full_items_of_an_old_root_once() {
+    let (_dir, layer) = new_layer();
+    let projected = |rel: &str| layer.is_projected_name(p(rel)).expect("valid");
+    drop(layer.create_file(p("a"), 0o644, 0, 0).expect("create"));
+    layer.mkdir(p("fd"), 0o755, 0, 0).expect("mkdir");
+    drop(
+        layer
+            .create_file(p("fd/inner"), 0o644, 0, 0)
+            .expect("create"),
+    );
+    assert!(layer.write_placeholder(p("pd"), &dir_info()).expect("dir"));
+    drop(layer.create_file(p("pd/x"), 0o644, 0, 0).expect("create"));
+    placeholder(&layer, "pd/ph", 2);
+    tombstone(&layer, "t");
+    for rel in ["a", "fd", "fd/inner", "pd/x"] {
+        assert!(!projected(rel), "{rel} before");
+    }
+    assert_eq!(layer.upgrade_marks().expect("upgrade"), 3);
+    for rel in ["a", "fd", "pd/x", "pd/ph", "t"] {
+        assert!(projected(rel), "{rel} after");
+    }
+    assert!(!projected("fd/inner"), "in a full directory");
+    assert_eq!(state(&layer, "a"), FULL);
+    assert_eq!(state(&layer, "pd/ph"), P);
+    // Once: later items are not marked again.
+    drop(layer.create_file(p("b"), 0o644, 0, 0).expect("create"));
+    assert_eq!(layer.upgrade_marks().expect("again"), 0);
+    assert!(!projected("b"));
+}

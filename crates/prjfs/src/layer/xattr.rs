@@ -45,7 +45,7 @@ impl Xattrs {
         self.fallback.store(true, Ordering::Relaxed);
     }
 
-    fn use_at(&self) -> bool {
+    pub(crate) fn use_at(&self) -> bool {
         !self.fallback.load(Ordering::Relaxed)
     }
 

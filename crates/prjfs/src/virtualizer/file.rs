@@ -497,38 +497,111 @@ impl Inner {
         }
         // First write through a handle opened on a placeholder: hydrate (unless
         // already local), make it full, then write to the on-disk file.
+        let data = data.to_vec();
+        self.convert_handle(
+            ctx,
+            fh,
+            handle,
+            false,
+            Box::new(move |r| done(r.and_then(|f| write_at(&f, offset, &data)))),
+        );
+    }
+
+    /// The first change of content through `handle`, opened for writing on a
+    /// placeholder (`convert_on_write`): hydrate it unless its content is local
+    /// (or `discard`: the change overwrites all of it, so an empty full file of
+    /// the projected size, all zeros, is as good), make it full, and give the
+    /// handle the on-disk file, opened for reading and writing. A handle already
+    /// converted answers its file.
+    fn convert_handle(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        fh: u64,
+        handle: Arc<FileHandle>,
+        discard: bool,
+        done: Responder<Arc<File>>,
+    ) {
+        if !handle
+            .convert_on_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return done(handle.file().ok_or(libc::EBADF));
+        }
         let (path, item) = match self.node_item(handle.node) {
             Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();
-        let data = data.to_vec();
         let item_path = path.clone();
-        self.ensure_hydrated(
+        let discard = discard && needs_data(&item);
+        let size = item.attr.size;
+        let finish = move |r: Result<(), Errno>| {
+            let r = r
+                .and_then(|()| inner.make_full(&path, discard))
+                .and_then(|()| {
+                    inner
+                        .layer
+                        .open_file(&path, rustix::fs::OFlags::RDWR)
+                        .map_err(|e| e.errno())
+                })
+                .and_then(|f| {
+                    if discard {
+                        // The projected size, as zeros (sparse): what the
+                        // change that discards it all starts from.
+                        f.set_len(size)
+                            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                    }
+                    Ok(f)
+                })
+                .map(|f| {
+                    let f = Arc::new(f);
+                    *handle.data.lock().expect("handle lock") = Some(f.clone());
+                    handle
+                        .convert_on_write
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                    inner.file_changed(handle.node);
+                    f
+                });
+            done(r)
+        };
+        if discard {
+            finish(Ok(()));
+        } else {
+            self.ensure_hydrated(ctx, &item_path, &item, fh, Box::new(finish));
+        }
+    }
+
+    /// `fallocate(2)` through a handle opened for writing, on its on-disk file
+    /// (whatever the underlying file system supports, with its errno). The
+    /// first one through a handle opened on a placeholder converts it as a
+    /// first write does; a hole punched or a range zeroed over the whole
+    /// projected content of a placeholder never read needs no fetch.
+    pub(super) fn fallocate(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+        done: Responder<()>,
+    ) {
+        let Some(handle) = self.file_handle(fh) else {
+            return done(Err(libc::EBADF));
+        };
+        if !handle.writable {
+            return done(Err(libc::EBADF));
+        }
+        let discards = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) as u32 != 0
+            && offset == 0
+            && self
+                .node_item(handle.node)
+                .is_ok_and(|(_, item)| length >= item.attr.size);
+        self.convert_handle(
             ctx,
-            &item_path,
-            &item,
             fh,
-            Box::new(move |r| {
-                let r = r
-                    .and_then(|()| inner.make_full(&path, false))
-                    .and_then(|()| {
-                        inner
-                            .layer
-                            .open_file(&path, rustix::fs::OFlags::RDWR)
-                            .map_err(|e| e.errno())
-                    })
-                    .map(|f| {
-                        let f = Arc::new(f);
-                        *handle.data.lock().expect("handle lock") = Some(f.clone());
-                        handle
-                            .convert_on_write
-                            .store(false, std::sync::atomic::Ordering::SeqCst);
-                        inner.file_changed(handle.node);
-                        f
-                    });
-                done(r.and_then(|f| write_at(&f, offset, &data)))
-            }),
+            handle,
+            discards,
+            Box::new(move |r| done(r.and_then(|f| fallocate_file(&f, mode, offset, length)))),
         );
     }
 
@@ -544,6 +617,11 @@ impl Inner {
         };
         r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     }
+}
+
+fn fallocate_file(file: &File, mode: u32, offset: u64, length: u64) -> Result<(), Errno> {
+    let flags = rustix::fs::FallocateFlags::from_bits_retain(mode);
+    rustix::fs::fallocate(file, flags, offset, length).map_err(|e| e.raw_os_error())
 }
 
 fn write_at(file: &File, offset: u64, data: &[u8]) -> Result<u32, Errno> {

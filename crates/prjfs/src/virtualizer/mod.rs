@@ -304,6 +304,21 @@ impl Virtualizer {
         self.inner.write(ctx, fh, offset, data, done)
     }
 
+    /// `fallocate(2)` (`mode`: the `FALLOC_FL_*` bits) through a handle opened
+    /// for writing; the first one through a handle opened on a placeholder
+    /// makes it full, as a first write does.
+    pub fn fallocate(
+        &self,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+        done: Responder<()>,
+    ) {
+        self.inner.fallocate(ctx, fh, offset, length, mode, done)
+    }
+
     /// Flush a handle's file to stable storage.
     pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
         self.inner.fsync(fh, datasync)
@@ -392,15 +407,18 @@ impl Virtualizer {
             .rename(ctx, parent, name, new_parent, new_name, flags, done)
     }
 
-    /// Change attributes (size changes may hydrate first).
+    /// Change attributes (size changes may hydrate first). `fh`: the open
+    /// handle the change was made through (`ftruncate`), if the kernel names
+    /// one; a node whose last name is gone is changed through its open file.
     pub fn setattr(
         &self,
         ctx: &RequestCtx,
         node: u64,
+        fh: Option<u64>,
         attr: crate::layer::SetAttr,
         done: Responder<Item>,
     ) {
-        self.inner.setattr(ctx, node, attr, done)
+        self.inner.setattr(ctx, node, fh, attr, done)
     }
 
     /// A user xattr.
@@ -543,6 +561,12 @@ impl Inner {
 
     pub(crate) fn item(&self, path: &Path) -> Result<Item, Errno> {
         match self.layer.lookup(path) {
+            Ok(Some(mut item)) if path.as_os_str().is_empty() => {
+                // The root lists the provider's items: its subdirectories are
+                // not all on disk.
+                item.attr.nlink = 1;
+                Ok(item)
+            }
             Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
             Ok(_) => Err(libc::ENOENT),
             Err(e) => {
@@ -829,10 +853,19 @@ impl Inner {
 /// path the provider knows it by, so it stays the same when the placeholder is
 /// hydrated (a new file on disk), renamed, or seen again after a remount, and
 /// matches the number its listing entry showed while it was virtual.
+///
+/// A placeholder directory's link count is 1, "unknown" (as btrfs and many
+/// FUSE file systems report): its provider's subdirectories are not on disk
+/// until looked up, so the on-disk count (2 + subdirectories) would undercount
+/// and mislead tools that skip leaf directories by it. A full directory's
+/// subdirectories are all on disk: its count is exact.
 pub(crate) fn present(mut item: Item) -> Item {
     if item.state.contains(OnDiskState::PLACEHOLDER) {
         if let Some(origin) = &item.origin {
             item.attr.ino = synthetic_ino(origin);
+        }
+        if item.kind == FileKind::Directory {
+            item.attr.nlink = 1;
         }
     }
     item

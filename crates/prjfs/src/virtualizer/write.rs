@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::file::needs_data;
 use super::{is_projected_dir, Errno, Inner, RequestCtx, Responder, ROOT_ID};
 use crate::layer::{Item, RenameFlags, SetAttr};
-use crate::names::validate_name;
+use crate::names::{invalid_name_errno, validate_name};
 use crate::types::{FileKind, OnDiskState};
 
 /// `renameat2` flags the kernel passes through.
@@ -27,10 +27,10 @@ pub struct Creator {
 }
 
 impl Inner {
-    /// The path of `name` under `parent`, refusing invalid names and the layer's
-    /// hidden directory.
+    /// The path of `name` under `parent`, refusing invalid names (a name longer
+    /// than `NAME_MAX`: `ENAMETOOLONG`) and the layer's hidden directory.
     fn child_path(&self, parent: u64, name: &OsStr) -> Result<(PathBuf, PathBuf), Errno> {
-        validate_name(name).map_err(|_| libc::EINVAL)?;
+        validate_name(name).map_err(|_| invalid_name_errno(name))?;
         if parent == ROOT_ID && name == crate::layer::HIDDEN_DIR {
             return Err(libc::EPERM);
         }
@@ -39,17 +39,20 @@ impl Inner {
         Ok((parent_path, path))
     }
 
-    /// Whether deleting a name in directory `dir` must leave a tombstone: any
-    /// directory whose listing includes the provider's items. (A tombstone for a
-    /// name the provider does not have hides nothing; it is cheap and safe.)
-    fn needs_tombstone(&self, dir: &Path) -> bool {
-        if dir.as_os_str().is_empty() {
-            return true;
-        }
-        match self.layer.lookup(dir) {
-            Ok(Some(item)) => is_projected_dir(&item, u64::MAX),
-            _ => false,
-        }
+    /// Whether deleting (or renaming away) `path` in directory `dir` must leave
+    /// a tombstone: `dir` lists the provider's items (the root, a placeholder
+    /// directory), and the name is a projected one — a placeholder, or a full
+    /// item the layer marked as standing at a projected name (see
+    /// [`crate::layer::Layer::is_projected_name`]). A name created where the
+    /// provider had nothing leaves nothing behind. When in doubt (an error),
+    /// a tombstone: one too many hides nothing.
+    fn needs_tombstone(&self, dir: &Path, path: &Path) -> bool {
+        let projected_dir = dir.as_os_str().is_empty()
+            || match self.layer.lookup(dir) {
+                Ok(Some(item)) => is_projected_dir(&item, u64::MAX),
+                _ => false,
+            };
+        projected_dir && self.layer.is_projected_name(path).unwrap_or(true)
     }
 
     /// A directory with local creates or deletes becomes a dirty placeholder.
@@ -242,7 +245,7 @@ impl Inner {
                 }
                 inner
                     .layer
-                    .delete(&path, inner.needs_tombstone(&parent_path))
+                    .delete(&path, inner.needs_tombstone(&parent_path, &path))
                     .map_err(|e| e.errno())?;
                 inner.nodes.detach(parent, &name);
                 inner.mark_dirty_dir(&parent_path);
@@ -286,7 +289,7 @@ impl Inner {
                     }
                     inner
                         .layer
-                        .delete(&path, inner.needs_tombstone(&parent_path))
+                        .delete(&path, inner.needs_tombstone(&parent_path, &path))
                         .map_err(|e| e.errno())?;
                     inner.nodes.detach(parent, &name);
                     inner.mark_dirty_dir(&parent_path);
@@ -346,13 +349,14 @@ impl Inner {
         let inner = self.clone();
         let name: OsString = name.to_os_string();
         let new_name: OsString = new_name.to_os_string();
+        let new_name_for_handles = new_name.clone();
         let target = to.clone();
         let apply = move |r: Result<bool, Errno>| {
             done(r.and_then(|target_empty| {
                 if !target_empty {
                     return Err(libc::ENOTEMPTY);
                 }
-                let tombstone = !exchange && inner.needs_tombstone(&from_dir);
+                let tombstone = !exchange && inner.needs_tombstone(&from_dir, &from);
                 inner
                     .layer
                     .rename(
@@ -373,7 +377,36 @@ impl Inner {
                 Ok(())
             }))
         };
+        // Open handles of a file the rename replaces keep working without its
+        // name, as after an unlink: those without an on-disk file get one (a
+        // placeholder never read is fetched first) before the name goes.
+        let replaced_handles = match &dst {
+            Some(d) if !exchange && d.kind != FileKind::Directory => self
+                .nodes
+                .find(new_parent, &new_name_for_handles)
+                .map(|n| self.handles_needing_path(n))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         match dst {
+            Some(d) if !replaced_handles.is_empty() && src.kind != FileKind::Directory => {
+                let inner = self.clone();
+                let to = target.clone();
+                self.ensure_hydrated(
+                    ctx,
+                    &target,
+                    &d,
+                    0,
+                    Box::new(move |r| {
+                        apply(r.and_then(|()| {
+                            for h in &replaced_handles {
+                                inner.keep_open(h, &to)?;
+                            }
+                            Ok(true)
+                        }))
+                    }),
+                );
+            }
             Some(d) if !exchange && d.kind == FileKind::Directory => {
                 if src.kind != FileKind::Directory {
                     return apply(Err(libc::EISDIR));
@@ -393,16 +426,23 @@ impl Inner {
     }
 
     /// Change attributes. Truncating a placeholder to a non-zero size hydrates it
-    /// first; to zero it does not fetch. Other changes make it dirty.
+    /// first; to zero it does not fetch. Other changes make it dirty. A node
+    /// whose last name is gone (unlinked or renamed over while open) is changed
+    /// through its open file: `fh`'s (the kernel names it for `ftruncate`), else
+    /// any of the node's.
     pub(super) fn setattr(
         self: &Arc<Self>,
         ctx: &RequestCtx,
         node: u64,
+        fh: Option<u64>,
         attr: SetAttr,
         done: Responder<Item>,
     ) {
         let (path, item) = match self.node_item(node) {
             Ok(x) => x,
+            Err(e @ (libc::ESTALE | libc::ENOENT)) => {
+                return done(self.setattr_open_file(node, fh, &attr).unwrap_or(Err(e)))
+            }
             Err(e) => return done(Err(e)),
         };
         let inner = self.clone();
@@ -436,6 +476,27 @@ impl Inner {
         } else {
             finish(Ok(()));
         }
+    }
+
+    /// [`Inner::setattr`] of a node without a path, on an open file of it;
+    /// `None` when it has none.
+    fn setattr_open_file(
+        &self,
+        node: u64,
+        fh: Option<u64>,
+        attr: &SetAttr,
+    ) -> Option<Result<Item, Errno>> {
+        let file = fh
+            .and_then(|fh| self.file_handle(fh))
+            .filter(|h| h.node == node)
+            .and_then(|h| h.file())
+            .or_else(|| self.open_file_of_node(node))?;
+        Some(
+            self.layer
+                .set_attr_of_open_file(&file, attr)
+                .map_err(|e| e.errno())
+                .and_then(|()| super::file::item_of_file(&file)),
+        )
     }
 
     fn register_writable(&self, node: u64, file: std::fs::File) -> u64 {
