@@ -530,7 +530,7 @@ impl Filesystem for FuseFs {
                     Box::new(move |r| match r {
                         Ok(items) => {
                             let mut buf = DirBuf::new(size);
-                            for it in &items {
+                            for it in items.iter() {
                                 if !buf.push(it.ino, it.next_offset, kind_mode(it.kind), &it.name) {
                                     break;
                                 }
@@ -765,7 +765,11 @@ impl Filesystem for FuseFs {
 /// lifetime is its own node for the kernel, so a change through one name would
 /// leave the others' cached attributes stale.
 fn attr_ttl(item: &Item) -> Duration {
-    if item.kind != FileKind::Directory && item.attr.nlink > 1 {
+    attr_ttl_of(item.kind, &item.attr)
+}
+
+fn attr_ttl_of(kind: FileKind, attr: &Attr) -> Duration {
+    if kind != FileKind::Directory && attr.nlink > 1 {
         Duration::ZERO
     } else {
         TTL
@@ -834,9 +838,9 @@ fn readdirplus_reply(
     for it in items {
         let mode = kind_mode(it.kind);
         let fits = match &it.entry {
-            Some(item) => {
+            Some(attr) => {
                 let id = virt.count_lookup(dir, &it.name);
-                let entry = entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(item));
+                let entry = entry_out(id, 0, &file_attr(attr), TTL, attr_ttl_of(it.kind, attr));
                 let fits = buf.push_plus(&entry, it.next_offset, mode, &it.name);
                 if fits {
                     counted.push(id);

@@ -22,20 +22,7 @@ use crate::types::{FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, Versio
 pub(super) fn item(rel: &Path, rec: &VRec) -> Item {
     Item {
         kind: FileKind::File,
-        attr: Attr {
-            ino: 0,
-            size: rec.size,
-            blocks: rec.size.div_ceil(512),
-            atime: rec.atime,
-            mtime: rec.mtime,
-            ctime: rec.mtime,
-            mode: libc::S_IFREG | u32::from(rec.perm),
-            nlink: 1,
-            uid: rec.uid,
-            gid: rec.gid,
-            rdev: 0,
-            blksize: 4096,
-        },
+        attr: attr(rec),
         state: OnDiskState::PLACEHOLDER,
         version: rec.version.as_deref().cloned(),
         origin: Some(
@@ -43,6 +30,24 @@ pub(super) fn item(rel: &Path, rec: &VRec) -> Item {
                 .as_deref()
                 .map_or_else(|| rel.to_path_buf(), Path::to_path_buf),
         ),
+    }
+}
+
+/// The attributes a record shows (inode number 0: the caller's to set).
+pub(super) fn attr(rec: &VRec) -> Attr {
+    Attr {
+        ino: 0,
+        size: rec.size,
+        blocks: rec.size.div_ceil(512),
+        atime: rec.atime,
+        mtime: rec.mtime,
+        ctime: rec.mtime,
+        mode: libc::S_IFREG | u32::from(rec.perm),
+        nlink: 1,
+        uid: rec.uid,
+        gid: rec.gid,
+        rdev: 0,
+        blksize: 4096,
     }
 }
 
@@ -137,40 +142,48 @@ impl Layer {
     /// Record the files of a listing of the projected directory `dir` (known
     /// to the provider as `provider_dir`) as placeholders whose version is not
     /// known yet (GetPlaceholderInfo is asked at their first open), and return
-    /// the item now at each name: the new placeholder, or what was recorded
-    /// before. The caller listed `dir` on disk just before and passes only names
-    /// it did not find there; an item created since wins over its record.
+    /// the attributes now at each name (inode number 0: the caller's to set):
+    /// the new placeholder's, or those of what was recorded before; `None` for
+    /// entries that are not files. The caller listed `dir` on disk just before
+    /// and passes only names it did not find there; an item created since wins
+    /// over its record.
     pub fn put_listed(
         &self,
         dir: &Path,
         provider_dir: &Path,
-        entries: &[(OsString, FileBasicInfo)],
-    ) -> Result<Vec<Option<Item>>> {
+        entries: Vec<(OsString, FileBasicInfo)>,
+    ) -> Result<Vec<Option<Attr>>> {
         let owner = self.default_owner()?;
         let moved = dir != provider_dir;
-        let mut out = Vec::with_capacity(entries.len());
-        for (name, basic) in entries {
-            if basic.kind != FileKind::File {
-                out.push(None);
-                continue;
-            }
-            let (uid, gid) = basic.owner.unwrap_or(owner);
-            let rec = VRec {
-                size: basic.size,
-                mtime: super::time_pair(basic.mtime),
-                atime: super::time_pair(basic.atime),
-                perm: (basic.mode & 0o7777) as u16,
-                uid,
-                gid,
-                version: None,
-                origin: moved.then(|| provider_dir.join(name).into_boxed_path()),
-                serial: 0,
-            };
-            let rel = dir.join(name);
-            let now = self.vstore.put_or_get(&rel, rec);
-            out.push(Some(item(&rel, &now)));
-        }
-        Ok(out)
+        let files: Vec<bool> = entries
+            .iter()
+            .map(|(_, b)| b.kind == FileKind::File)
+            .collect();
+        let recs: Vec<(OsString, VRec)> = entries
+            .into_iter()
+            .filter(|(_, b)| b.kind == FileKind::File)
+            .map(|(name, basic)| {
+                let (uid, gid) = basic.owner.unwrap_or(owner);
+                let origin = moved.then(|| provider_dir.join(&name).into_boxed_path());
+                let rec = VRec {
+                    size: basic.size,
+                    mtime: super::time_pair(basic.mtime),
+                    atime: super::time_pair(basic.atime),
+                    perm: (basic.mode & 0o7777) as u16,
+                    uid,
+                    gid,
+                    version: None,
+                    origin,
+                    serial: 0,
+                };
+                (name, rec)
+            })
+            .collect();
+        let mut attrs = self.vstore.put_listed(dir, recs, attr).into_iter();
+        Ok(files
+            .into_iter()
+            .map(|file| if file { attrs.next() } else { None })
+            .collect())
     }
 
     /// Owner of items whose provider gives none: the root's.

@@ -471,21 +471,44 @@ impl VStore {
         true
     }
 
-    /// Put the record at `path` unless one is there; the record there now.
-    pub(crate) fn put_or_get(&self, path: &Path, rec: VRec) -> VRec {
-        let Some((dir, name)) = split(path) else {
-            return rec;
-        };
-        let mut st = self.lock();
-        if let Some(old) = st.dirs.get(dir).and_then(|n| n.get(name)) {
-            return old.clone();
+    /// Put the records of a listing of `dir` that are not there yet, under one
+    /// lock; for each name, `view` of the record there now.
+    pub(crate) fn put_listed<T>(
+        &self,
+        dir: &Path,
+        recs: Vec<(OsString, VRec)>,
+        mut view: impl FnMut(&VRec) -> T,
+    ) -> Vec<T> {
+        let mut guard = self.lock();
+        let State {
+            dirs,
+            len,
+            next_serial,
+            pending,
+            ..
+        } = &mut *guard;
+        let mut out = Vec::with_capacity(recs.len());
+        let names = dirs.entry(dir.to_path_buf()).or_default();
+        for (name, mut rec) in recs {
+            match names.entry(name) {
+                std::collections::btree_map::Entry::Occupied(e) => out.push(view(e.get())),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    *next_serial += 1;
+                    rec.serial = *next_serial;
+                    frame(pending, &encode_put(&dir.join(e.key()), &rec));
+                    out.push(view(&rec));
+                    e.insert(rec);
+                    *len += 1;
+                }
+            }
         }
-        let body = encode_put(path, &rec);
-        st.apply(Entry::Put(path.to_path_buf(), rec));
-        if st.append(&body) {
-            st.flush();
+        if names.is_empty() {
+            dirs.remove(dir);
         }
-        st.dirs[dir][name].clone()
+        if guard.pending.len() >= FLUSH_BYTES {
+            guard.flush();
+        }
+        out
     }
 
     /// Remove the record at `path` (its item is on disk now, or gone).

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::command::{CallbackKind, CommandOutcome};
 use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, Merged};
-use crate::layer::Item;
+use crate::layer::Attr;
 use crate::names::compare_with;
 use crate::provider::{EnumerationId, Extended, ProviderError};
 use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState, VersionInfo};
@@ -37,7 +37,7 @@ pub struct DirItem {
     /// and placeholder files from this listing. `None` for `.`, `..`, and
     /// projected directories and symlinks (their first lookup asks the
     /// provider and places them on disk).
-    pub entry: Option<Item>,
+    pub entry: Option<Attr>,
 }
 
 #[derive(Default)]
@@ -206,7 +206,7 @@ impl Inner {
         fh: u64,
         offset: u64,
         max: usize,
-        done: Responder<Vec<DirItem>>,
+        done: Responder<DirSlice>,
     ) {
         let Some(dir) = self.dirs.lock().expect("dirs lock").get(&fh).cloned() else {
             return done(Err(libc::EBADF));
@@ -466,7 +466,7 @@ impl Inner {
             let (name, kind, ino, entry, basic) = match m {
                 Merged::Local(name, item) => {
                     let item = present(item);
-                    (name, item.kind, item.attr.ino, Some(item), None)
+                    (name, item.kind, item.attr.ino, Some(item.attr), None)
                 }
                 Merged::Projected(e) => {
                     let ino = synthetic_ino(&provider_path.join(&e.name));
@@ -506,10 +506,13 @@ impl Inner {
             .into_iter()
             .map(|(i, b)| (i, (items[i].name.clone(), b)))
             .unzip();
-        match self.layer.put_listed(path, provider_path, &entries) {
+        match self.layer.put_listed(path, provider_path, entries) {
             Ok(placed) => {
-                for (i, item) in idx.into_iter().zip(placed) {
-                    items[i].entry = item.map(present);
+                // The listing's inode number is the one `present` gives the
+                // placeholder: derived from the same provider path.
+                for (i, attr) in idx.into_iter().zip(placed) {
+                    let ino = items[i].ino;
+                    items[i].entry = attr.map(|a| Attr { ino, ..a });
                 }
             }
             Err(e) => tracing::warn!("{}: recording a listing failed: {e}", path.display()),
@@ -517,11 +520,29 @@ impl Inner {
     }
 }
 
-fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64, max: usize) -> Vec<DirItem> {
+fn serve(dir: &DirHandle, items: &Arc<Vec<DirItem>>, offset: u64, max: usize) -> DirSlice {
     dir.listing.lock().expect("listing lock").served = true;
     // The adapter stops packing when its buffer is full and the kernel asks
     // again from there; `max` is how many could fit at best.
     let start = (offset as usize).min(items.len());
     let end = (start + max.max(1)).min(items.len());
-    items[start..end].to_vec()
+    DirSlice {
+        items: items.clone(),
+        start,
+        end,
+    }
+}
+
+/// A run of a directory's listing, shared with the handle, not copied.
+pub struct DirSlice {
+    items: Arc<Vec<DirItem>>,
+    start: usize,
+    end: usize,
+}
+
+impl std::ops::Deref for DirSlice {
+    type Target = [DirItem];
+    fn deref(&self) -> &[DirItem] {
+        &self.items[self.start..self.end]
+    }
 }

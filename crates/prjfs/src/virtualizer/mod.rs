@@ -30,7 +30,7 @@ use crate::provider::{
 use crate::scheduler::Scheduler;
 use crate::types::{Collation, FileKind, OnDiskState};
 
-pub use dir::DirItem;
+pub use dir::{DirItem, DirSlice};
 pub use file::Opened;
 pub use nodes::ROOT_ID;
 pub use write::Creator;
@@ -478,7 +478,7 @@ impl Virtualizer {
         fh: u64,
         offset: u64,
         max: usize,
-        done: Responder<Vec<DirItem>>,
+        done: Responder<DirSlice>,
     ) {
         self.inner.readdir(ctx, fh, offset, max, done)
     }

@@ -3,9 +3,11 @@
 //! so nodes go when the kernel forgets them.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxBuildHasher;
 
 /// The root's node id (fixed by FUSE).
 pub const ROOT_ID: u64 = 1;
@@ -13,7 +15,11 @@ pub const ROOT_ID: u64 = 1;
 /// Parent id of a detached node: its last name was removed; it has no path.
 const DETACHED: u64 = 0;
 
-type Name = (u64, OsString);
+/// A name: parent node and the name in it. The name's bytes are shared by the
+/// node and the index.
+type Name = (u64, Arc<OsStr>);
+
+type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
 struct Node {
     /// The name used to build the node's path.
@@ -25,9 +31,34 @@ struct Node {
 
 #[derive(Default)]
 struct Inner {
-    nodes: HashMap<u64, Node>,
-    index: HashMap<Name, u64>,
+    nodes: FxMap<u64, Node>,
+    /// Parent → name → node: looked up by `&OsStr`, no allocation.
+    index: FxMap<u64, FxMap<Arc<OsStr>, u64>>,
     next: u64,
+}
+
+impl Inner {
+    fn get(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        self.index.get(&parent)?.get(name).copied()
+    }
+
+    fn insert(&mut self, key: Name, id: u64) {
+        self.index.entry(key.0).or_default().insert(key.1, id);
+    }
+
+    fn remove(&mut self, parent: u64, name: &OsStr) -> Option<u64> {
+        let names = self.index.get_mut(&parent)?;
+        let id = names.remove(name)?;
+        if names.is_empty() {
+            self.index.remove(&parent);
+        }
+        Some(id)
+    }
+
+    /// The index's own copy of (parent, name), for a node that gets this name.
+    fn name(parent: u64, name: &OsStr) -> Name {
+        (parent, Arc::from(name))
+    }
 }
 
 /// Invariant: `index` maps exactly the primary and alias names of live nodes
@@ -70,7 +101,7 @@ impl NodeTable {
             parts.push(node.primary.1.clone());
             cur = node.primary.0;
         }
-        Some(parts.iter().rev().collect())
+        Some(parts.iter().rev().map(|p| &**p).collect())
     }
 
     /// The directory node holding `id`'s name (its first name for a hard-linked
@@ -84,14 +115,13 @@ impl NodeTable {
     /// The node named (parent, name), if the kernel holds one (no lookup counted).
     pub fn find(&self, parent: u64, name: &OsStr) -> Option<u64> {
         let inner = self.inner.lock().expect("node lock");
-        inner.index.get(&(parent, name.to_os_string())).copied()
+        inner.get(parent, name)
     }
 
     /// The node for `name` under `parent`, created if needed; counts one lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
-        let key = (parent, name.to_os_string());
-        if let Some(&id) = inner.index.get(&key) {
+        if let Some(id) = inner.get(parent, name) {
             inner
                 .nodes
                 .get_mut(&id)
@@ -101,6 +131,7 @@ impl NodeTable {
         }
         let id = inner.next;
         inner.next += 1;
+        let key = Inner::name(parent, name);
         inner.nodes.insert(
             id,
             Node {
@@ -109,7 +140,7 @@ impl NodeTable {
                 lookups: 1,
             },
         );
-        inner.index.insert(key, id);
+        inner.insert(key, id);
         id
     }
 
@@ -117,31 +148,32 @@ impl NodeTable {
     /// of node `id` (the kernel then sees one inode). Counts one lookup.
     pub fn link(&self, id: u64, parent: u64, name: &OsStr) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
-        let key = (parent, name.to_os_string());
+        let key = Inner::name(parent, name);
         let Some(node) = inner.nodes.get_mut(&id) else {
             drop(inner);
             return self.lookup(parent, name);
         };
         node.lookups += 1;
         node.aliases.push(key.clone());
-        inner.index.insert(key, id);
+        inner.insert(key, id);
         id
     }
 
     /// Remove one name of its node; the node's path moves to another name, or
     /// the node is detached (no path) when it was the last.
-    fn unname(inner: &mut Inner, id: u64, key: &Name) {
+    fn unname(inner: &mut Inner, id: u64, parent: u64, name: &OsStr) {
         let Some(node) = inner.nodes.get_mut(&id) else {
             return;
         };
-        if node.primary == *key {
+        let is = |n: &Name| n.0 == parent && &*n.1 == name;
+        if is(&node.primary) {
             if node.aliases.is_empty() {
                 node.primary.0 = DETACHED;
             } else {
                 node.primary = node.aliases.remove(0);
             }
         } else {
-            node.aliases.retain(|a| a != key);
+            node.aliases.retain(|a| !is(a));
         }
     }
 
@@ -149,9 +181,8 @@ impl NodeTable {
     /// rename): later lookups of it get a new node.
     pub fn detach(&self, parent: u64, name: &OsStr) {
         let mut inner = self.inner.lock().expect("node lock");
-        let key = (parent, name.to_os_string());
-        if let Some(id) = inner.index.remove(&key) {
-            Self::unname(&mut inner, id, &key);
+        if let Some(id) = inner.remove(parent, name) {
+            Self::unname(&mut inner, id, parent, name);
         }
     }
 
@@ -167,10 +198,10 @@ impl NodeTable {
         exchange: bool,
     ) {
         let mut inner = self.inner.lock().expect("node lock");
-        let from = (parent, name.to_os_string());
-        let to = (new_parent, new_name.to_os_string());
-        let moving = inner.index.remove(&from);
-        let replaced = inner.index.remove(&to);
+        let from = Inner::name(parent, name);
+        let to = Inner::name(new_parent, new_name);
+        let moving = inner.remove(parent, name);
+        let replaced = inner.remove(new_parent, new_name);
         let rename_in = |inner: &mut Inner, id: u64, old: &Name, new: &Name| {
             if let Some(node) = inner.nodes.get_mut(&id) {
                 if node.primary == *old {
@@ -183,14 +214,14 @@ impl NodeTable {
         if let Some(id) = replaced {
             if exchange {
                 rename_in(&mut inner, id, &to, &from);
-                inner.index.insert(from.clone(), id);
+                inner.insert(from.clone(), id);
             } else {
-                Self::unname(&mut inner, id, &to);
+                Self::unname(&mut inner, id, new_parent, new_name);
             }
         }
         if let Some(id) = moving {
             rename_in(&mut inner, id, &from, &to);
-            inner.index.insert(to, id);
+            inner.insert(to, id);
         }
     }
 
@@ -206,9 +237,9 @@ impl NodeTable {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             let node = inner.nodes.remove(&id).expect("node exists");
-            for key in std::iter::once(node.primary).chain(node.aliases) {
-                if inner.index.get(&key) == Some(&id) {
-                    inner.index.remove(&key);
+            for (parent, name) in std::iter::once(node.primary).chain(node.aliases) {
+                if inner.get(parent, &name) == Some(id) {
+                    inner.remove(parent, &name);
                 }
             }
         }
