@@ -3,10 +3,13 @@
 //!
 //! # Model
 //!
-//! Every item under the root is a real file, directory or symlink. An item with a
-//! metadata record (one xattr, [`Layer::xattr_name`]) is a placeholder, a hydrated
-//! placeholder, a dirty placeholder or a tombstone; an item without one was created
-//! locally and is *Full*. A placeholder file holds no data (its projected size and
+//! A placeholder file that nothing changed yet is a record only (in memory and
+//! in the root's placeholder log, `vstore`): it has no on-disk item until
+//! something changes it (`virt`). Every other item under the root is a real
+//! file, directory or symlink. An item with a metadata record (one xattr,
+//! [`Layer::xattr_name`]) is a placeholder, a hydrated placeholder, a dirty
+//! placeholder, a tombstone, or a full item marked as projected; an item
+//! without one was created locally and is *Full*. A placeholder file holds no data (its projected size and
 //! times live in the record) until [`Layer::finish_hydration`] atomically replaces it
 //! with a complete copy. A tombstone is an empty file whose record hides a projected
 //! name.
