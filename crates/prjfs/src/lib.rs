@@ -17,6 +17,7 @@ pub mod command;
 pub mod enumeration;
 pub mod fuse_fs;
 pub mod instance;
+mod io_modes;
 pub mod layer;
 pub mod names;
 pub mod provider;

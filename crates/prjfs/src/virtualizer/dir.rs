@@ -89,25 +89,43 @@ impl Inner {
             let fh = self.register_dir(path, provider_path, None, Some(item.version));
             return done(Ok(fh));
         }
-        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
-        let mut data = self.callback_data(ctx, provider_path.clone());
-        data.version = item.version.clone();
         let inner = self.clone();
+        let pp = provider_path.clone();
+        self.start_session(
+            ctx,
+            pp,
+            item.version.clone(),
+            Box::new(move |r| match r {
+                Ok(id) => {
+                    let fh = inner.register_dir(path, provider_path, Some(id), None);
+                    done(Ok(fh))
+                }
+                Err(e) => done(Err(started_errno(&path, e))),
+            }),
+        );
+    }
+
+    /// StartDirectoryEnumeration for `provider_path` in a new session: `then`
+    /// gets its id, or the provider's error (`None`: the client gave up).
+    fn start_session(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        provider_path: PathBuf,
+        version: Option<VersionInfo>,
+        then: Box<dyn FnOnce(Result<EnumerationId, Option<ProviderError>>) + Send>,
+    ) {
+        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
+        let mut data = self.callback_data(ctx, provider_path);
+        data.version = version;
         self.invoke(
             CallbackKind::StartEnumeration,
             data,
             Some(&ctx.cancel),
             move |p, cb| p.start_directory_enumeration(cb, id),
             move |outcome| match outcome {
-                CommandOutcome::Finished(Ok(()), _) => {
-                    let fh = inner.register_dir(path, provider_path, Some(id), None);
-                    done(Ok(fh))
-                }
-                CommandOutcome::Finished(Err(e), _) => {
-                    tracing::warn!("start_directory_enumeration {}: {e}", path.display());
-                    done(Err(e.errno()))
-                }
-                CommandOutcome::Cancelled => done(Err(libc::EINTR)),
+                CommandOutcome::Finished(Ok(()), _) => then(Ok(id)),
+                CommandOutcome::Finished(Err(e), _) => then(Err(Some(e))),
+                CommandOutcome::Cancelled => then(Err(None)),
             },
         );
     }
@@ -158,17 +176,14 @@ impl Inner {
         version: Option<VersionInfo>,
         then: Responder<()>,
     ) {
-        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
-        let mut data = self.callback_data(ctx, dir.provider_path.clone());
-        data.version = version;
         let inner = self.clone();
-        self.invoke(
-            CallbackKind::StartEnumeration,
-            data,
-            Some(&ctx.cancel),
-            move |p, cb| p.start_directory_enumeration(cb, id),
-            move |outcome| match outcome {
-                CommandOutcome::Finished(Ok(()), _) => {
+        let pp = dir.provider_path.clone();
+        self.start_session(
+            ctx,
+            pp,
+            version,
+            Box::new(move |r| match r {
+                Ok(id) => {
                     let _ = dir.enum_id.set(id);
                     // Released meanwhile: releasedir found no session to end.
                     if !inner.dirs.lock().expect("dirs lock").contains_key(&fh) {
@@ -176,12 +191,8 @@ impl Inner {
                     }
                     then(Ok(()))
                 }
-                CommandOutcome::Finished(Err(e), _) => {
-                    tracing::warn!("start_directory_enumeration {}: {e}", dir.path.display());
-                    then(Err(e.errno()))
-                }
-                CommandOutcome::Cancelled => then(Err(libc::EINTR)),
-            },
+                Err(e) => then(Err(started_errno(&dir.path, e))),
+            }),
         );
     }
 
@@ -373,19 +384,15 @@ impl Inner {
             return done(Err(e));
         }
         let provider_path = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
-        let id = EnumerationId(self.next_enum_id.fetch_add(1, Ordering::Relaxed));
-        let mut data = self.callback_data(ctx, provider_path.clone());
-        data.version = item.version.clone();
         let inner = self.clone();
         let ctx2 = ctx.clone();
         let path = path.to_path_buf();
-        self.invoke(
-            CallbackKind::StartEnumeration,
-            data,
-            Some(&ctx.cancel),
-            move |p, cb| p.start_directory_enumeration(cb, id),
-            move |outcome| match outcome {
-                CommandOutcome::Finished(Ok(()), _) => {
+        self.start_session(
+            ctx,
+            provider_path.clone(),
+            item.version.clone(),
+            Box::new(move |r| match r {
+                Ok(id) => {
                     let inner2 = inner.clone();
                     let pp = provider_path.clone();
                     let pp2 = provider_path.clone();
@@ -407,10 +414,10 @@ impl Inner {
                         }),
                     );
                 }
-                CommandOutcome::Finished(Err(ProviderError::NotFound), _) => done(Ok(true)),
-                CommandOutcome::Finished(Err(e), _) => done(Err(e.errno())),
-                CommandOutcome::Cancelled => done(Err(libc::EINTR)),
-            },
+                Err(Some(ProviderError::NotFound)) => done(Ok(true)),
+                Err(Some(e)) => done(Err(e.errno())),
+                Err(None) => done(Err(libc::EINTR)),
+            }),
         );
     }
 
@@ -517,6 +524,18 @@ impl Inner {
             }
             Err(e) => tracing::warn!("{}: recording a listing failed: {e}", path.display()),
         }
+    }
+}
+
+/// The errno for a failed StartDirectoryEnumeration of `path` (logged), or
+/// `EINTR` when the client gave up.
+fn started_errno(path: &Path, e: Option<ProviderError>) -> Errno {
+    match e {
+        Some(e) => {
+            tracing::warn!("start_directory_enumeration {}: {e}", path.display());
+            e.errno()
+        }
+        None => libc::EINTR,
     }
 }
 
