@@ -15,8 +15,9 @@
 //! * `get_placeholder_info` must call [`InstanceHandle::write_placeholder_info`] for
 //!   `cb.path` (the store's spelling) before it reports success.
 //! * `get_file_data` must write at least `[offset, offset + length)` with
-//!   [`InstanceHandle::write_file_data`] on `cb.data_stream_id` before it reports
-//!   success; it may write to end of file, in any number of chunks.
+//!   [`InstanceHandle::write_file_data`] (or [`InstanceHandle::copy_file_data`] from
+//!   a local file) on `cb.data_stream_id` before it reports success; it may write to
+//!   end of file, in any number of chunks.
 //! * `end_directory_enumeration` follows every successful start, also after a
 //!   cancelled get.
 //! * A callback that panics fails its command (the client sees `EIO`); the mount
@@ -25,6 +26,7 @@
 //!   process hosting the instance are answered from disk only.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -271,6 +273,38 @@ pub trait InstanceApi: Send + Sync + 'static {
         data: &[u8],
     ) -> Result<(), InstanceError>;
 
+    /// Write content for a hydration in progress by copying `length` bytes of the
+    /// file `src` from `src_offset` to `offset` of the stream, without passing them
+    /// through the provider: the library's instance copies in the kernel
+    /// (`copy_file_range`) where the two files allow it. Returns the bytes copied,
+    /// fewer than `length` only where `src` ends. An extension of spec §8
+    /// WriteFileData for providers whose content already is in a local file.
+    ///
+    /// The default copies through a buffer with [`InstanceApi::write_file_data`].
+    fn copy_file_data(
+        &self,
+        stream_id: u64,
+        offset: u64,
+        src: BorrowedFd<'_>,
+        src_offset: u64,
+        length: u64,
+    ) -> Result<u64, InstanceError> {
+        let mut buf = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX).min(1 << 20)];
+        let mut done = 0u64;
+        while done < length {
+            let want = usize::try_from(length - done).map_or(buf.len(), |w| w.min(buf.len()));
+            let n = match rustix::io::pread(src, &mut buf[..want], src_offset + done) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(InstanceError::Io(e.into())),
+            };
+            self.write_file_data(stream_id, offset + done, &buf[..n])?;
+            done += n as u64;
+        }
+        Ok(done)
+    }
+
     /// Finish a pended command (spec §2 CompleteCommand).
     fn complete_command(
         &self,
@@ -316,6 +350,19 @@ impl InstanceHandle {
         data: &[u8],
     ) -> Result<(), InstanceError> {
         self.0.write_file_data(stream_id, offset, data)
+    }
+
+    /// See [`InstanceApi::copy_file_data`].
+    pub fn copy_file_data(
+        &self,
+        stream_id: u64,
+        offset: u64,
+        src: BorrowedFd<'_>,
+        src_offset: u64,
+        length: u64,
+    ) -> Result<u64, InstanceError> {
+        self.0
+            .copy_file_data(stream_id, offset, src, src_offset, length)
     }
 
     /// See [`InstanceApi::complete_command`].

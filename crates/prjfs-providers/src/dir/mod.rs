@@ -246,7 +246,10 @@ impl DirProvider {
             self.inner.options.collation,
             offset,
             length,
-            |at, data| writer.write(at, data),
+            |file, at, len| {
+                use std::os::fd::AsFd;
+                writer.copy_from(at, file.as_fd(), at, len)
+            },
         )
     }
 

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +22,8 @@ use prjfs::{
 /// [`VersionInfo::provider_id`] of every item the directory provider describes.
 pub const PROVIDER_ID: &[u8] = b"prjfs-dir";
 
-/// Size of the pieces [`read_file`] hands to its sink.
+/// Size of the pieces [`read_file`] hands over (the default copy of the
+/// instance writes them through a buffer of this size too).
 pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// An item of the source tree found by [`resolve`].
@@ -177,35 +178,35 @@ pub fn list_dir(
     Ok(entries)
 }
 
-/// Feed `[offset, offset + length)` of the regular file `rel` to `sink` in pieces of
-/// at most [`CHUNK_SIZE`], in order, stopping early at end of file. The first sink
-/// error stops the read and is returned.
+/// Hand `[offset, offset + length)` of the regular file `rel` to `copy` in pieces of
+/// at most [`CHUNK_SIZE`], in order: `copy(file, at, len)` moves `len` bytes from
+/// `at` of the source file and returns how many it moved (fewer only at end of
+/// file, which ends the loop). Pieces keep a cancelled hydration from copying far
+/// past its cancel: the first `copy` error stops the loop and is returned.
 pub fn read_file(
     root: &Path,
     rel: &Path,
     collation: Collation,
     offset: u64,
     length: u64,
-    mut sink: impl FnMut(u64, &[u8]) -> Result<(), ProviderError>,
+    mut copy: impl FnMut(&File, u64, u64) -> Result<u64, ProviderError>,
 ) -> Result<(), ProviderError> {
     let item = resolve(root, rel, collation)?;
     if !item.metadata.is_file() {
         return Err(ProviderError::NotFound);
     }
     let file = open_source_file(&item.source)?;
-    let end = offset.saturating_add(length);
-    let mut buf = vec![0u8; CHUNK_SIZE.min(usize::try_from(length).unwrap_or(CHUNK_SIZE))];
+    let end = offset
+        .saturating_add(length)
+        .min(item.metadata.len().max(offset));
     let mut pos = offset;
     while pos < end {
-        let want = usize::try_from(end - pos).map_or(buf.len(), |w| w.min(buf.len()));
-        let n = match file.read_at(&mut buf[..want], pos) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        sink(pos, &buf[..n])?;
-        pos += n as u64;
+        let want = (end - pos).min(CHUNK_SIZE as u64);
+        let n = copy(&file, pos, want)?;
+        if n < want {
+            break;
+        }
+        pos += n;
     }
     Ok(())
 }

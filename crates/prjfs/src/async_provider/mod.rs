@@ -146,6 +146,24 @@ impl FileDataWriter {
     }
 }
 
+impl FileDataWriter {
+    /// Copy `length` bytes of `src` from `src_offset` to `offset` of the file being
+    /// hydrated, in the kernel where possible ([`InstanceHandle::copy_file_data`]).
+    /// Returns the bytes copied (fewer only where `src` ends); fails like
+    /// [`FileDataWriter::write`].
+    pub fn copy_from(
+        &self,
+        offset: u64,
+        src: std::os::fd::BorrowedFd<'_>,
+        src_offset: u64,
+        length: u64,
+    ) -> Result<u64, ProviderError> {
+        self.instance
+            .copy_file_data(self.stream_id, offset, src, src_offset, length)
+            .map_err(ProviderError::from)
+    }
+}
+
 /// How an instance error looks to the provider that caused it: an unknown stream
 /// means the hydration was cancelled or already finished.
 impl From<InstanceError> for ProviderError {

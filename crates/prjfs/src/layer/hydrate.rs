@@ -17,6 +17,12 @@ use super::meta::Record;
 use super::{path, timespec, Layer};
 use crate::types::{FileKind, OnDiskState};
 
+/// Largest piece one `copy_file_range` call is asked for, so that a range
+/// recorded as written becomes visible to waiting reads while a big copy goes on.
+const COPY_CHUNK: usize = 16 << 20;
+/// Buffer size of the user-space fallback of [`Hydration::copy_from`].
+const BUFFER_CHUNK: usize = 1 << 20;
+
 /// One hydration in progress: a temp file receiving the content of a placeholder.
 ///
 /// `Send + Sync`: writes may come from any thread, in any order and size. Dropping
@@ -71,6 +77,93 @@ impl Hydration {
         Ok(())
     }
 
+    /// Copy up to `len` bytes from `src` at `src_offset` into the content at
+    /// `offset`, in the kernel where it can (`copy_file_range`: no user-space
+    /// buffer, a reflink or in-kernel copy on the same file system), else through a
+    /// buffer. Returns the bytes copied: fewer than `len` only at the end of `src`.
+    /// Like [`Hydration::write_at`], a range is recorded only once its bytes are in
+    /// the temp file.
+    pub fn copy_from(
+        &self,
+        offset: u64,
+        src: std::os::fd::BorrowedFd<'_>,
+        src_offset: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| LayerError::InvalidArgument("write beyond the largest offset".into()))?;
+        src_offset
+            .checked_add(len)
+            .ok_or_else(|| LayerError::InvalidArgument("read beyond the largest offset".into()))?;
+        let io_err = |op: &'static str, e: std::io::Error| LayerError::Io {
+            op,
+            path: Path::new(".prjfs/tmp").join(std::ffi::OsStr::new(
+                std::str::from_utf8(self.name.to_bytes()).unwrap_or("?"),
+            )),
+            source: e,
+        };
+        let mut copied = 0u64;
+        let mut kernel_copy = true;
+        while copied < len {
+            let want = usize::try_from(len - copied)
+                .unwrap_or(usize::MAX)
+                .min(COPY_CHUNK);
+            let n = if kernel_copy {
+                let mut from = src_offset + copied;
+                let mut to = offset + copied;
+                match rustix::fs::copy_file_range(
+                    src,
+                    Some(&mut from),
+                    &self.file,
+                    Some(&mut to),
+                    want,
+                ) {
+                    Ok(n) => n,
+                    Err(Errno::INTR) => continue,
+                    // Not possible between these two files (another file system,
+                    // a kernel or file system without support): copy by hand.
+                    Err(Errno::XDEV | Errno::INVAL | Errno::OPNOTSUPP | Errno::NOSYS)
+                        if copied == 0 =>
+                    {
+                        kernel_copy = false;
+                        continue;
+                    }
+                    Err(e) => return Err(io_err("copy_file_range", e.into())),
+                }
+            } else {
+                let mut buf = vec![0u8; want.min(BUFFER_CHUNK)];
+                let n = match rustix::io::pread(src, &mut buf, src_offset + copied) {
+                    Ok(n) => n,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(io_err("pread", e.into())),
+                };
+                self.file
+                    .write_all_at(&buf[..n], offset + copied)
+                    .map_err(|e| io_err("pwrite", e))?;
+                n
+            };
+            if n == 0 {
+                break;
+            }
+            copied += n as u64;
+            let mut ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+            insert_range(&mut ranges, offset + copied - n as u64, offset + copied);
+        }
+        debug_assert!(offset + copied <= end);
+        Ok(copied)
+    }
+
+    /// A second descriptor of the temp file, for reading what has been written:
+    /// it stays valid after the file is put in place (the same inode).
+    pub fn reader(&self) -> Result<File> {
+        self.file.try_clone().map_err(|e| LayerError::Io {
+            op: "dup",
+            path: Path::new(".prjfs/tmp").to_path_buf(),
+            source: e,
+        })
+    }
+
     /// Whether every byte of `[start, end)` has been written.
     pub fn covers(&self, start: u64, end: u64) -> bool {
         if start >= end {
@@ -106,7 +199,7 @@ impl Drop for Hydration {
 }
 
 /// Add `[start, end)` to a sorted list of disjoint, non-adjacent ranges.
-fn insert_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+pub(crate) fn insert_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
     // First range that ends at or after `start` (it may touch or overlap).
     let i = ranges.partition_point(|&(_, e)| e < start);
     let mut j = i;

@@ -78,6 +78,7 @@ use rustix::io::Errno;
 
 pub use attr::{SetAttr, TimeSpec};
 pub use error::{LayerError, Result};
+pub(crate) use hydrate::insert_range;
 pub use hydrate::Hydration;
 pub use rename::RenameFlags;
 

@@ -372,6 +372,50 @@ fn hydration_replaces_the_placeholder_with_complete_data() {
     ));
 }
 
+/// `copy_from` hands content over from a file: in the kernel on the same file
+/// system, through a buffer from another one (tmpfs, where `copy_file_range`
+/// refuses); a short source ends the copy early and covers only what came.
+#[test]
+fn hydration_copies_from_a_file_on_this_or_another_file_system() {
+    let content = data(3, 3 << 20);
+    let shm = std::path::Path::new("/dev/shm");
+    let (_dir, layer) = new_layer();
+    let here = tempfile::tempdir().expect("a temp dir");
+    let mut sources = vec![here.path().join("src")];
+    if shm.is_dir() {
+        sources.push(shm.join(format!("prjfs-copy-test-{}", std::process::id())));
+    }
+    for (n, src) in sources.iter().enumerate() {
+        std::fs::write(src, &content).expect("writing the source");
+        let file = std::fs::File::open(src).expect("opening the source");
+        let rel = format!("f{n}");
+        assert!(layer
+            .write_placeholder(Path::new(&rel), &file_info(content.len() as u64))
+            .expect("written"));
+        let h = layer.begin_hydration(Path::new(&rel)).expect("begins");
+        // Two pieces, the second asking past the end of the source.
+        let first = h
+            .copy_from(0, std::os::fd::AsFd::as_fd(&file), 0, 1 << 20)
+            .expect("copies");
+        assert_eq!(first, 1 << 20);
+        assert!(h.covers(0, 1 << 20) && !h.covers(0, (1 << 20) + 1));
+        let rest = h
+            .copy_from(
+                1 << 20,
+                std::os::fd::AsFd::as_fd(&file),
+                1 << 20,
+                u64::from(u32::MAX),
+            )
+            .expect("copies");
+        assert_eq!(rest, content.len() as u64 - (1 << 20), "{}", src.display());
+        layer
+            .finish_hydration(h, Path::new(&rel))
+            .expect("finishes");
+        assert_eq!(read_all(&layer, &rel), content, "{}", src.display());
+        let _ = std::fs::remove_file(src);
+    }
+}
+
 #[test]
 fn incomplete_hydration_is_refused_and_leaves_the_placeholder() {
     let (dir, layer) = new_layer();

@@ -1,9 +1,13 @@
 //! The provider-facing side of a virtualizer: writing placeholders and file data,
 //! completing pended commands, clearing the negative path cache.
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::sync::Arc;
 
+use super::fetch::Fetch;
 use super::{check_rel_path, Api};
+use crate::layer::Hydration;
 use crate::provider::{CommandId, Completion, Extended, InstanceApi, InstanceError, ProviderError};
 use crate::types::{FileKind, PlaceholderInfo};
 
@@ -54,17 +58,28 @@ impl InstanceApi for Api {
         offset: u64,
         data: &[u8],
     ) -> Result<(), InstanceError> {
-        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
-        let stream = inner
-            .streams
-            .lock()
-            .expect("streams lock")
-            .get(&stream_id)
-            .cloned()
-            .ok_or(InstanceError::UnknownStream(stream_id))?;
-        stream
+        let (hydration, fetch) = self.stream(stream_id)?;
+        hydration
             .write_at(offset, data)
-            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))?;
+        fetch.arrived(offset, offset.saturating_add(data.len() as u64));
+        Ok(())
+    }
+
+    fn copy_file_data(
+        &self,
+        stream_id: u64,
+        offset: u64,
+        src: BorrowedFd<'_>,
+        src_offset: u64,
+        length: u64,
+    ) -> Result<u64, InstanceError> {
+        let (hydration, fetch) = self.stream(stream_id)?;
+        let n = hydration
+            .copy_from(offset, src, src_offset, length)
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))?;
+        fetch.arrived(offset, offset + n);
+        Ok(n)
     }
 
     fn complete_command(
@@ -87,5 +102,20 @@ impl InstanceApi for Api {
         let n = set.len();
         set.clear();
         n
+    }
+}
+
+impl Api {
+    /// The hydration `stream_id` while it is in progress, and its fetch.
+    fn stream(&self, stream_id: u64) -> Result<(Arc<Hydration>, Arc<Fetch>), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        let stream = inner
+            .streams
+            .lock()
+            .expect("streams lock")
+            .get(&stream_id)
+            .map(|s| (s.hydration.clone(), s.fetch.clone()))
+            .ok_or(InstanceError::UnknownStream(stream_id))?;
+        Ok(stream)
     }
 }

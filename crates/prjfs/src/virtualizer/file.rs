@@ -6,10 +6,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::fetch::Wake;
 use super::{is_own_thread, Errno, Inner, RequestCtx, Responder};
-use crate::command::{CallbackKind, CommandOutcome};
 use crate::layer::{Item, LayerError};
-use crate::provider::ProviderError;
 use crate::types::{FileKind, OnDiskState};
 
 /// One open file.
@@ -311,30 +310,39 @@ impl Inner {
             Ok(x) => x,
             Err(e) => return done(Err(e)),
         };
+        // Only bytes the item has: what lies beyond is never written.
+        let end = offset.saturating_add(u64::from(size)).min(item.attr.size);
+        let start = offset.min(end);
         let inner = self.clone();
-        let hydrates = needs_data(&item);
-        self.ensure_hydrated(
+        let ctx2 = ctx.clone();
+        self.wait_for_content(
             ctx,
+            handle.node,
             &path.clone(),
             &item,
             fh,
-            Box::new(move |r| {
-                if hydrates && r.is_ok() {
-                    // The placeholder was replaced by its hydrated file: its
-                    // ctime and blocks changed behind the kernel's back.
-                    inner.file_changed(handle.node);
+            Some((start, end)),
+            Box::new(move |wake| match wake {
+                Wake::Covered(file) => {
+                    let len = u32::try_from(end - start).unwrap_or(size);
+                    done(read_at(&file, start, len))
                 }
-                done(
-                    r.and_then(|()| inner.open_local(&handle, &path))
+                Wake::Done => done(
+                    inner
+                        .open_local(&handle, &path)
                         .and_then(|f| read_at(&f, offset, size)),
-                )
+                ),
+                Wake::Failed(e) => done(Err(e)),
+                Wake::Interrupted => done(Err(libc::EINTR)),
+                Wake::Retry => inner.read(&ctx2, fh, offset, size, done),
             }),
         );
     }
 
     /// Make sure the content of the file `item` at `path` is on disk: nothing to
-    /// do for local content, no callback for an empty placeholder, else
-    /// GetFileData into a temp file that replaces the placeholder when complete.
+    /// do for local content, no callback for an empty placeholder, else wait for
+    /// the node's fetch (GetFileData into a temp file that replaces the
+    /// placeholder when complete), joining it or starting it.
     pub(super) fn ensure_hydrated(
         self: &Arc<Self>,
         ctx: &RequestCtx,
@@ -346,67 +354,35 @@ impl Inner {
         if !needs_data(item) {
             return done(Ok(()));
         }
-        let path = path.to_path_buf();
-        if item.attr.size == 0 {
-            // Nothing to fetch: an empty placeholder hydrates without a callback.
-            return done(self.hydrate_empty(&path));
-        }
-        if let Err(e) = self.may_call_provider(ctx) {
-            tracing::warn!(
-                "{}: the provider's own process read a placeholder; not hydrating",
-                path.display()
-            );
-            return done(Err(e));
-        }
-        let hydration = match self.layer.begin_hydration(&path) {
-            Ok(h) => Arc::new(h),
-            Err(e) => {
-                tracing::error!("{}: cannot start hydration: {e}", path.display());
-                return done(Err(e.errno()));
-            }
-        };
-        let stream_id = hydration.stream_id();
-        self.streams
-            .lock()
-            .expect("streams lock")
-            .insert(stream_id, hydration);
-        // The provider finds content by the path the placeholder was created at.
-        let origin = item.origin.clone().unwrap_or_else(|| path.clone());
-        let mut data = self.callback_data(ctx, origin);
-        data.file_id = fh;
-        data.data_stream_id = stream_id;
-        data.version = item.version.clone();
-        let length = item.attr.size;
+        // Fetches are joined by node; a path the kernel holds no node for (none
+        // known here) gets a fetch of its own under a key no node has.
+        let node = self
+            .nodes
+            .find_path(path)
+            .unwrap_or_else(|| u64::MAX - self.new_handle_id());
         let inner = self.clone();
-        self.invoke(
-            CallbackKind::GetFileData,
-            data,
-            Some(&ctx.cancel),
-            move |p, cb| p.get_file_data(cb, 0, length),
-            move |outcome| {
-                let hydration = inner
-                    .streams
-                    .lock()
-                    .expect("streams lock")
-                    .remove(&stream_id);
-                let result = match outcome {
-                    CommandOutcome::Finished(Ok(()), _) => {
-                        inner.finish_hydration(hydration, &path, length)
-                    }
-                    CommandOutcome::Finished(Err(e), _) => {
-                        if e != ProviderError::Cancelled {
-                            tracing::warn!("get_file_data {}: {e}", path.display());
-                        }
-                        Err(e.errno())
-                    }
-                    CommandOutcome::Cancelled => Err(libc::EINTR),
-                };
-                done(result)
-            },
+        let ctx2 = ctx.clone();
+        let path2 = path.to_path_buf();
+        self.wait_for_content(
+            ctx,
+            node,
+            path,
+            item,
+            fh,
+            None,
+            Box::new(move |wake| match wake {
+                Wake::Done | Wake::Covered(_) => done(Ok(())),
+                Wake::Failed(e) => done(Err(e)),
+                Wake::Interrupted => done(Err(libc::EINTR)),
+                Wake::Retry => match inner.item(&path2) {
+                    Ok(item) => inner.ensure_hydrated(&ctx2, &path2, &item, fh, done),
+                    Err(e) => done(Err(e)),
+                },
+            }),
         );
     }
 
-    fn finish_hydration(
+    pub(super) fn finish_hydration(
         &self,
         hydration: Option<Arc<crate::layer::Hydration>>,
         path: &Path,
@@ -451,7 +427,7 @@ impl Inner {
         }
     }
 
-    fn hydrate_empty(&self, path: &Path) -> Result<(), Errno> {
+    pub(super) fn hydrate_empty(&self, path: &Path) -> Result<(), Errno> {
         let h = self.layer.begin_hydration(path).map_err(|e| e.errno())?;
         self.finish_hydration(Some(Arc::new(h)), path, 0)
     }

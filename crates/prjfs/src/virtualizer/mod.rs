@@ -8,6 +8,7 @@
 
 mod api;
 mod dir;
+mod fetch;
 mod file;
 mod lookup;
 pub mod nodes;
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::cancel::CancelSlot;
 use crate::command::{CallbackKind, CommandOutcome, CommandStats, CommandTable};
-use crate::layer::{Hydration, Item, Layer};
+use crate::layer::{Item, Layer};
 use crate::names::validate_name;
 use crate::provider::{
     CallbackData, CallbackFlags, CallbackResult, CommandId, InstanceHandle, Outcome, Provider,
@@ -98,6 +99,8 @@ pub struct VirtualizerStats {
     pub queued: usize,
     /// Nodes the kernel holds.
     pub nodes: usize,
+    /// Requests waiting for content that a fetch in progress is bringing.
+    pub content_waiters: usize,
 }
 
 /// The shared state behind a virtualizer and its instance handles.
@@ -112,7 +115,9 @@ pub(crate) struct Inner {
     dirs: Mutex<HashMap<u64, Arc<dir::DirHandle>>>,
     next_handle: AtomicU64,
     next_enum_id: AtomicU64,
-    streams: Mutex<HashMap<u64, Arc<Hydration>>>,
+    streams: Mutex<HashMap<u64, fetch::Stream>>,
+    /// The fetch in progress of each placeholder file node ([`fetch`]).
+    fetching: Mutex<HashMap<u64, Arc<fetch::Fetch>>>,
     negative: Mutex<HashSet<PathBuf>>,
     /// Pending GetPlaceholderInfo whose provider path differs from the client's
     /// path (an item inside a renamed placeholder directory): provider path →
@@ -164,6 +169,7 @@ impl Virtualizer {
             next_handle: AtomicU64::new(1),
             next_enum_id: AtomicU64::new(1),
             streams: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashSet::new()),
             placeholder_targets: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
@@ -189,6 +195,7 @@ impl Virtualizer {
             commands: self.inner.commands.stats(),
             queued: self.inner.scheduler.queued(),
             nodes: self.inner.nodes.len(),
+            content_waiters: self.inner.content_waiters(),
         }
     }
 

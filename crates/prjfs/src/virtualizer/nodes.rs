@@ -118,6 +118,16 @@ impl NodeTable {
         inner.get(parent, name)
     }
 
+    /// The node the kernel holds for the relative `path`, if it holds one for
+    /// every component (no lookup counted).
+    pub fn find_path(&self, path: &std::path::Path) -> Option<u64> {
+        let inner = self.inner.lock().expect("node lock");
+        path.components().try_fold(ROOT_ID, |parent, c| match c {
+            std::path::Component::Normal(name) => inner.get(parent, name),
+            _ => None,
+        })
+    }
+
     /// The node for `name` under `parent`, created if needed; counts one lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
