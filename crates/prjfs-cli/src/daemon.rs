@@ -1,7 +1,15 @@
 //! `prjfs mount`: validate, start the daemon (a re-executed `prjfs mount
 //! --foreground`), and report when the mount is ready or why it failed.
+//!
+//! The daemon's stderr and its readiness report share one pipe to `prjfs mount`,
+//! which shows what the daemon printed before it was ready (or why it died) and
+//! returns at `ready` or `error: MSG`. Once ready, the daemon's stderr is
+//! `/dev/null` and it logs (tracing, and panics through a panic hook) only to its
+//! root's own log file, `ROOT/.prjfs/log/daemon.log` ([`crate::log`]); lines
+//! logged while the mount is set up are held in memory until then. Nothing goes
+//! to `$TMPDIR`. `prjfs mount --foreground` logs to stderr instead.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +21,7 @@ use prjfs::{RootMarker, StartOptions, VirtualizationInstance};
 use prjfs_providers::dir::{DirMode, DirOptions};
 
 use crate::control::{self, ControlRequest};
+use crate::log::{LogSink, RotatingLog, LOG_DIR, LOG_FILE, LOG_KEEP, LOG_LIMIT};
 
 #[derive(Args, Clone, Debug)]
 pub struct MountArgs {
@@ -104,8 +113,7 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     // its readiness report on a pipe.
     let (read_end, write_end) = rustix::pipe::pipe().map_err(|e| format!("pipe: {e}"))?;
     rustix::io::fcntl_setfd(&write_end, rustix::io::FdFlags::empty()).map_err(|e| e.to_string())?;
-    let log = log_path(&root);
-    let logfile = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let stderr_end = write_end.try_clone().map_err(|e| format!("pipe: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.arg("mount").arg("--foreground");
@@ -134,8 +142,8 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     cmd.arg("--latency").arg(args.latency.to_string());
     cmd.arg(&source).arg(&root);
     cmd.stdin(Stdio::null())
-        .stdout(logfile.try_clone().map_err(|e| e.to_string())?)
-        .stderr(logfile);
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr_end));
     // Detach: a session of its own (no terminal's SIGHUP or Ctrl-C reaches it),
     // and a working directory that pins no mount.
     cmd.current_dir("/");
@@ -149,34 +157,130 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
+    // The command still holds the write end given as the child's stderr: drop it
+    // and ours, so the read ends once the daemon has closed its copies.
+    drop(cmd);
     drop(write_end);
-    let mut report = String::new();
-    let mut reader = std::fs::File::from(read_end);
-    let _ = reader.read_to_string(&mut report);
-    if report.trim() == "ready" {
-        return Ok(());
+    let mut bytes = Vec::new();
+    let _ = std::fs::File::from(read_end).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let mut outcome = None;
+    let mut printed = Vec::new();
+    for line in text.lines() {
+        if line == "ready" {
+            outcome = Some(Ok(()));
+        } else if let Some(msg) = line.strip_prefix("error: ") {
+            outcome = Some(Err(msg.to_string()));
+        } else if !line.trim().is_empty() {
+            printed.push(line);
+        }
     }
-    let _ = child.wait();
-    let msg = report
-        .trim()
-        .strip_prefix("error: ")
-        .unwrap_or(report.trim())
-        .to_string();
-    if msg.is_empty() {
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(format!(
-            "the daemon exited before the mount was ready: {}",
-            tail.trim()
-        ));
+    match outcome {
+        Some(result) => {
+            if let Err(msg) = &result {
+                let _ = child.wait();
+                // The daemon's main prints the error it reported once more.
+                let again = format!("prjfs: {msg}");
+                printed.retain(|line| *line != again);
+            }
+            for line in printed {
+                eprintln!("{line}");
+            }
+            result
+        }
+        None => {
+            let _ = child.wait();
+            Err(format!(
+                "the daemon exited before the mount was ready: {}",
+                printed.join("\n")
+            ))
+        }
     }
-    Err(msg)
 }
 
-fn log_path(root: &Path) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    root.hash(&mut h);
-    std::env::temp_dir().join(format!("prjfs-{:016x}.log", h.finish()))
+/// Set up tracing: with a sink (the daemon), plain text into it and panics
+/// logged too; without (`--foreground`), to stderr, coloured only on a terminal.
+fn init_logging(sink: Option<Arc<LogSink>>) {
+    let fmt = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_env("PRJFS_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    );
+    match sink {
+        Some(sink) => {
+            fmt.with_ansi(false).with_writer(sink).init();
+            log_panics();
+        }
+        None => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+}
+
+/// Log every panic (with its thread, and a backtrace when `RUST_BACKTRACE` asks
+/// for one) before the default hook prints it to stderr, which is `/dev/null`
+/// once the daemon is ready.
+fn log_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!("thread '{name}' {info}\n{trace}");
+        } else {
+            tracing::error!("thread '{name}' {info}");
+        }
+        default(info);
+    }));
+}
+
+/// Point fd 2 at `/dev/null`: `prjfs mount` stops reading the pipe at readiness.
+fn quiet_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 atomically replaces fd 2 with a copy of an fd we own; no
+        // Rust object owns fd 2, and std's stderr writes to whatever it is.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+}
+
+/// Where a daemon's log is: its path on the root's file system (hidden by the
+/// mount), and a path through the daemon's fd on the hidden directory that
+/// reaches it while mounted.
+struct LogPlace {
+    file: PathBuf,
+    live: String,
+}
+
+/// Give the sink the root's log file, reached through the layer's fd on the
+/// root's hidden directory (the root's path is covered by the mount by now).
+fn attach_log(sink: &LogSink, instance: &VirtualizationInstance) -> Option<LogPlace> {
+    match instance.virtualizer().layer().hidden_dir() {
+        Ok(fd) => {
+            let live = format!(
+                "/proc/{}/fd/{}/{LOG_DIR}/{LOG_FILE}",
+                std::process::id(),
+                fd.as_raw_fd()
+            );
+            sink.attach(RotatingLog::new(fd, LOG_DIR, LOG_FILE, LOG_LIMIT, LOG_KEEP));
+            let file = instance
+                .root()
+                .join(prjfs::layer::HIDDEN_DIR)
+                .join(LOG_DIR)
+                .join(LOG_FILE);
+            Some(LogPlace { file, live })
+        }
+        Err(e) => {
+            eprintln!(
+                "prjfs: {}: no daemon log ({e}); log lines are dropped",
+                instance.root().display()
+            );
+            sink.release_to_stderr();
+            None
+        }
+    }
 }
 
 fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(), String> {
@@ -185,19 +289,28 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         // nothing else in this process owns it.
         unsafe { OwnedFd::from_raw_fd(fd) }
     });
+    if let Some(fd) = &ready {
+        // Not for programs we may run (fusermount3).
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
     let report = |ready: Option<OwnedFd>, msg: &str| {
         if let Some(fd) = ready {
             let mut f = std::fs::File::from(fd);
             let _ = writeln!(f, "{msg}");
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PRJFS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Started by `prjfs mount` (a readiness fd): log into the root's log file.
+    let sink = ready.as_ref().map(|_| Arc::new(LogSink::pending()));
+    init_logging(sink.clone());
+    // Startup failed: what was logged goes to stderr (`prjfs mount` shows it),
+    // then the error to the readiness report.
+    let fail = |ready: Option<OwnedFd>, msg: String| -> Result<(), String> {
+        if let Some(sink) = &sink {
+            sink.release_to_stderr();
+        }
+        report(ready, &format!("error: {msg}"));
+        Err(msg)
+    };
     // Block SIGINT/SIGTERM in every thread; one thread waits for them and
     // unmounts, so the daemon always ends through a clean unmount.
     block_signals();
@@ -217,10 +330,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     .map_err(|e| format!("source {}: {e}", source.display()));
     let provider = match provider {
         Ok(p) => p,
-        Err(e) => {
-            report(ready, &format!("error: {e}"));
-            return Err(e);
-        }
+        Err(e) => return fail(ready, e),
     };
     let options = StartOptions {
         concurrent_threads: args.threads.unwrap_or(0) as usize,
@@ -255,17 +365,19 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
                 "{}: another prjfs daemon serves this root ({e})",
                 root.display()
             );
-            report(ready, &format!("error: {msg}"));
-            return Err(msg);
+            return fail(ready, msg);
         }
     };
     let instance = match VirtualizationInstance::start(&root, provider, options) {
         Ok(i) => Arc::new(i),
-        Err(e) => {
-            let msg = e.to_string();
-            report(ready, &format!("error: {msg}"));
-            return Err(msg);
-        }
+        Err(e) => return fail(ready, e.to_string()),
+    };
+    let log = match &sink {
+        Some(sink) => match attach_log(sink, &instance) {
+            Some(place) => serde_json::json!({ "file": place.file, "live": place.live }),
+            None => serde_json::Value::Null,
+        },
+        None => serde_json::json!({ "stderr": true }),
     };
     let (pool, concurrent) = instance.threads();
     let root2 = instance.root().to_path_buf();
@@ -276,7 +388,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             .name("prjfs-control".into())
             .spawn(move || {
                 control::serve(listener, |req| {
-                    answer(&instance, &source, pool, concurrent, req)
+                    answer(&instance, &source, &log, pool, concurrent, req)
                 })
             })
             .map_err(|e| e.to_string())?;
@@ -287,6 +399,9 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             .name("prjfs-signals".into())
             .spawn(move || wait_for_signal_then_unmount(&root))
             .map_err(|e| e.to_string())?;
+    }
+    if sink.is_some() {
+        quiet_stderr();
     }
     report(ready, "ready");
     if args.ready_fd.is_none() {
@@ -304,6 +419,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
 fn answer(
     instance: &VirtualizationInstance,
     source: &Path,
+    log: &serde_json::Value,
     pool: usize,
     concurrent: usize,
     req: ControlRequest,
@@ -329,9 +445,14 @@ fn answer(
                 }),
                 Err(e) => return serde_json::json!({ "error": format!("counting states: {e}") }),
             };
+            let mut log = log.clone();
+            if let Some(live) = log["live"].as_str() {
+                log["exists"] = Path::new(live).exists().into();
+            }
             serde_json::json!({
                 "root": instance.root(),
                 "source": source,
+                "log": log,
                 "pid": std::process::id(),
                 "threads": concurrent,
                 "pool_threads": pool,

@@ -3,6 +3,7 @@
 mod bench;
 mod control;
 mod daemon;
+mod log;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -145,6 +146,18 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
     let get = |a: &str, b: &str| v[a][b].as_u64().unwrap_or(0);
     println!("root:      {}", v["root"].as_str().unwrap_or(""));
     println!("source:    {}", v["source"].as_str().unwrap_or(""));
+    let log = &v["log"];
+    match (log["file"].as_str(), log["live"].as_str()) {
+        (Some(file), _) if log["exists"] == false => {
+            println!("log:       {file} (nothing logged yet)")
+        }
+        (Some(file), Some(live)) => {
+            println!("log:       {file}");
+            println!("           (hidden by the mount; while mounted, read {live})");
+        }
+        _ if log["stderr"] == true => println!("log:       stderr of the foreground daemon"),
+        _ => println!("log:       none"),
+    }
     println!(
         "threads:   {} callback slots, {} request threads",
         v["threads"], v["pool_threads"]

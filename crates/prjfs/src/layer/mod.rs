@@ -86,7 +86,10 @@ use crate::types::{FileKind, OnDiskState, VersionInfo};
 use meta::Record;
 use path::Loc;
 
-/// Name of the layer's hidden directory in the root. It holds `tmp/` only.
+/// Name of the layer's hidden directory in the root. The layer keeps `tmp/` and
+/// the placeholder log there; other names are free for the layer's users (the
+/// `prjfs` daemon keeps its log in `log/`), reached through [`Layer::hidden_dir`].
+/// Clients never see it: lookups of it in the root answer `ENOENT`.
 pub const HIDDEN_DIR: &str = ".prjfs";
 const TMP_DIR: &str = "tmp";
 
@@ -325,6 +328,15 @@ impl Layer {
             })?;
         layer.vstore = store;
         Ok(layer)
+    }
+
+    /// A new fd on the root's hidden directory ([`HIDDEN_DIR`]), reached through
+    /// the root fd, so it is valid also while a FUSE mount covers the root. Names
+    /// the layer uses (`tmp`, the placeholder log) must not be touched through it.
+    pub fn hidden_dir(&self) -> Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(self.root.as_fd(), HIDDEN_DIR, flags, Mode::empty())
+            .map_err(|e| LayerError::io("openat", HIDDEN_DIR, e))
     }
 
     /// Write the placeholder records still in memory to the log now (they are
