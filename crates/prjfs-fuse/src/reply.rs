@@ -54,14 +54,24 @@ unsafe impl<T> rustix::ioctl::Ioctl for IntIoctl<T> {
 struct Inflight {
     interrupted: bool,
     hook: Option<Hook>,
+    /// Answer `EINTR` as soon as the interrupt arrives, from the thread that
+    /// reads it, without waiting for the worker handling the request (which may
+    /// be stuck on a busy disk): for requests whose late real answer the kernel
+    /// may drop without harm ([`Reply::answer_interrupt_at_once`]).
+    at_once: bool,
+    /// The `EINTR` of `at_once` has been written; the entry stays until the
+    /// worker's own answer (which the kernel then refuses), so that its
+    /// interrupt hook still runs.
+    answered_early: bool,
 }
 
 /// The connection shared by the workers and every reply.
 pub(crate) struct ChannelInner {
     pub(crate) fd: OwnedFd,
     /// Invariant: holds exactly the uniques of requests that were read and whose
-    /// reply has not been written yet (FORGET-like requests that take no reply are
-    /// never inserted).
+    /// worker has not written its reply yet (FORGET-like requests that take no
+    /// reply are never inserted); an entry answered early (`EINTR` at the
+    /// interrupt) stays until then.
     inflight: Mutex<HashMap<u64, Inflight>>,
     /// Workers still running.
     workers: std::sync::atomic::AtomicUsize,
@@ -169,20 +179,45 @@ impl ChannelInner {
     /// known (not registered yet, or already answered): the caller then answers the
     /// interrupt with EAGAIN so the kernel re-queues it.
     pub(crate) fn interrupt(&self, target: u64) -> bool {
-        let hook = {
+        let (hook, answer) = {
             let mut map = self.inflight.lock().expect("inflight lock");
             match map.get_mut(&target) {
                 None => return false,
                 Some(entry) => {
                     entry.interrupted = true;
-                    entry.hook.take()
+                    let answer = entry.at_once && !entry.answered_early;
+                    entry.answered_early |= answer;
+                    (entry.hook.take(), answer)
                 }
             }
         };
+        if answer {
+            // Written before the hook runs, so the client is released even if
+            // the hook (a cancellation) takes a while. The worker's own answer
+            // comes later and is refused by the kernel (ENOENT): uniques are
+            // never reused.
+            let header = FuseOutHeader {
+                len: std::mem::size_of::<FuseOutHeader>() as u32,
+                error: -libc::EINTR,
+                unique: target,
+            };
+            self.write_message(&[header.as_bytes()]);
+        }
         if let Some(hook) = hook {
             hook();
         }
         true
+    }
+
+    fn set_at_once(&self, unique: u64) {
+        if let Some(entry) = self
+            .inflight
+            .lock()
+            .expect("inflight lock")
+            .get_mut(&unique)
+        {
+            entry.at_once = true;
+        }
     }
 
     fn set_hook(&self, unique: u64, hook: Hook) {
@@ -302,6 +337,16 @@ impl Reply {
         self.channel.set_hook(self.unique, Box::new(hook));
     }
 
+    /// Let an interrupt of this request answer it `EINTR` at once, on the
+    /// thread that reads the interrupt, whatever the worker handling it is
+    /// doing; the worker's own answer then goes nowhere (its `try_*` send
+    /// fails). Only for requests whose answer changes nothing the kernel must
+    /// learn about: reads, attribute and xattr reads, and lookups and opens whose
+    /// replies undo their reference when the send fails.
+    pub fn answer_interrupt_at_once(&self) {
+        self.channel.set_at_once(self.unique);
+    }
+
     /// Whether an interrupt for this request has arrived.
     pub fn is_interrupted(&self) -> bool {
         self.channel.is_interrupted(self.unique)
@@ -314,5 +359,72 @@ impl Drop for Reply {
             tracing::debug!(unique = self.unique, "reply dropped unanswered: EIO");
             self.channel.send(self.unique, libc::EIO, &[]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use zerocopy::FromBytes;
+
+    /// A channel writing into a pipe, and the pipe's read end.
+    fn channel() -> (Arc<ChannelInner>, std::fs::File) {
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).expect("nonblocking");
+        (Arc::new(ChannelInner::new(w)), std::fs::File::from(r))
+    }
+
+    /// The (error, unique) of every message written so far.
+    fn written(r: &mut std::fs::File) -> Vec<(i32, u64)> {
+        use std::io::Read;
+        let mut buf = vec![0u8; 4096];
+        let n = r.read(&mut buf).unwrap_or(0);
+        buf[..n]
+            .chunks(std::mem::size_of::<FuseOutHeader>())
+            .map(|c| {
+                let h = FuseOutHeader::read_from_bytes(c).expect("a header");
+                (h.error, h.unique)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupt_answers_at_once_only_when_asked_and_hooks_still_run() {
+        let (ch, mut r) = channel();
+        let hooks = Arc::new(AtomicUsize::new(0));
+        let count = |hooks: &Arc<AtomicUsize>| {
+            let hooks = hooks.clone();
+            move || {
+                hooks.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+
+        // At once: EINTR is written by the interrupt itself; a hook set later
+        // (the worker got there after the interrupt) still runs; the worker's
+        // own answer afterwards is written (the kernel would refuse it) and the
+        // entry goes.
+        let reply = Reply::new(ch.clone(), 7);
+        reply.answer_interrupt_at_once();
+        assert!(ch.interrupt(7));
+        assert_eq!(written(&mut r), vec![(-libc::EINTR, 7)]);
+        assert!(ch.interrupt(7), "still known until the worker answers");
+        assert!(written(&mut r).is_empty(), "EINTR is written once");
+        reply.on_interrupt(count(&hooks));
+        assert_eq!(hooks.load(Ordering::SeqCst), 1);
+        reply.ok();
+        assert_eq!(written(&mut r), vec![(0, 7)]);
+        assert_eq!(ch.inflight_count(), 0);
+        assert!(!ch.interrupt(7), "answered: EAGAIN for the kernel");
+
+        // Not at once: the interrupt only runs the hook; the worker answers.
+        let reply = Reply::new(ch.clone(), 8);
+        reply.on_interrupt(count(&hooks));
+        assert!(ch.interrupt(8));
+        assert_eq!(hooks.load(Ordering::SeqCst), 2);
+        assert!(written(&mut r).is_empty());
+        reply.error(libc::EINTR);
+        assert_eq!(written(&mut r), vec![(-libc::EINTR, 8)]);
+        assert_eq!(ch.inflight_count(), 0);
     }
 }

@@ -336,6 +336,9 @@ fn worker_loop<F: Filesystem>(channel: &Arc<ChannelInner>, fs: &F, bufsize: usiz
             }
             op => {
                 let reply = Reply::new(channel.clone(), header.unique);
+                if interruptible_at_once(&op) {
+                    reply.answer_interrupt_at_once();
+                }
                 let opcode = header.opcode;
                 // A panic in the file system must not take a worker thread down:
                 // the reply, dropped while unwinding, answers EIO.
@@ -355,6 +358,30 @@ fn worker_loop<F: Filesystem>(channel: &Arc<ChannelInner>, fs: &F, bufsize: usiz
     if channel.worker_exited() {
         fs.destroy();
     }
+}
+
+/// Requests an interrupt answers at once (see
+/// [`Reply::answer_interrupt_at_once`]): their late real answer, refused by the
+/// kernel, leaves nothing behind. Changes (writes, creates, renames, setattr)
+/// are not among them: a client told `EINTR` must not find the change made.
+fn interruptible_at_once(op: &Operation<'_>) -> bool {
+    // A read-only open (no O_TRUNC) changes nothing; its handle is released
+    // when its answer is refused.
+    if let Operation::Open { flags, .. } = op {
+        let flags = *flags as i32;
+        return flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_TRUNC == 0;
+    }
+    matches!(
+        op,
+        Operation::Lookup { .. }
+            | Operation::GetAttr { .. }
+            | Operation::ReadLink
+            | Operation::Read { .. }
+            | Operation::StatFs
+            | Operation::GetXattr { .. }
+            | Operation::ListXattr { .. }
+            | Operation::Access { .. }
+    )
 }
 
 fn peek_unique(buf: &[u8]) -> Option<u64> {

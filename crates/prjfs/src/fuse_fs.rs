@@ -245,7 +245,10 @@ impl Filesystem for FuseFs {
                     &ctx,
                     node,
                     name,
-                    Box::new(move |r: Result<(u64, Item), i32>| entry_reply(reply, r)),
+                    Box::new({
+                        let virt = self.virt.clone();
+                        move |r: Result<(u64, Item), i32>| entry_reply(&virt, reply, r)
+                    }),
                 );
             }
             Operation::GetAttr { fh } => match self.virt.getattr_fh(node, fh) {
@@ -444,18 +447,23 @@ impl Filesystem for FuseFs {
                     Err(e) => reply.error(e),
                 }
             }
-            Operation::MkDir { name, mode, .. } => {
-                entry_reply(reply, self.virt.mkdir(node, name, mode, creator(&req)))
-            }
+            Operation::MkDir { name, mode, .. } => entry_reply(
+                &self.virt,
+                reply,
+                self.virt.mkdir(node, name, mode, creator(&req)),
+            ),
             Operation::MkNod {
                 name, mode, rdev, ..
             } => entry_reply(
+                &self.virt,
                 reply,
                 self.virt.mknod(node, name, mode, rdev, creator(&req)),
             ),
-            Operation::Symlink { name, target } => {
-                entry_reply(reply, self.virt.symlink(node, name, target, creator(&req)))
-            }
+            Operation::Symlink { name, target } => entry_reply(
+                &self.virt,
+                reply,
+                self.virt.symlink(node, name, target, creator(&req)),
+            ),
             Operation::Link { oldnodeid, newname } => {
                 let ctx = Self::ctx(&req, &reply);
                 self.virt.link(
@@ -463,7 +471,10 @@ impl Filesystem for FuseFs {
                     oldnodeid,
                     node,
                     newname,
-                    Box::new(move |r| entry_reply(reply, r)),
+                    Box::new({
+                        let virt = self.virt.clone();
+                        move |r| entry_reply(&virt, reply, r)
+                    }),
                 );
             }
             Operation::Unlink { name } => {
@@ -613,15 +624,17 @@ fn time_spec(t: TimeOrNow) -> TimeSpec {
     }
 }
 
-fn entry_reply(reply: Reply, r: Result<(u64, Item), i32>) {
+/// Answer an entry, counting one lookup of its node; when the kernel does not
+/// take the answer (the request was interrupted and answered already, or the
+/// connection is gone) the lookup is taken back: no FORGET will come for it.
+fn entry_reply(virt: &Virtualizer, reply: Reply, r: Result<(u64, Item), i32>) {
     match r {
-        Ok((id, item)) => reply.value(&entry_out(
-            id,
-            0,
-            &file_attr(&item.attr),
-            TTL,
-            attr_ttl(&item),
-        )),
+        Ok((id, item)) => {
+            let out = entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(&item));
+            if reply.try_value(&out).is_err() {
+                virt.forget(id, 1);
+            }
+        }
         Err(e) => reply.error(e),
     }
 }
