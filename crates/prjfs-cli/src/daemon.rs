@@ -147,10 +147,26 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     // Detach: a session of its own (no terminal's SIGHUP or Ctrl-C reaches it),
     // and a working directory that pins no mount.
     cmd.current_dir("/");
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // Nothing the caller's process left open (without close-on-exec) lives on
+    // in the daemon but the readiness pipe: a daemon must not keep a terminal's,
+    // a CI runner's or a test harness's pipes open for as long as it runs.
+    let ready_fd = write_end.as_raw_fd();
+    // SAFETY: setsid, close_range and fcntl are async-signal-safe system calls
+    // and touch no memory of the parent.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             libc::setsid();
+            // Close-on-exec for every descriptor from 3 up, then not for the
+            // readiness pipe. (stdin/stdout/stderr are set by `Command`.)
+            if libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) == 0
+            {
+                libc::fcntl(ready_fd, libc::F_SETFD, 0);
+            }
             Ok(())
         });
     }
