@@ -2,52 +2,16 @@
 //! and the interrupt hook through which a pending request learns its client gave up.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use zerocopy::{Immutable, IntoBytes};
 
-use crate::abi::{
-    FuseBackingMap, FuseOutHeader, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN,
-};
+use crate::abi::FuseOutHeader;
+use crate::transport::Transport;
 
 type Hook = Box<dyn FnOnce() + Send>;
-
-/// An `_IOW` ioctl whose argument is passed by pointer and whose result is the
-/// call's return value.
-struct IntIoctl<T> {
-    opcode: rustix::ioctl::Opcode,
-    arg: T,
-}
-
-impl<T> IntIoctl<T> {
-    fn new(opcode: rustix::ioctl::Opcode, arg: T) -> Self {
-        Self { opcode, arg }
-    }
-}
-
-// SAFETY: `as_ptr` points at `arg`, which lives as long as the call; the kernel
-// only reads it (the opcodes used are `_IOW`), and the output is the return value.
-unsafe impl<T> rustix::ioctl::Ioctl for IntIoctl<T> {
-    type Output = i32;
-    const IS_MUTATING: bool = false;
-
-    fn opcode(&self) -> rustix::ioctl::Opcode {
-        self.opcode
-    }
-
-    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
-        (&mut self.arg as *mut T).cast()
-    }
-
-    unsafe fn output_from_ptr(
-        out: rustix::ioctl::IoctlOutput,
-        _: *mut core::ffi::c_void,
-    ) -> rustix::io::Result<i32> {
-        Ok(out)
-    }
-}
 
 /// What the channel knows of one request that the daemon has read and not answered.
 #[derive(Default)]
@@ -58,7 +22,7 @@ struct Inflight {
 
 /// The connection shared by the workers and every reply.
 pub(crate) struct ChannelInner {
-    pub(crate) fd: OwnedFd,
+    transport: Arc<dyn Transport>,
     /// Invariant: holds exactly the uniques of requests that were read and whose
     /// reply has not been written yet (FORGET-like requests that take no reply are
     /// never inserted).
@@ -68,9 +32,9 @@ pub(crate) struct ChannelInner {
 }
 
 impl ChannelInner {
-    pub(crate) fn new(fd: OwnedFd) -> Self {
+    pub(crate) fn new(transport: Arc<dyn Transport>) -> Self {
         Self {
-            fd,
+            transport,
             inflight: Mutex::new(HashMap::new()),
             workers: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -96,15 +60,13 @@ impl ChannelInner {
 
     /// [`Self::write_message`], telling the caller whether the kernel took it.
     pub(crate) fn write_message_checked(&self, parts: &[&[u8]]) -> io::Result<()> {
-        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        match rustix::io::writev(&self.fd, &slices) {
-            Ok(_) => Ok(()),
-            Err(e @ (rustix::io::Errno::NOENT | rustix::io::Errno::NODEV)) => Err(e.into()),
-            Err(e) => {
+        let r = self.transport.write_message(parts);
+        if let Err(e) = &r {
+            if !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
                 tracing::warn!("writing a FUSE reply failed: {e}");
-                Err(e.into())
             }
         }
+        r
     }
 
     pub(crate) fn send(&self, unique: u64, error: i32, body: &[&[u8]]) {
@@ -132,30 +94,13 @@ impl ChannelInner {
     /// `FUSE_DEV_IOC_BACKING_OPEN`: register the file `fd` as a backing file of
     /// this connection; returns its id (> 0).
     pub(crate) fn backing_open(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
-        let map = FuseBackingMap {
-            fd: fd.as_raw_fd(),
-            flags: 0,
-            padding: 0,
-        };
-        // SAFETY: FUSE_DEV_IOC_BACKING_OPEN is _IOW(229, 1, struct fuse_backing_map):
-        // the kernel reads one `fuse_backing_map` (same layout, size-checked in abi)
-        // and returns the id or -errno; it writes nothing back.
-        let id = unsafe {
-            rustix::ioctl::ioctl(&self.fd, IntIoctl::new(FUSE_DEV_IOC_BACKING_OPEN, map))
-        }?;
-        u32::try_from(id)
-            .ok()
-            .filter(|&id| id > 0)
-            .ok_or_else(|| io::Error::other(format!("FUSE_DEV_IOC_BACKING_OPEN returned {id}")))
+        self.transport.backing_open(fd)
     }
 
     /// `FUSE_DEV_IOC_BACKING_CLOSE`: drop a backing id (open files keep their
     /// backing file).
     pub(crate) fn backing_close(&self, id: u32) -> io::Result<()> {
-        // SAFETY: FUSE_DEV_IOC_BACKING_CLOSE is _IOW(229, 2, uint32_t): the kernel
-        // reads one u32 and writes nothing back.
-        unsafe { rustix::ioctl::ioctl(&self.fd, IntIoctl::new(FUSE_DEV_IOC_BACKING_CLOSE, id)) }?;
-        Ok(())
+        self.transport.backing_close(id)
     }
 
     pub(crate) fn register(&self, unique: u64) {
