@@ -137,3 +137,30 @@ fn replay() {
     check_decode(&data);
     println!("{:?}", run_input(&data));
 }
+
+#[test]
+#[ignore = "runs every file of the directory PRJFS_FUZZ_CORPUS through both harnesses"]
+fn corpus() {
+    let dir = std::env::var("PRJFS_FUZZ_CORPUS").expect("PRJFS_FUZZ_CORPUS=<directory>");
+    let t = Instant::now();
+    let (mut files, mut total) = (0u64, RunStats::default());
+    for entry in std::fs::read_dir(&dir).expect("the corpus directory lists") {
+        let path = entry.expect("an entry").path();
+        let data = std::fs::read(&path).expect("a corpus file");
+        check_decode(&data);
+        let s = run_input(&data);
+        files += 1;
+        total.requests += s.requests;
+        total.replies += s.replies;
+        total.errors += s.errors;
+        total.notifications += s.notifications;
+    }
+    println!(
+        "corpus {dir}: {files} inputs, {} requests, {} replies ({} errors), {} notifications in {:.1} s",
+        total.requests,
+        total.replies,
+        total.errors,
+        total.notifications,
+        t.elapsed().as_secs_f64()
+    );
+}
