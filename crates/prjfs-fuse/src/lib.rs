@@ -7,6 +7,10 @@
 //!   [`request::RequestHeader`] and a typed [`request::Operation`].
 //! - [`encode`]: reply bodies ([`encode::entry_out`], [`encode::DirBuf`], ...) and
 //!   complete invalidation notifications.
+//! - [`server`]: [`server::Server::handle`] serves one message (INIT negotiation,
+//!   decode errors, interrupts, forgets, dispatch to a [`Filesystem`]) and writes
+//!   the answers to a [`transport::Transport`]: `/dev/fuse` in a [`Session`], an
+//!   in-memory [`transport::Recorder`] in tests and fuzzers.
 //!
 //! ```
 //! use prjfs_fuse::{abi, request::{decode, Operation}};
@@ -29,7 +33,10 @@ pub mod encode;
 pub mod mount;
 pub mod reply;
 pub mod request;
+pub mod server;
 pub mod session;
+pub mod transport;
 
 pub use reply::Reply;
+pub use server::Server;
 pub use session::{Filesystem, InitInfo, Notifier, Request, Session, SessionConfig};

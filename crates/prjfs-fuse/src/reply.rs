@@ -2,52 +2,16 @@
 //! and the interrupt hook through which a pending request learns its client gave up.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use zerocopy::{Immutable, IntoBytes};
 
-use crate::abi::{
-    FuseBackingMap, FuseOutHeader, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN,
-};
+use crate::abi::FuseOutHeader;
+use crate::transport::Transport;
 
 type Hook = Box<dyn FnOnce() + Send>;
-
-/// An `_IOW` ioctl whose argument is passed by pointer and whose result is the
-/// call's return value.
-struct IntIoctl<T> {
-    opcode: rustix::ioctl::Opcode,
-    arg: T,
-}
-
-impl<T> IntIoctl<T> {
-    fn new(opcode: rustix::ioctl::Opcode, arg: T) -> Self {
-        Self { opcode, arg }
-    }
-}
-
-// SAFETY: `as_ptr` points at `arg`, which lives as long as the call; the kernel
-// only reads it (the opcodes used are `_IOW`), and the output is the return value.
-unsafe impl<T> rustix::ioctl::Ioctl for IntIoctl<T> {
-    type Output = i32;
-    const IS_MUTATING: bool = false;
-
-    fn opcode(&self) -> rustix::ioctl::Opcode {
-        self.opcode
-    }
-
-    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
-        (&mut self.arg as *mut T).cast()
-    }
-
-    unsafe fn output_from_ptr(
-        out: rustix::ioctl::IoctlOutput,
-        _: *mut core::ffi::c_void,
-    ) -> rustix::io::Result<i32> {
-        Ok(out)
-    }
-}
 
 /// What the channel knows of one request that the daemon has read and not answered.
 #[derive(Default)]
@@ -60,14 +24,15 @@ struct Inflight {
     /// may drop without harm ([`Reply::answer_interrupt_at_once`]).
     at_once: bool,
     /// The `EINTR` of `at_once` has been written; the entry stays until the
-    /// worker's own answer (which the kernel then refuses), so that its
-    /// interrupt hook still runs.
+    /// worker's own answer, so that its interrupt hook still runs. That answer
+    /// is then not written (the kernel would refuse it) and its `try_*` send
+    /// fails, so whatever it handed out is taken back.
     answered_early: bool,
 }
 
 /// The connection shared by the workers and every reply.
 pub(crate) struct ChannelInner {
-    pub(crate) fd: OwnedFd,
+    transport: Arc<dyn Transport>,
     /// Invariant: holds exactly the uniques of requests that were read and whose
     /// worker has not written its reply yet (FORGET-like requests that take no
     /// reply are never inserted); an entry answered early (`EINTR` at the
@@ -78,9 +43,9 @@ pub(crate) struct ChannelInner {
 }
 
 impl ChannelInner {
-    pub(crate) fn new(fd: OwnedFd) -> Self {
+    pub(crate) fn new(transport: Arc<dyn Transport>) -> Self {
         Self {
-            fd,
+            transport,
             inflight: Mutex::new(HashMap::new()),
             workers: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -106,15 +71,13 @@ impl ChannelInner {
 
     /// [`Self::write_message`], telling the caller whether the kernel took it.
     pub(crate) fn write_message_checked(&self, parts: &[&[u8]]) -> io::Result<()> {
-        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        match rustix::io::writev(&self.fd, &slices) {
-            Ok(_) => Ok(()),
-            Err(e @ (rustix::io::Errno::NOENT | rustix::io::Errno::NODEV)) => Err(e.into()),
-            Err(e) => {
+        let r = self.transport.write_message(parts);
+        if let Err(e) = &r {
+            if !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
                 tracing::warn!("writing a FUSE reply failed: {e}");
-                Err(e.into())
             }
         }
+        r
     }
 
     pub(crate) fn send(&self, unique: u64, error: i32, body: &[&[u8]]) {
@@ -135,37 +98,24 @@ impl ChannelInner {
         parts.push(header.as_bytes());
         parts.extend_from_slice(body);
         // Remove before writing: once written the kernel may reuse the unique.
-        self.inflight.lock().expect("inflight lock").remove(&unique);
+        let entry = self.inflight.lock().expect("inflight lock").remove(&unique);
+        if entry.is_some_and(|e| e.answered_early) {
+            // The interrupt answered it already; the kernel would refuse this.
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
         self.write_message_checked(&parts)
     }
 
     /// `FUSE_DEV_IOC_BACKING_OPEN`: register the file `fd` as a backing file of
     /// this connection; returns its id (> 0).
     pub(crate) fn backing_open(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
-        let map = FuseBackingMap {
-            fd: fd.as_raw_fd(),
-            flags: 0,
-            padding: 0,
-        };
-        // SAFETY: FUSE_DEV_IOC_BACKING_OPEN is _IOW(229, 1, struct fuse_backing_map):
-        // the kernel reads one `fuse_backing_map` (same layout, size-checked in abi)
-        // and returns the id or -errno; it writes nothing back.
-        let id = unsafe {
-            rustix::ioctl::ioctl(&self.fd, IntIoctl::new(FUSE_DEV_IOC_BACKING_OPEN, map))
-        }?;
-        u32::try_from(id)
-            .ok()
-            .filter(|&id| id > 0)
-            .ok_or_else(|| io::Error::other(format!("FUSE_DEV_IOC_BACKING_OPEN returned {id}")))
+        self.transport.backing_open(fd)
     }
 
     /// `FUSE_DEV_IOC_BACKING_CLOSE`: drop a backing id (open files keep their
     /// backing file).
     pub(crate) fn backing_close(&self, id: u32) -> io::Result<()> {
-        // SAFETY: FUSE_DEV_IOC_BACKING_CLOSE is _IOW(229, 2, uint32_t): the kernel
-        // reads one u32 and writes nothing back.
-        unsafe { rustix::ioctl::ioctl(&self.fd, IntIoctl::new(FUSE_DEV_IOC_BACKING_CLOSE, id)) }?;
-        Ok(())
+        self.transport.backing_close(id)
     }
 
     pub(crate) fn register(&self, unique: u64) {
@@ -366,27 +316,16 @@ impl Drop for Reply {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use zerocopy::FromBytes;
 
-    /// A channel writing into a pipe, and the pipe's read end.
-    fn channel() -> (Arc<ChannelInner>, std::fs::File) {
-        let (r, w) = rustix::pipe::pipe().expect("pipe");
-        rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).expect("nonblocking");
-        (Arc::new(ChannelInner::new(w)), std::fs::File::from(r))
+    /// A channel recording what it writes.
+    fn channel() -> (Arc<ChannelInner>, Arc<crate::transport::Recorder>) {
+        let rec = Arc::new(crate::transport::Recorder::new());
+        (Arc::new(ChannelInner::new(rec.clone())), rec)
     }
 
-    /// The (error, unique) of every message written so far.
-    fn written(r: &mut std::fs::File) -> Vec<(i32, u64)> {
-        use std::io::Read;
-        let mut buf = vec![0u8; 4096];
-        let n = r.read(&mut buf).unwrap_or(0);
-        buf[..n]
-            .chunks(std::mem::size_of::<FuseOutHeader>())
-            .map(|c| {
-                let h = FuseOutHeader::read_from_bytes(c).expect("a header");
-                (h.error, h.unique)
-            })
-            .collect()
+    /// The (error, unique) of every message written since the last call.
+    fn written(r: &mut Arc<crate::transport::Recorder>) -> Vec<(i32, u64)> {
+        r.take().into_iter().map(|m| (m.error, m.unique)).collect()
     }
 
     #[test]
@@ -402,8 +341,8 @@ mod tests {
 
         // At once: EINTR is written by the interrupt itself; a hook set later
         // (the worker got there after the interrupt) still runs; the worker's
-        // own answer afterwards is written (the kernel would refuse it) and the
-        // entry goes.
+        // own answer afterwards is not written, its send fails, and the entry
+        // goes.
         let reply = Reply::new(ch.clone(), 7);
         reply.answer_interrupt_at_once();
         assert!(ch.interrupt(7));
@@ -412,8 +351,8 @@ mod tests {
         assert!(written(&mut r).is_empty(), "EINTR is written once");
         reply.on_interrupt(count(&hooks));
         assert_eq!(hooks.load(Ordering::SeqCst), 1);
-        reply.ok();
-        assert_eq!(written(&mut r), vec![(0, 7)]);
+        assert!(reply.try_bytes(b"late").is_err());
+        assert!(written(&mut r).is_empty());
         assert_eq!(ch.inflight_count(), 0);
         assert!(!ch.interrupt(7), "answered: EAGAIN for the kernel");
 

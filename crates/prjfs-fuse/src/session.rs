@@ -1,16 +1,18 @@
-//! The session: `FUSE_INIT` negotiation, the pool of worker threads that read
-//! requests, interrupt routing, and shutdown when the mount goes away.
+//! The session: reading `/dev/fuse` until `FUSE_INIT` is settled, then the pool
+//! of worker threads that read requests, and shutdown when the mount goes away.
+//! What is done with each message read is [`crate::server::Server`]'s.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::abi;
 use crate::reply::{ChannelInner, Reply};
-use crate::request::{decode, Operation, RequestHeader};
+use crate::request::{Operation, RequestHeader};
+use crate::server::Server;
+use crate::transport::DevFuse;
 
 /// The kernel protocol version this channel speaks (major 7).
 pub const PROTO_MAJOR: u32 = 7;
@@ -64,6 +66,10 @@ pub struct InitInfo {
     pub flags: u64,
     /// Largest write the kernel will send.
     pub max_write: u32,
+    /// Largest read the kernel will ask for: `max_pages` pages with
+    /// `FUSE_MAX_PAGES`, else the kernel's default of 32. A larger READ comes
+    /// from no kernel.
+    pub max_read: u32,
 }
 
 /// One decoded request, borrowed from the worker's buffer.
@@ -110,28 +116,35 @@ impl Session {
         config: SessionConfig,
         fs: Arc<F>,
     ) -> io::Result<Session> {
-        let channel = Arc::new(ChannelInner::new(fd));
-        channel.set_workers(config.threads.max(1));
-        let info = negotiate(&channel, &config)?;
-        fs.connected(Notifier {
-            channel: channel.clone(),
-        });
-        fs.init(&info);
-        let bufsize = info.max_write as usize + 4096 + 4096;
+        let dev = Arc::new(DevFuse::new(fd));
         let threads = config.threads.max(1);
+        let mut buf = vec![0u8; config.max_write as usize + 8192];
+        let server = Arc::new(Server::new(dev.clone(), config, fs));
+        // INIT comes first; the file system hears `connected` and `init` before
+        // any worker reads a request.
+        let info = loop {
+            if let Some(info) = server.init_info() {
+                break info;
+            }
+            let n = dev
+                .read(&mut buf)?
+                .ok_or_else(|| io::Error::other("the mount went away before FUSE_INIT"))?;
+            server.handle(&buf[..n])?;
+        };
+        drop(buf);
+        let bufsize = info.max_write as usize + 4096 + 4096;
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
-            let channel = channel.clone();
-            let fs = fs.clone();
-            let minor = info.minor;
+            let dev = dev.clone();
+            let server = server.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("prjfs-worker-{i}"))
-                    .spawn(move || worker_loop(&channel, &*fs, bufsize, minor))?,
+                    .spawn(move || worker_loop(&dev, &server, bufsize))?,
             );
         }
         Ok(Session {
-            channel,
+            channel: server.channel.clone(),
             workers,
             mountpoint,
             info,
@@ -175,7 +188,7 @@ impl Session {
 /// kernel needs for it; see fuse-notes.md.
 #[derive(Clone)]
 pub struct Notifier {
-    channel: Arc<ChannelInner>,
+    pub(crate) channel: Arc<ChannelInner>,
 }
 
 impl Notifier {
@@ -208,94 +221,10 @@ impl Notifier {
     }
 }
 
-fn read_request(channel: &ChannelInner, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        match rustix::io::read(&channel.fd, &mut *buf) {
-            Ok(n) => return Ok(Some(n)),
-            // The request was interrupted and dropped before we read it; or a signal.
-            Err(rustix::io::Errno::NOENT)
-            | Err(rustix::io::Errno::INTR)
-            | Err(rustix::io::Errno::AGAIN) => continue,
-            // Unmounted or aborted.
-            Err(rustix::io::Errno::NODEV) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn negotiate(channel: &Arc<ChannelInner>, config: &SessionConfig) -> io::Result<InitInfo> {
-    let mut buf = vec![0u8; config.max_write as usize + 8192];
-    loop {
-        let n = read_request(channel, &mut buf)?
-            .ok_or_else(|| io::Error::other("the mount went away before FUSE_INIT"))?;
-        let (header, op) = decode(&buf[..n], 0).map_err(|e| io::Error::other(e.to_string()))?;
-        let Operation::Init {
-            major,
-            minor,
-            max_readahead,
-            flags,
-        } = op
-        else {
-            // Nothing but INIT is valid first.
-            channel.send(header.unique, libc::EIO, &[]);
-            continue;
-        };
-        if major < PROTO_MAJOR {
-            channel.send(header.unique, libc::EPROTO, &[]);
-            return Err(io::Error::other(format!(
-                "kernel FUSE protocol {major}.{minor} is too old"
-            )));
-        }
-        if major > PROTO_MAJOR {
-            // The kernel retries INIT with our major version.
-            let out = abi::FuseInitOut {
-                major: PROTO_MAJOR,
-                minor: PROTO_MINOR,
-                ..Default::default()
-            };
-            channel.send(header.unique, 0, &[zerocopy::IntoBytes::as_bytes(&out)]);
-            continue;
-        }
-        let effective_minor = minor.min(PROTO_MINOR);
-        let mut granted = flags & config.wanted_flags;
-        if flags & abi::FUSE_INIT_EXT == 0 {
-            granted &= 0xffff_ffff;
-        }
-        let max_pages = (config.max_write as usize).div_ceil(4096).min(256) as u16;
-        let max_write = if granted & abi::FUSE_MAX_PAGES != 0 {
-            config.max_write
-        } else {
-            config.max_write.min(128 * 1024)
-        };
-        let out = abi::FuseInitOut {
-            major: PROTO_MAJOR,
-            minor: effective_minor,
-            max_readahead: max_readahead.min(config.max_readahead),
-            flags: granted as u32,
-            max_background: config.max_background,
-            congestion_threshold: config.max_background * 3 / 4,
-            max_write,
-            time_gran: 1,
-            max_pages,
-            flags2: (granted >> 32) as u32,
-            max_stack_depth: 1,
-            ..Default::default()
-        };
-        channel.send(header.unique, 0, &[zerocopy::IntoBytes::as_bytes(&out)]);
-        tracing::debug!(kernel_minor = minor, flags = granted, "FUSE_INIT done");
-        return Ok(InitInfo {
-            kernel_minor: minor,
-            minor: effective_minor,
-            flags: granted,
-            max_write,
-        });
-    }
-}
-
-fn worker_loop<F: Filesystem>(channel: &Arc<ChannelInner>, fs: &F, bufsize: usize, minor: u32) {
+fn worker_loop<F: Filesystem>(dev: &DevFuse, server: &Server<F>, bufsize: usize) {
     let mut buf = vec![0u8; bufsize];
     loop {
-        let n = match read_request(channel, &mut buf) {
+        let n = match dev.read(&mut buf) {
             Ok(Some(n)) => n,
             Ok(None) => break,
             Err(e) => {
@@ -303,88 +232,9 @@ fn worker_loop<F: Filesystem>(channel: &Arc<ChannelInner>, fs: &F, bufsize: usiz
                 break;
             }
         };
-        let (header, op) = match decode(&buf[..n], minor) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("undecodable request: {e}");
-                if let Some(unique) = peek_unique(&buf[..n]) {
-                    channel.send(unique, libc::EIO, &[]);
-                }
-                continue;
-            }
-        };
-        match op {
-            Operation::Interrupt { unique } => {
-                if !channel.interrupt(unique) {
-                    // Not known yet (another worker has not registered it) or
-                    // already answered: EAGAIN makes the kernel re-queue it.
-                    // ENOSYS would disable interrupts for the whole mount.
-                    std::thread::sleep(Duration::from_micros(50));
-                    channel.write_message(&[zerocopy::IntoBytes::as_bytes(&abi::FuseOutHeader {
-                        len: std::mem::size_of::<abi::FuseOutHeader>() as u32,
-                        error: -libc::EAGAIN,
-                        unique: header.unique,
-                    })]);
-                }
-            }
-            Operation::Forget { .. } | Operation::BatchForget { .. } => {
-                // No reply is ever sent for these.
-                fs.forget(Request { header, op });
-            }
-            Operation::Destroy => {
-                channel.send(header.unique, 0, &[]);
-            }
-            op => {
-                let reply = Reply::new(channel.clone(), header.unique);
-                if interruptible_at_once(&op) {
-                    reply.answer_interrupt_at_once();
-                }
-                let opcode = header.opcode;
-                // A panic in the file system must not take a worker thread down:
-                // the reply, dropped while unwinding, answers EIO.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    fs.dispatch(Request { header, op }, reply)
-                }));
-                if r.is_err() {
-                    tracing::error!(
-                        "panic while handling {} (opcode {opcode}); answered EIO",
-                        abi::opcode_name(opcode).unwrap_or("an unknown request")
-                    );
-                }
-            }
-        }
+        // After INIT, `handle` cannot fail.
+        let _ = server.handle(&buf[..n]);
     }
     // The last worker out tells the file system the connection is gone.
-    if channel.worker_exited() {
-        fs.destroy();
-    }
-}
-
-/// Requests an interrupt answers at once (see
-/// [`Reply::answer_interrupt_at_once`]): their late real answer, refused by the
-/// kernel, leaves nothing behind. Changes (writes, creates, renames, setattr)
-/// are not among them: a client told `EINTR` must not find the change made.
-fn interruptible_at_once(op: &Operation<'_>) -> bool {
-    // A read-only open (no O_TRUNC) changes nothing; its handle is released
-    // when its answer is refused.
-    if let Operation::Open { flags, .. } = op {
-        let flags = *flags as i32;
-        return flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_TRUNC == 0;
-    }
-    matches!(
-        op,
-        Operation::Lookup { .. }
-            | Operation::GetAttr { .. }
-            | Operation::ReadLink
-            | Operation::Read { .. }
-            | Operation::StatFs
-            | Operation::GetXattr { .. }
-            | Operation::ListXattr { .. }
-            | Operation::Access { .. }
-    )
-}
-
-fn peek_unique(buf: &[u8]) -> Option<u64> {
-    buf.get(8..16)
-        .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    server.worker_exited();
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -50,6 +50,10 @@ pub struct FuseFs {
     notices: OnceLock<Sender<Notice>>,
     /// `FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE` on every `opendir`.
     cache_listings: bool,
+    /// The largest READ INIT allows ([`InitInfo::max_read`]); a forged larger
+    /// one is served up to this size (no kernel sends one), so that its size
+    /// cannot make a worker allocate and copy gigabytes.
+    max_read: AtomicU32,
 }
 
 impl FuseFs {
@@ -66,6 +70,7 @@ impl FuseFs {
             io: Arc::new(IoModes::new(passthrough)),
             notices: OnceLock::new(),
             cache_listings: false,
+            max_read: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -222,6 +227,7 @@ impl Filesystem for FuseFs {
     }
 
     fn init(&self, info: &InitInfo) {
+        self.max_read.store(info.max_read, Ordering::Relaxed);
         let granted = info.flags & abi::FUSE_PASSTHROUGH != 0;
         self.io
             .enabled
@@ -284,6 +290,7 @@ impl Filesystem for FuseFs {
                 fh, offset, size, ..
             } => {
                 let ctx = Self::ctx(&req, &reply);
+                let size = size.min(self.max_read.load(Ordering::Relaxed));
                 self.virt.read(
                     &ctx,
                     fh,

@@ -83,6 +83,13 @@ impl Inner {
             FileKind::Symlink => return done(Err(libc::ELOOP)),
             FileKind::File => {}
         }
+        if item.attr.mode & libc::S_IFMT != libc::S_IFREG {
+            // A FIFO, socket or device node (made by MKNOD): the kernel opens
+            // those itself and never sends OPEN for one. A forged OPEN must not
+            // make the daemon open it: a FIFO blocks the worker in open(2), a
+            // device is the machine's. ENXIO, as open(2) of a socket answers.
+            return done(Err(libc::ENXIO));
+        }
         if item.state.contains(OnDiskState::PLACEHOLDER)
             && item.version.is_none()
             && !is_own_thread(ctx.pid)

@@ -129,6 +129,11 @@ impl NodeTable {
     }
 
     /// The node for `name` under `parent`, created if needed; counts one lookup.
+    ///
+    /// A `parent` that is not a live node (only a forged request names one: the
+    /// kernel holds a directory while it looks inside) gets a new node that is
+    /// born detached, with no path: named under an id not handed out yet, it
+    /// would close a cycle once that id went to one of its descendants.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
         if let Some(id) = inner.get(parent, name) {
@@ -141,7 +146,8 @@ impl NodeTable {
         }
         let id = inner.next;
         inner.next += 1;
-        let key = Inner::name(parent, name);
+        let live = parent == ROOT_ID || inner.nodes.contains_key(&parent);
+        let key = Inner::name(if live { parent } else { DETACHED }, name);
         inner.nodes.insert(
             id,
             Node {
@@ -150,7 +156,9 @@ impl NodeTable {
                 lookups: 1,
             },
         );
-        inner.insert(key, id);
+        if live {
+            inner.insert(key, id);
+        }
         id
     }
 
@@ -303,6 +311,26 @@ mod tests {
         t.detach(ROOT_ID, OsStr::new("c"));
         assert!(t.path(b).is_none());
         assert_ne!(t.lookup(ROOT_ID, OsStr::new("c")), b);
+    }
+
+    /// Found by the dispatcher fuzzer: a READDIRPLUS whose header named a node
+    /// id not handed out yet counted its entries under that id; the next new
+    /// node got the id and became its own ancestor, and `path` looped forever.
+    #[test]
+    fn unknown_parent_makes_a_detached_node_not_a_cycle() {
+        let t = NodeTable::new();
+        let a = t.lookup(3, OsStr::new("a"));
+        let b = t.lookup(3, OsStr::new("b"));
+        assert_eq!((a, b), (2, 3));
+        assert!(t.path(a).is_none());
+        assert!(t.path(b).is_none());
+        assert_eq!(t.find(3, OsStr::new("a")), None);
+        let c = t.lookup(b, OsStr::new("c"));
+        assert!(t.path(c).is_none());
+        t.forget(a, 1);
+        t.forget(b, 1);
+        t.forget(c, 1);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
