@@ -613,6 +613,7 @@ impl Inner {
                 None
             },
             flags: CallbackFlags::default(),
+            collation: self.options.collation,
             instance: self.handle.clone(),
         }
     }
