@@ -327,9 +327,12 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         report(ready, &format!("error: {msg}"));
         Err(msg)
     };
-    // Block SIGINT/SIGTERM in every thread; one thread waits for them and
-    // unmounts, so the daemon always ends through a clean unmount.
-    block_signals();
+    // Block SIGINT/SIGTERM/SIGHUP in every thread from here on: one that
+    // arrives while the mount is set up is held until `run_until_signal`
+    // takes it, so the daemon always ends through a clean unmount.
+    if let Err(e) = prjfs::block_stop_signals() {
+        return fail(ready, format!("blocking stop signals: {e}"));
+    }
     let mode = if args.sync || (!args.pend && args.latency == 0) {
         DirMode::Sync
     } else {
@@ -409,13 +412,6 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             })
             .map_err(|e| e.to_string())?;
     }
-    {
-        let root = root2.clone();
-        std::thread::Builder::new()
-            .name("prjfs-signals".into())
-            .spawn(move || wait_for_signal_then_unmount(&root))
-            .map_err(|e| e.to_string())?;
-    }
     if sink.is_some() {
         quiet_stderr();
     }
@@ -427,8 +423,14 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             root2.display()
         );
     }
-    // Runs until the mount goes away (prjfs unmount, umount, a signal).
-    instance.wait();
+    // Runs until the mount goes away (prjfs unmount, umount) or a signal
+    // unmounts it (logged by the library).
+    if let Err(e) = instance.run_until_signal() {
+        tracing::error!("{}: {e}", root2.display());
+        // The signal handling could not be set up, or the unmount after a
+        // signal failed: serve until the mount goes away.
+        instance.wait();
+    }
     Ok(())
 }
 
@@ -501,41 +503,4 @@ fn answer(
             }),
         },
     }
-}
-
-fn block_signals() {
-    // SAFETY: sigset manipulation on a local, zero-initialized set; the mask
-    // applies to this thread and is inherited by threads spawned after it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
-fn wait_for_signal_then_unmount(root: &Path) {
-    // SAFETY: as in block_signals; sigwait only reads the set and writes `sig`.
-    let sig = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        let mut sig = 0;
-        libc::sigwait(&set, &mut sig);
-        sig
-    };
-    tracing::warn!("signal {sig}: unmounting {}", root.display());
-    // Lazy: a client may still be inside the root; the kernel detaches now and the
-    // workers see the connection end.
-    if let Err(e) = prjfs::unmount(root).or_else(|_| prjfs_fuse_lazy(root)) {
-        tracing::error!("unmount on signal failed: {e}");
-    }
-}
-
-fn prjfs_fuse_lazy(root: &Path) -> std::io::Result<()> {
-    rustix::mount::unmount(root, rustix::mount::UnmountFlags::DETACH).map_err(Into::into)
 }

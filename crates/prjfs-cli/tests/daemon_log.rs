@@ -220,3 +220,35 @@ fn refused_mount_reports_once_and_writes_no_log() {
     assert_eq!(left, ["mine.txt"]);
     d.assert_tmpdir_empty();
 }
+
+/// SIGTERM to the daemon unmounts the root (the library's
+/// `run_until_signal`), the daemon exits and logs the signal at the default
+/// level; the root mounts again.
+#[test]
+fn sigterm_unmounts_and_is_logged() {
+    if !mount_available() {
+        return;
+    }
+    let d = Dirs::new();
+    let (out, m) = mount(&d, &d.root, None);
+    let mut m = m.unwrap_or_else(|| panic!("mount failed: {}", text(&out.stderr)));
+    some_io(&m.root);
+    let pid = m.pid.expect("the daemon's pid");
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a positive pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal the daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (is_mounted(&m.root) || Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!is_mounted(&m.root), "SIGTERM should unmount");
+    m.pid = None;
+    let log = std::fs::read_to_string(d.root.join(".prjfs/log/daemon.log")).expect("the log");
+    assert!(log.contains("signal 15: unmounting"), "{log}");
+    drop(m);
+    let (out, m) = mount(&d, &d.root, None);
+    let m = m.unwrap_or_else(|| panic!("remount failed: {}", text(&out.stderr)));
+    assert_eq!(std::fs::read(m.root.join("dir/c.txt")).unwrap(), b"c\n");
+    m.unmount();
+}

@@ -1,4 +1,4 @@
-//! Mounted tests of the state transitions of spec §4 (read-write projection), one
+//! Mounted tests of the state transitions of SEMANTICS.md (read-write projection), one
 //! test per transition, through the `prjfs` binary with the dir provider and real
 //! programs (`sh`, `cat`, `stat`, `ls`, `mv`, `rm`, `rmdir`, `ln`, `chmod`,
 //! `chown`, `touch`, `truncate`, `getfattr`, `setfattr`, `fallocate`, and
@@ -180,7 +180,7 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The names spec §4 gives the bits of a state.
+/// The names ProjFS gives the bits of a state.
 fn spec_names(bits: u32) -> String {
     if bits == 0 {
         return "Virtual".into();
@@ -206,7 +206,7 @@ fn state_xattr(path: &Path) -> String {
         .arg(path))
 }
 
-/// `prjfs state PATH` prints `PATH: NAMES (BITS)`, NAMES are spec §4's names of
+/// `prjfs state PATH` prints `PATH: NAMES (BITS)`, NAMES are ProjFS's names of
 /// BITS, and for an item a client can reach, `getfattr -n user.prjfs.state`
 /// prints `BITS NAMES`. A virtual item is not asked (the lookup would place it);
 /// a tombstone's xattr cannot be read (ENOENT).

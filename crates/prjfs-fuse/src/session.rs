@@ -185,7 +185,8 @@ impl Session {
 /// (invalidations) and passthrough backing files.
 ///
 /// Do not send a notification from inside a request that holds the locks the
-/// kernel needs for it; see fuse-notes.md.
+/// kernel needs for it: the notification would wait for those locks, and the
+/// request holding them for its answer (a deadlock).
 #[derive(Clone)]
 pub struct Notifier {
     pub(crate) channel: Arc<ChannelInner>,

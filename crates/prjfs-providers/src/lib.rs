@@ -4,8 +4,9 @@
 //!   ([`DirMode::Sync`]) or pended on a tokio runtime ([`DirMode::Async`]), with a
 //!   configurable store latency and per-callback counters.
 //! * [`testing`]: providers the library's tests use (never completing, slow,
-//!   misbehaving, panicking) over an in-memory tree, and a recording mock instance
-//!   for testing providers without a mount.
+//!   misbehaving, panicking) over an in-memory tree. The test kit for providers
+//!   (mock instance, callback data builder, enumeration driver) is
+//!   [`prjfs::testing`].
 #![deny(missing_docs)]
 
 pub mod dir;

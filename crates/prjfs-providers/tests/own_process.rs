@@ -1,4 +1,4 @@
-//! The provider's own I/O never reaches the provider (spec §7: it would deadlock):
+//! The provider's own I/O never reaches the provider (it would deadlock):
 //! requests from the process hosting an instance are answered from disk only.
 
 use std::sync::Arc;

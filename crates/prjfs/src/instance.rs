@@ -1,8 +1,10 @@
-//! Starting and stopping a virtualization instance: check the root, open the layer,
-//! mount, run the kernel channel's worker threads.
+//! Starting, serving and stopping a virtualization instance: check the root, open
+//! the layer, mount, run the kernel channel's worker threads; wait for the end of
+//! the mount or a stop signal; stop.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use prjfs_fuse::mount::{Mount, MountOptions};
 use prjfs_fuse::session::{Session, SessionConfig};
@@ -10,8 +12,11 @@ use prjfs_fuse::session::{Session, SessionConfig};
 use crate::fuse_fs::{FuseFs, OpenStats};
 use crate::layer::{Layer, RootMarker};
 use crate::provider::{InstanceHandle, Provider};
+use crate::signals::SignalPipe;
 use crate::types::Collation;
 use crate::virtualizer::{Virtualizer, VirtualizerOptions, VirtualizerStats};
+
+pub use crate::signals::block_stop_signals;
 
 /// The mount type of every prjfs mount (`fuse.prjfs`).
 pub const FS_TYPE: &str = "fuse.prjfs";
@@ -27,8 +32,11 @@ pub struct StartOptions {
     pub negative_path_cache: bool,
     /// Name collation.
     pub collation: Collation,
-    /// What the root must be a projection of. A root already marked for another
-    /// source is refused; an unmarked root must be empty.
+    /// Which projection the root belongs to. `None` (the default): any root
+    /// an earlier instance used is accepted, whoever marked it, so a provider
+    /// restarts on its own root with default options. `Some`: a root marked
+    /// for another projection is refused, and a root without a marker is
+    /// accepted (and marked) only while it holds nothing yet.
     pub marker: Option<RootMarker>,
     /// FUSE passthrough: opens of hydrated and full files are answered with a
     /// backing file, so their reads and writes go from the kernel straight to
@@ -80,7 +88,8 @@ impl StartOptions {
 /// Why an instance could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The root is missing or not a directory.
+    /// The root is missing, not a directory, already mounted, or not one this
+    /// instance may use; `reason` says what to do.
     #[error("{path}: {reason}")]
     BadRoot {
         /// The root.
@@ -101,17 +110,75 @@ pub enum StartError {
     },
 }
 
-/// A running virtualization instance. Dropping it unmounts.
+/// Why [`VirtualizationInstance::run_until_signal`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// This signal (SIGINT, SIGTERM or SIGHUP) arrived; the instance stopped.
+    Signal(i32),
+    /// The mount went away otherwise (`umount`, [`VirtualizationInstance::stop`]
+    /// from another thread).
+    Unmounted,
+}
+
+/// Where the instance's worker threads are.
+///
+/// Invariant: `Running` until the first `wait` or `stop` takes the session;
+/// `Joining` while that caller joins the workers; `Ended` once they ended and
+/// the virtualizer stopped (then `ended` is notified). Only the taker moves it
+/// on from `Joining`.
+enum Serving {
+    Running(Session),
+    Joining,
+    Ended,
+}
+
+/// A running virtualization instance. Dropping it stops it (see
+/// [`VirtualizationInstance::stop`]).
+///
+/// # Threads
+///
+/// The instance is `Send + Sync`; share it by reference (scoped threads) or in
+/// an `Arc`. Requests are served by its own threads from [`start`] on; the
+/// calling thread is free.
+///
+/// * [`wait`] blocks until the mount goes away: an unmount from outside
+///   (`umount`, `fusermount3 -u`, [`unmount`](crate::unmount)), or [`stop`]
+///   from another thread. Any number of threads may wait; all return once the
+///   worker threads ended and every pending command was answered.
+/// * [`stop`] may be called from any thread, also while others wait: it
+///   cancels every live command (their clients get `EINTR`, the provider hears
+///   `cancel_command`), unmounts (lazily when the root is busy), waits for the
+///   worker threads, and returns; waiting threads return too. Stopping again,
+///   or after the mount went away, does nothing and returns `Ok`.
+/// * [`run_until_signal`] is `wait` that also stops on SIGINT, SIGTERM or
+///   SIGHUP; one thread of a process at a time.
+/// * Never call `wait`, `stop` or drop the instance from inside a provider
+///   callback or from `cancel_command`: they wait for the threads that run
+///   callbacks, one of which would be the caller. A provider that wants to
+///   stop hands the request to another thread.
+///
+/// [`start`]: VirtualizationInstance::start
+/// [`wait`]: VirtualizationInstance::wait
+/// [`stop`]: VirtualizationInstance::stop
+/// [`run_until_signal`]: VirtualizationInstance::run_until_signal
 pub struct VirtualizationInstance {
     virt: Virtualizer,
     fs: Arc<FuseFs>,
-    session: std::sync::Mutex<Option<Session>>,
+    serving: Mutex<Serving>,
+    ended: Condvar,
     root: PathBuf,
     threads: (usize, usize),
 }
 
 impl VirtualizationInstance {
-    /// Project `provider` into `root` and serve it until stopped or unmounted.
+    /// Project `provider` into `root` and serve it until stopped or unmounted;
+    /// returns once the mount is ready.
+    ///
+    /// `root` must be an existing directory that is empty, or a root an earlier
+    /// instance used (it holds the hidden `.prjfs` directory): placeholders,
+    /// hydrated files and local changes found there are served again (see
+    /// [`StartOptions::marker`] for which earlier roots are accepted). A
+    /// mount a dead instance left there (`ENOTCONN`) is removed first.
     pub fn start(
         root: &Path,
         provider: Arc<dyn Provider>,
@@ -149,23 +216,31 @@ impl VirtualizationInstance {
             .next()
             .is_some();
         if non_empty && !has_layer {
-            return Err(bad(
-                "is not empty and not a prjfs root; use an empty directory".into(),
-            ));
+            return Err(bad(format!(
+                "is not empty and not a prjfs root (it has no {} directory); \
+                 start on an empty directory, or on a root a prjfs instance used before",
+                crate::layer::HIDDEN_DIR
+            )));
         }
         let layer = Layer::open(&root)?;
         match (layer.root_marker()?, &options.marker) {
             (Some(found), Some(want)) if found != *want => {
                 return Err(bad(format!(
-                    "is the root of another projection (source {}, provider {}); use an empty directory",
+                    "is the root of another projection (source {}, provider {}); \
+                     start on an empty directory, or with the StartOptions::marker that root was made with",
                     found.source, found.provider
                 )))
             }
-            (None, _) if !layer.is_empty_root()? => {
-                return Err(bad("is not empty and not a prjfs root; use an empty directory".into()))
+            (None, Some(_)) if !layer.is_empty_root()? => {
+                return Err(bad(
+                    "is a prjfs root started without a marker, so it may belong to another \
+                     projection; start on an empty directory, or with StartOptions::marker unset"
+                        .into(),
+                ))
             }
             (None, Some(want)) => layer.set_root_marker(want)?,
-            _ => {}
+            // Without a marker asked for, any prjfs root is this provider's.
+            (_, None) | (Some(_), Some(_)) => {}
         }
         // Once per root: full items written before they carried marks keep
         // their tombstones on delete.
@@ -212,7 +287,8 @@ impl VirtualizationInstance {
         Ok(Self {
             virt,
             fs,
-            session: std::sync::Mutex::new(Some(session)),
+            serving: Mutex::new(Serving::Running(session)),
+            ended: Condvar::new(),
             root,
             threads: (pool, concurrent),
         })
@@ -223,7 +299,8 @@ impl VirtualizationInstance {
         self.virt.handle()
     }
 
-    /// The virtualizer (state queries, counters).
+    /// The virtualizer (state queries, counters; for the prjfs command).
+    #[doc(hidden)]
     pub fn virtualizer(&self) -> &Virtualizer {
         &self.virt
     }
@@ -254,36 +331,161 @@ impl VirtualizationInstance {
         self.fs.open_stats()
     }
 
-    /// Block until the mount goes away (`prjfs unmount`, `umount`, `fusermount3 -u`).
+    /// Block until the mount goes away (an unmount from outside, or
+    /// [`VirtualizationInstance::stop`] from another thread), then answer what
+    /// is still pending. See "Threads" above.
     pub fn wait(&self) {
-        let session = self.session.lock().expect("session lock").take();
-        if let Some(s) = session {
-            s.join();
+        match self.take_session() {
+            Some(session) => self.join(session),
+            None => self.wait_ended(),
         }
-        self.virt.stop();
     }
 
-    /// Unmount and wait for the workers. Pending commands are cancelled.
+    /// Cancel what is pending, unmount (lazily if the root is busy) and wait
+    /// for the worker threads. Callable from any thread, also while others
+    /// [`wait`](VirtualizationInstance::wait); a second call, or one after the
+    /// mount went away, returns `Ok`. See "Threads" above.
     pub fn stop(&self) -> std::io::Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&self) -> std::io::Result<()> {
-        let Some(session) = self.session.lock().expect("session lock").take() else {
+        let session = self.take_session();
+        if session.is_none() && matches!(*self.serving(), Serving::Ended) {
             return Ok(());
-        };
+        }
         // Answer what is pending first so unmount is not busy because of us.
         self.virt.stop();
-        let r = prjfs_fuse::mount::unmount(&self.root, false)
-            .or_else(|_| prjfs_fuse::mount::unmount(&self.root, true));
+        let unmounted = self.unmount_root();
+        match session {
+            Some(session) => self.join(session),
+            None => self.wait_ended(),
+        }
+        unmounted
+    }
+
+    /// Serve until SIGINT, SIGTERM or SIGHUP arrives (then stop, and return
+    /// the signal) or the mount goes away otherwise.
+    ///
+    /// While it runs, those three signals are handled by prjfs in the whole
+    /// process (a handler that only wakes this thread; whichever thread the
+    /// kernel picks) and unblocked in the calling thread; afterwards the
+    /// previous handlers and this thread's signal mask are restored. A signal
+    /// that arrives before the call takes its default action (the process
+    /// ends, the mount is left for the next start to remove) unless the
+    /// signals were blocked beforehand with [`block_stop_signals`], as the
+    /// prjfs daemon does before it starts: a signal held back that way is taken
+    /// here at once. Only one thread of a process may run this at a time
+    /// (`ErrorKind::ResourceBusy` otherwise). Errors: setting up the signal
+    /// handling, or the unmount of [`VirtualizationInstance::stop`].
+    pub fn run_until_signal(&self) -> std::io::Result<StopReason> {
+        let signals = SignalPipe::install()?;
+        let (ended_read, ended_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        std::thread::scope(|scope| {
+            let waiter = std::thread::Builder::new()
+                .name("prjfs-wait".into())
+                .spawn_scoped(scope, move || {
+                    self.wait();
+                    // Closing the write end wakes the poll below (POLLHUP).
+                    drop(ended_write);
+                })?;
+            let reason = loop {
+                if let Some(sig) = signals.take() {
+                    break StopReason::Signal(sig);
+                }
+                let mut fds = [
+                    poll_fd(signals.read_fd().as_raw_fd()),
+                    poll_fd(ended_read.as_fd().as_raw_fd()),
+                ];
+                // SAFETY: `fds` is a valid array of two pollfd for the call's
+                // duration; both fds stay open until this function returns.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
+                    // Cannot watch for signals any more: serve until the
+                    // mount goes away (the join below).
+                    tracing::error!("{}: waiting for signals failed: {e}", self.root.display());
+                    break StopReason::Unmounted;
+                }
+                if fds[1].revents != 0 {
+                    break StopReason::Unmounted;
+                }
+            };
+            let mut result = Ok(reason);
+            if let StopReason::Signal(sig) = reason {
+                tracing::warn!("signal {sig}: unmounting {}", self.root.display());
+                if let Err(e) = self.stop() {
+                    tracing::error!("{}: unmount on signal failed: {e}", self.root.display());
+                    result = Err(e);
+                }
+            }
+            if waiter.join().is_err() {
+                tracing::error!("{}: the waiting thread panicked", self.root.display());
+            }
+            result
+        })
+    }
+
+    fn serving(&self) -> MutexGuard<'_, Serving> {
+        // Every update is one assignment: a poisoned lock holds a whole state.
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take the session to join, if nobody has (moves Running to Joining).
+    fn take_session(&self) -> Option<Session> {
+        let mut serving = self.serving();
+        match std::mem::replace(&mut *serving, Serving::Joining) {
+            Serving::Running(session) => Some(session),
+            other => {
+                *serving = other;
+                None
+            }
+        }
+    }
+
+    /// Join the workers of the session this thread took, stop, tell waiters.
+    fn join(&self, session: Session) {
         session.join();
-        r
+        self.virt.stop();
+        *self.serving() = Serving::Ended;
+        self.ended.notify_all();
+    }
+
+    /// Wait until the thread that took the session has joined it.
+    fn wait_ended(&self) {
+        let serving = self.serving();
+        let _ended = self
+            .ended
+            .wait_while(serving, |s| !matches!(s, Serving::Ended))
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// Unmount the root, lazily if it is busy; a root no longer mounted is
+    /// fine (another thread or an outside `umount` was first).
+    fn unmount_root(&self) -> std::io::Result<()> {
+        prjfs_fuse::mount::unmount(&self.root, false)
+            .or_else(|_| prjfs_fuse::mount::unmount(&self.root, true))
+            .or_else(|e| {
+                if prjfs_fuse::mount::is_mounted(&self.root, FS_TYPE).unwrap_or(true) {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            })
+    }
+}
+
+/// A `pollfd` waiting for input on `fd`.
+fn poll_fd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }
 
 impl Drop for VirtualizationInstance {
     fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
+        if let Err(e) = self.stop() {
             tracing::error!("{}: unmount failed: {e}", self.root.display());
         }
     }

@@ -1,4 +1,5 @@
-//! Name rules of spec §6: matching with DOS wildcards, collation, validation.
+//! ProjFS's name rules: matching with DOS wildcards (`PrjFileNameMatch`),
+//! collation (`PrjFileNameCompare`), validation.
 //!
 //! Names on Linux are bytes. Both matching and comparison first turn a name into a
 //! sequence of *units*: each character of a valid UTF-8 run is one unit (its code
@@ -66,7 +67,7 @@ fn units(name: &OsStr, fold: bool) -> Vec<u32> {
 }
 
 /// Whether `name` matches `pattern` under the ProjFS rules, case-insensitively
-/// (spec §6). An empty or absent pattern matches everything.
+/// (`PrjFileNameMatch`). An empty or absent pattern matches everything.
 ///
 /// Wildcards: `*` any run; `?` one character; `<` any run up to and including the
 /// final `.` (like `*` when the name has no `.`); `>` one character, but nothing at
@@ -128,7 +129,7 @@ fn match_units(name: &[u32], pat: &[u32]) -> bool {
     next[0]
 }
 
-/// ProjFS collation (spec §6): ordinal comparison of the upper-cased names, so `_`
+/// ProjFS collation (`PrjFileNameCompare`): ordinal comparison of the upper-cased names, so `_`
 /// sorts after the letters (`"a_b"` after `"abc"`).
 pub fn file_name_compare(a: &OsStr, b: &OsStr) -> Ordering {
     compare_with(a, b, Collation::CaseInsensitive)
@@ -228,7 +229,7 @@ mod tests {
 
     /// `(name, pattern, expected)` under the ProjFS (case-insensitive) rules.
     const CASES: &[(&str, &str, bool)] = &[
-        // Spec §6 examples.
+        // The ProjFS documentation's examples.
         ("Test", "*.*", false),
         ("Test", "Test>", true),
         ("Test", "Test\"", true),
@@ -487,7 +488,7 @@ mod tests {
         assert_eq!(validate_name(raw(b"\xff\xfe")), Ok(()));
     }
 
-    /// A direct reading of the spec §6 rules, trying every run length: exponential,
+    /// A direct reading of the wildcard rules, trying every run length: exponential,
     /// fine for short inputs, and independent of the DP's row bookkeeping.
     fn reference(name: &[u8], pat: &[u8]) -> bool {
         let last_dot = name.iter().rposition(|&c| c == b'.');

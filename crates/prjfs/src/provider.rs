@@ -1,13 +1,15 @@
 //! The provider side of the model: the [`Provider`] trait with its eight callbacks,
 //! [`CallbackData`], results, and the [`InstanceHandle`] a provider talks back through.
 //!
-//! # Contract (spec §2, §3)
+//! # Contract
 //!
 //! * Every callback except [`Provider::cancel_command`] may return
 //!   [`Outcome::Pending`] after keeping `cb.command_id`; the worker thread is then free
 //!   at once. The provider finishes later, from any thread, with
-//!   [`InstanceHandle::complete_command`]. A pended enumeration completes with the
-//!   same [`DirEntryBuffer`] it was given ([`Extended::Enumeration`]).
+//!   [`InstanceHandle::complete_command`]. A pended enumeration fills the
+//!   [`DirEntryBuffer`] it was given (a clone shares it) and completes with
+//!   `None`: the library reads the buffer it handed out
+//!   ([`Extended::Enumeration`] of that same buffer is accepted too).
 //! * [`Provider::cancel_command`] is called only after the callback it targets was
 //!   invoked, but may run while that callback is still running on another thread.
 //!   Cancelling an unknown id must be harmless; completing a cancelled command is a
@@ -24,6 +26,21 @@
 //!   stays up.
 //! * The provider's own I/O inside the root never reaches it: requests from the
 //!   process hosting the instance are answered from disk only.
+//!
+//! # When callbacks are invoked on Linux
+//!
+//! Each callback's documentation says which client operations invoke it; the
+//! full table (request by request, state by state) is "Which operations call
+//! which callbacks" in the repository's `SEMANTICS.md`. In short: lookups of
+//! names not on disk ask [`Provider::get_placeholder_info`], the first read of
+//! a placeholder file (or a change that needs its old bytes) asks
+//! [`Provider::get_file_data`] for the whole file, listings of the root and of
+//! placeholder directories run an enumeration session, and a client that gives
+//! up (Ctrl-C, kill) or an instance that stops brings
+//! [`Provider::cancel_command`]. [`Provider::query_file_name`] and
+//! [`Provider::notification`] are never invoked today. Requests answered from
+//! disk (hydrated and full files, names already placed) never reach the
+//! provider.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::BorrowedFd;
@@ -31,27 +48,35 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::enumeration::DirEntryBuffer;
-use crate::types::{PlaceholderInfo, VersionInfo};
+use crate::types::{Collation, PlaceholderInfo, VersionInfo};
 
-/// Identifies one callback invocation (spec §2: CommandId).
+/// Identifies one callback invocation (ProjFS's CommandId): unique per instance.
 pub type CommandId = u64;
 
 /// Identifies one directory enumeration session (ProjFS uses a GUID).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EnumerationId(pub u64);
 
-/// Flags passed with a callback (spec §3).
+/// Flags passed with a callback (ProjFS's `PRJ_CALLBACK_DATA_FLAGS`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallbackFlags {
-    /// Rewind the enumeration and capture the search expression again.
+    /// Rewind the enumeration and capture the search expression again. Set by
+    /// the library on the first Get after a client rewinds a directory handle
+    /// (`rewinddir`, `lseek` to 0).
     pub restart_scan: bool,
-    /// Hint: one entry is enough.
+    /// Hint: one entry is enough. Never set by the library on Linux (POSIX
+    /// listings have no such request).
     pub return_single_entry: bool,
 }
 
 /// What a callback knows about its invocation. Valid during the callback; a provider
 /// that pends clones what it needs (the type is cheap to clone).
+///
+/// Built by the library; tests of providers build one with
+/// [`crate::testing::CallbackDataBuilder`] (the struct is `#[non_exhaustive]`,
+/// so that fields can be added without breaking providers).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CallbackData {
     /// Unique per invocation.
     pub command_id: CommandId,
@@ -70,6 +95,9 @@ pub struct CallbackData {
     pub triggering_process_name: Option<String>,
     /// Callback flags.
     pub flags: CallbackFlags,
+    /// The root's collation ([`crate::StartOptions::collation`]): the order
+    /// enumeration entries must come in and how names are matched.
+    pub collation: Collation,
     /// The instance this callback belongs to.
     pub instance: InstanceHandle,
 }
@@ -140,7 +168,8 @@ impl From<std::io::Error> for ProviderError {
 /// Result of a callback.
 pub type CallbackResult = Result<Outcome, ProviderError>;
 
-/// Notification kinds (spec §7), by their ProjFS values.
+/// Notification kinds, by their ProjFS values (`PRJ_NOTIFICATION`). prjfs sends
+/// no notifications today: [`Provider::notification`] is never invoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum NotificationKind {
@@ -171,12 +200,43 @@ pub enum NotificationKind {
 }
 
 /// The provider's callbacks. See the module documentation for the contract.
+///
+/// Callbacks run on the instance's callback threads (at most
+/// [`crate::StartOptions::concurrent_threads`] at once) or inline on a request
+/// thread; none runs for a request of the process hosting the instance.
+/// [`crate::enumeration::Enumerations`] implements the three enumeration
+/// callbacks for a provider that can list a directory whole.
 pub trait Provider: Send + Sync + 'static {
-    /// A client starts listing a directory.
+    /// A client starts listing the directory `cb.path`.
+    ///
+    /// **Invoked** when a client opens the root or a placeholder directory
+    /// (`opendir`; with [`crate::StartOptions::cache_listings`], at its first
+    /// `readdir` instead, and not at all while the kernel still holds the
+    /// listing), and for the emptiness check of an `rmdir` of (or a rename
+    /// over) such a directory that holds nothing but tombstones on disk. Never
+    /// for a directory created locally. `cb.path` is where the directory was
+    /// placed (its *origin*; it stays the same after a local rename) and
+    /// `cb.version` its VersionInfo. An error fails the client's `opendir` with
+    /// its errno ([`ProviderError::errno`]); no End follows it.
     fn start_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult;
 
-    /// Fill `buffer` with the next entries of session `id`, in collation order,
-    /// filtered by the search expression (spec §5).
+    /// Fill `buffer` with the next entries of session `id`, in `cb.collation`
+    /// order, filtered by the search expression captured at the first Get of the
+    /// session or at a restart scan (`None` matches everything). Adding nothing
+    /// ends the listing; an entry that does not fit waits for the next Get; when
+    /// not even one fits, answer [`ProviderError::InsufficientBuffer`].
+    ///
+    /// **Invoked** when a client reads a directory handle at offset 0 (its
+    /// first `readdir`, and again after a rewind, then with
+    /// `cb.flags.restart_scan`), repeatedly until a call adds nothing: the
+    /// library takes the whole listing at once, merges it with what is on
+    /// disk and serves the client's `getdents` from that. Also during the
+    /// emptiness check of an `rmdir`. On Linux `search_expression` is always
+    /// `None` and `cb.flags.return_single_entry` is never set (POSIX listings
+    /// have neither); [`crate::testing::EnumerationDriver`] exercises them. The
+    /// buffer holds 64 KiB of entries ([`DirEntryBuffer::entry_size`]); after
+    /// InsufficientBuffer the library asks again with twice the room, up to
+    /// 4 MiB.
     fn get_directory_enumeration(
         &self,
         cb: &CallbackData,
@@ -185,22 +245,56 @@ pub trait Provider: Send + Sync + 'static {
         buffer: &DirEntryBuffer,
     ) -> CallbackResult;
 
-    /// The listing handle was closed.
+    /// Session `id` is over.
+    ///
+    /// **Invoked** once after every successful Start: when the client closes
+    /// the directory handle (`closedir`; the kernel's RELEASEDIR), also after a
+    /// cancelled or failed Get, at the end of an emptiness check, and for every
+    /// open handle when the instance stops. Its result is only logged.
     fn end_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult;
 
-    /// A client reached `cb.path`, which is not on disk yet.
+    /// Describe `cb.path` by writing its placeholder with
+    /// [`InstanceHandle::write_placeholder_info`] (under the store's spelling
+    /// of the name), or answer [`ProviderError::NotFound`].
+    ///
+    /// **Invoked** when a client looks up a name that is not on disk in the
+    /// root or a placeholder directory: a path walk (`stat`, `open`, `cd`),
+    /// also the lookup the kernel makes before creating a new name there
+    /// (usually answered `NotFound`); and at the first open of a file that a
+    /// listing placed without VersionInfo. Not for names on disk, names in
+    /// locally created directories, tombstoned names, or names the negative
+    /// path cache holds ([`crate::StartOptions::negative_path_cache`]).
+    /// `NotFound` is the client's `ENOENT`.
     fn get_placeholder_info(&self, cb: &CallbackData) -> CallbackResult;
 
-    /// Content of `cb.path` is needed.
+    /// Write at least `[byte_offset, byte_offset + length)` of the file's
+    /// content on `cb.data_stream_id` ([`InstanceHandle::write_file_data`] or
+    /// [`InstanceHandle::copy_file_data`]), in any order and pieces.
+    ///
+    /// **Invoked** when a placeholder file that is neither hydrated nor empty
+    /// needs its content: its first `read`, or a change that keeps its old
+    /// bytes (the first write through a handle opened for writing without
+    /// `O_TRUNC`, a truncation to a non-zero size, a hard link, an `fallocate`
+    /// that keeps bytes). Always for the whole file (offset 0, the placeholder's
+    /// size), at its origin path with its VersionInfo in `cb.version`, and at
+    /// most one at a time per file: other clients wait for the same command.
+    /// Hydrated and full files are read from disk and never reach the provider.
     fn get_file_data(&self, cb: &CallbackData, byte_offset: u64, length: u64) -> CallbackResult;
 
-    /// Existence check without creating a placeholder. Default: not supported
-    /// (reported as not found).
+    /// Existence check without creating a placeholder (ProjFS's QueryFileName).
+    /// Default: not supported (reported as not found).
+    ///
+    /// **Never invoked** on Linux today: no operation asks whether a name
+    /// exists without placing it.
     fn query_file_name(&self, _cb: &CallbackData) -> CallbackResult {
         Err(ProviderError::NotFound)
     }
 
-    /// A notification (spec §7). Default: accept.
+    /// A notification of a local change (ProjFS's `PRJ_NOTIFICATION_CB`); an
+    /// error would veto a "pre" notification. Default: accept.
+    ///
+    /// **Never invoked** on Linux today: prjfs sends no notifications, so a
+    /// provider cannot see or veto local changes (they stay local).
     fn notification(
         &self,
         _cb: &CallbackData,
@@ -211,14 +305,25 @@ pub trait Provider: Send + Sync + 'static {
         Ok(Outcome::Done)
     }
 
-    /// The client I/O behind a pended command went away. Default: nothing.
+    /// The client behind command `cb.command_id` went away. Default: nothing.
+    ///
+    /// **Invoked** when the client of a command whose callback was already
+    /// invoked is interrupted or killed (Ctrl-C, SIGKILL: the kernel's
+    /// FUSE_INTERRUPT; for a file several clients wait for, when any of them
+    /// gives up: the others start over with a new GetFileData), and for every
+    /// live command when the instance stops. The client has been answered
+    /// `EINTR` before; a later `complete_command` of the id is ignored. Called
+    /// on the thread that noticed (a request thread, or the one stopping the
+    /// instance), possibly while the callback still runs on another: must not
+    /// block.
     fn cancel_command(&self, _cb: &CallbackData) {}
 }
 
-/// Extra data a completion carries (spec §2).
+/// Extra data a completion carries (ProjFS's `PRJ_COMPLETE_COMMAND_EXTENDED_PARAMETERS`).
 #[derive(Clone, Debug)]
 pub enum Extended {
-    /// The same buffer the pended get-enumeration received, now filled.
+    /// The same buffer the pended get-enumeration received, now filled. Optional:
+    /// completing a pended Get with `None` means the same.
     Enumeration(DirEntryBuffer),
     /// A new notification mask for the handle (0 keeps the current one).
     NotificationMask(u32),
@@ -258,14 +363,14 @@ pub enum InstanceError {
 ///
 /// Implemented by the library; tests of providers may implement it with a mock.
 pub trait InstanceApi: Send + Sync + 'static {
-    /// Write (or replace) the placeholder of `path` (spec §8 WritePlaceholderInfo).
+    /// Write (or replace) the placeholder of `path` (ProjFS's WritePlaceholderInfo).
     fn write_placeholder_info(
         &self,
         path: &Path,
         info: &PlaceholderInfo,
     ) -> Result<(), InstanceError>;
 
-    /// Write content for a hydration in progress (spec §8 WriteFileData).
+    /// Write content for a hydration in progress (ProjFS's WriteFileData).
     fn write_file_data(
         &self,
         stream_id: u64,
@@ -277,7 +382,7 @@ pub trait InstanceApi: Send + Sync + 'static {
     /// file `src` from `src_offset` to `offset` of the stream, without passing them
     /// through the provider: the library's instance copies in the kernel
     /// (`copy_file_range`) where the two files allow it. Returns the bytes copied,
-    /// fewer than `length` only where `src` ends. An extension of spec §8
+    /// fewer than `length` only where `src` ends. An extension of ProjFS's
     /// WriteFileData for providers whose content already is in a local file.
     ///
     /// The default copies through a buffer with [`InstanceApi::write_file_data`].
@@ -305,7 +410,7 @@ pub trait InstanceApi: Send + Sync + 'static {
         Ok(done)
     }
 
-    /// Finish a pended command (spec §2 CompleteCommand).
+    /// Finish a pended command (ProjFS's CompleteCommand), from any thread.
     fn complete_command(
         &self,
         id: CommandId,

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 /// Maximum length of [`VersionInfo::provider_id`] and [`VersionInfo::content_id`].
 pub const VERSION_ID_MAX: usize = 128;
 
-/// Identifies the version of an item in the backing store (spec §4).
+/// Identifies the version of an item in the backing store (ProjFS's `PRJ_PLACEHOLDER_VERSION_INFO`).
 ///
 /// Stored with each placeholder and handed back in every callback about that item.
 /// `content_id` tells versions of a path apart; a renamed placeholder keeps it, so a
@@ -74,8 +74,8 @@ impl FileBasicInfo {
     }
 }
 
-/// Everything needed to write a placeholder (spec §3 GetPlaceholderInfo, §8
-/// WritePlaceholderInfo).
+/// Everything needed to write a placeholder: what `get_placeholder_info` passes
+/// to [`crate::InstanceHandle::write_placeholder_info`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlaceholderInfo {
     /// Metadata of the item.
@@ -86,7 +86,7 @@ pub struct PlaceholderInfo {
     pub symlink_target: Option<OsString>,
 }
 
-/// One entry a provider adds to a [`crate::DirEntryBuffer`] (spec §5 item 8).
+/// One entry a provider adds to a [`crate::DirEntryBuffer`] (ProjFS's `PrjFillDirEntryBuffer`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
     /// The entry's name in the store's spelling (one path component).
@@ -97,8 +97,8 @@ pub struct DirEntry {
     pub symlink_target: Option<OsString>,
 }
 
-/// The on-disk state of an item, as the bit set of spec §4
-/// (`GetOnDiskFileState`). `0` means the item is not on disk (virtual).
+/// The on-disk state of an item, as ProjFS's bit set
+/// (`PrjGetOnDiskFileState`; the states are described in SEMANTICS.md). `0` means the item is not on disk (virtual).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OnDiskState(pub u32);
 
@@ -148,7 +148,7 @@ impl std::ops::BitOr for OnDiskState {
     }
 }
 
-/// How names are compared and matched in a virtualization root (spec §6).
+/// How names are compared and matched in a virtualization root (see [`crate::names`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Collation {
     /// Byte order, case-sensitive: the Linux default.

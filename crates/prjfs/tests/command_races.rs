@@ -1,4 +1,4 @@
-//! Race tests for the command table (spec §2): a command's callback return, the
+//! Race tests for the command table: a command's callback return, the
 //! provider's `complete_command` and the client's interrupt race on different
 //! threads; exactly one of them ends the command, and the counters add up.
 //!
@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use prjfs::cancel::CancelSlot;
 use prjfs::command::{CallbackKind, CommandOutcome, CommandStats, CommandTable};
+use prjfs::testing::CallbackDataBuilder;
 use prjfs::{
-    CallbackData, CallbackFlags, CommandId, Completion, Extended, InstanceApi, InstanceError,
-    InstanceHandle, PlaceholderInfo, ProviderError,
+    CallbackData, CommandId, Completion, Extended, InstanceApi, InstanceError, InstanceHandle,
+    PlaceholderInfo, ProviderError,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -59,17 +60,12 @@ impl InstanceApi for NoInstance {
 }
 
 fn data(id: CommandId, instance: &InstanceHandle) -> CallbackData {
-    CallbackData {
-        command_id: id,
-        path: PathBuf::from(format!("dir/file{id}")),
-        file_id: 0,
-        data_stream_id: 0,
-        version: None,
-        triggering_pid: 0,
-        triggering_process_name: None,
-        flags: CallbackFlags::default(),
-        instance: instance.clone(),
-    }
+    CallbackDataBuilder::new(instance.clone())
+        .command_id(id)
+        .path(PathBuf::from(format!("dir/file{id}")))
+        .file_id(0)
+        .data_stream_id(0)
+        .build()
 }
 
 /// How a continuation saw its command end.

@@ -18,17 +18,15 @@
 
 pub mod store;
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prjfs::enumeration::EnumerationSession;
 use prjfs::{
-    AsyncAdapter, AsyncProvider, CallbackData, CallbackResult, Collation, CommandId,
-    DirEntryBuffer, EnumerationId, FileDataWriter, Outcome, Placeholder, Provider, ProviderError,
+    AsyncAdapter, AsyncProvider, CallbackData, CallbackResult, Collation, DirEntryBuffer,
+    EnumerationId, Enumerations, FileDataWriter, Outcome, Placeholder, Provider, ProviderError,
 };
 
 /// How the directory provider answers.
@@ -49,8 +47,9 @@ pub struct DirOptions {
     /// Simulated store latency before each callback that reads the source
     /// (start-enumeration, placeholder info, file data).
     pub latency: Duration,
-    /// Collation of the projected root: enumeration order, and how names in callback
-    /// paths are matched to the source's names.
+    /// How names in callback paths are matched to the source's names; set it
+    /// to the root's collation ([`prjfs::StartOptions::collation`]). Listings
+    /// come in the order of the callbacks' collation (the root's).
     pub collation: Collation,
 }
 
@@ -124,9 +123,8 @@ struct Inner {
     source: PathBuf,
     options: DirOptions,
     counters: CallbackCounters,
-    /// Open enumeration sessions. Invariant: an id is present from a successful
-    /// start until its end.
-    sessions: Mutex<HashMap<EnumerationId, EnumerationSession>>,
+    /// Open enumeration sessions, each over a listing taken whole at its start.
+    enumerations: Enumerations,
 }
 
 impl DirProvider {
@@ -141,7 +139,7 @@ impl DirProvider {
                 source,
                 options,
                 counters: CallbackCounters::default(),
-                sessions: Mutex::default(),
+                enumerations: Enumerations::new(),
             }),
         })
     }
@@ -185,42 +183,15 @@ impl DirProvider {
 
     /// How many enumeration sessions are open (started and not ended).
     pub fn open_sessions(&self) -> usize {
-        self.sessions().len()
+        self.inner.enumerations.open_sessions()
     }
 
-    fn sessions(&self) -> MutexGuard<'_, HashMap<EnumerationId, EnumerationSession>> {
-        // A session is replaced or removed whole; a panic mid-fill leaves a session
-        // whose cursor is still within bounds, so poisoning carries no broken state.
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn start_session(&self, rel: &Path, id: EnumerationId) -> Result<(), ProviderError> {
+    /// List `cb.path` whole into session `id`; searching, restarts and
+    /// resuming after a full buffer are the session's ([`Enumerations`]).
+    fn start_session(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult {
         let collation = self.inner.options.collation;
-        let entries = store::list_dir(&self.inner.source, rel, collation)?;
-        self.sessions()
-            .insert(id, EnumerationSession::new(entries, collation));
-        Ok(())
-    }
-
-    fn fill_session(
-        &self,
-        cb: &CallbackData,
-        id: EnumerationId,
-        search: Option<&OsStr>,
-        buffer: &DirEntryBuffer,
-    ) -> CallbackResult {
-        let mut sessions = self.sessions();
-        let session = sessions.get_mut(&id).ok_or_else(|| {
-            ProviderError::Other(format!("no enumeration session {id:?} is open"))
-        })?;
-        session.fill(search, cb.flags, buffer)
-    }
-
-    fn end_session(&self, id: EnumerationId) {
-        self.sessions().remove(&id);
+        let entries = store::list_dir(&self.inner.source, &cb.path, collation)?;
+        self.inner.enumerations.start(cb, id, entries)
     }
 
     /// The placeholder for `cb.path` and the store's spelling of its name when that
@@ -284,8 +255,7 @@ impl Provider for DirProvider {
     fn start_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult {
         bump(&self.inner.counters.start_enum);
         self.stall();
-        self.start_session(&cb.path, id)?;
-        Ok(Outcome::Done)
+        self.start_session(cb, id)
     }
 
     fn get_directory_enumeration(
@@ -296,13 +266,14 @@ impl Provider for DirProvider {
         buffer: &DirEntryBuffer,
     ) -> CallbackResult {
         bump(&self.inner.counters.get_enum);
-        self.fill_session(cb, id, search_expression, buffer)
+        self.inner
+            .enumerations
+            .get(cb, id, search_expression, buffer)
     }
 
     fn end_directory_enumeration(&self, _cb: &CallbackData, id: EnumerationId) -> CallbackResult {
         bump(&self.inner.counters.end_enum);
-        self.end_session(id);
-        Ok(Outcome::Done)
+        self.inner.enumerations.end(id)
     }
 
     fn get_placeholder_info(&self, cb: &CallbackData) -> CallbackResult {
@@ -340,7 +311,7 @@ impl AsyncProvider for DirProvider {
     ) -> Result<(), ProviderError> {
         bump(&self.inner.counters.start_enum);
         self.stall_async().await;
-        self.blocking(move |this| this.start_session(&cb.path, id))
+        self.blocking(move |this| this.start_session(&cb, id).map(drop))
             .await
     }
 
@@ -353,7 +324,9 @@ impl AsyncProvider for DirProvider {
     ) -> Result<(), ProviderError> {
         bump(&self.inner.counters.get_enum);
         // The session is in memory: no latency, no blocking.
-        self.fill_session(&cb, id, search_expression.as_deref(), &buffer)
+        self.inner
+            .enumerations
+            .get(&cb, id, search_expression.as_deref(), &buffer)
             .map(drop)
     }
 
@@ -363,8 +336,7 @@ impl AsyncProvider for DirProvider {
         id: EnumerationId,
     ) -> Result<(), ProviderError> {
         bump(&self.inner.counters.end_enum);
-        self.end_session(id);
-        Ok(())
+        self.inner.enumerations.end(id).map(drop)
     }
 
     async fn get_placeholder_info(&self, cb: CallbackData) -> Result<Placeholder, ProviderError> {
@@ -388,7 +360,7 @@ impl AsyncProvider for DirProvider {
             .await
     }
 
-    fn command_cancelled(&self, _id: CommandId) {
+    fn cancelled(&self, _cb: &CallbackData) {
         bump(&self.inner.counters.cancel);
     }
 }

@@ -1,5 +1,5 @@
-//! Tests of the directory provider against a temporary source tree and a recording
-//! instance.
+//! Tests of the directory provider against a temporary source tree, a recording
+//! instance and the enumeration driver of `prjfs::testing` (no mount).
 
 use std::fs::{self, File, FileTimes};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use prjfs::testing::{names, EnumerationDriver, EnumerationError, GetRequest};
 use prjfs::{
-    CallbackFlags, Collation, DirEntry, DirEntryBuffer, EnumerationId, Extended, FileKind, Outcome,
-    Provider, ProviderError,
+    Collation, DirEntry, DirEntryBuffer, EnumerationId, FileKind, Outcome, Provider, ProviderError,
 };
 
 use super::store::{self, CHUNK_SIZE, PROVIDER_ID};
@@ -153,30 +153,14 @@ fn symlinks_are_never_followed_and_paths_stay_below_the_root() {
     assert!(inst.writes(2).is_empty());
 }
 
-/// Run a whole enumeration of `rel` with a buffer of `capacity` bytes; returns the
-/// names in order and the number of gets.
+/// The names a client listing `rel` sees, with a buffer of `capacity` bytes, and
+/// the number of Gets it took.
 fn list(dir: &dyn Provider, rel: &str, capacity: usize) -> (Vec<String>, usize) {
-    let inst = RecordingInstance::new();
-    let id = EnumerationId(7);
-    let cb = inst.callback(1, rel);
-    assert_eq!(dir.start_directory_enumeration(&cb, id), Ok(Outcome::Done));
-    let buffer = DirEntryBuffer::new(capacity);
-    let mut names = Vec::new();
-    let mut gets = 0;
-    loop {
-        gets += 1;
-        assert_eq!(
-            dir.get_directory_enumeration(&cb, id, None, &buffer),
-            Ok(Outcome::Done)
-        );
-        let batch = buffer.take_entries();
-        if batch.is_empty() {
-            break;
-        }
-        names.extend(batch.into_iter().map(|e| e.name.into_string().unwrap()));
-    }
-    assert_eq!(dir.end_directory_enumeration(&cb, id), Ok(Outcome::Done));
-    (names, gets)
+    let listing = EnumerationDriver::new(dir)
+        .buffer_size(capacity)
+        .list(rel)
+        .expect("the listing should succeed");
+    (listing.names(), listing.batches.len())
 }
 
 #[test]
@@ -194,9 +178,15 @@ fn enumeration_is_sorted_by_the_collation() {
         },
     )
     .unwrap();
-    let (names, _) = list(&insensitive, "", 1 << 16);
+    let listing = EnumerationDriver::new(&insensitive)
+        .collation(Collation::CaseInsensitive)
+        .list("")
+        .unwrap();
     // Upper-cased ordinal order: `_` (0x5F) sorts after the letters.
-    assert_eq!(names, ["a.txt", "Big", "dir", "dirlink", "link", "_under"]);
+    assert_eq!(
+        listing.names(),
+        ["a.txt", "Big", "dir", "dirlink", "link", "_under"]
+    );
 
     // A small buffer takes several gets, same result.
     let (small, gets) = list(&sensitive, "", 100);
@@ -225,33 +215,125 @@ fn enumeration_entries_carry_metadata_and_targets() {
 fn enumeration_restart_and_search_expression() {
     let src = source();
     let dir = sync_dir(src.path());
-    let inst = RecordingInstance::new();
-    let id = EnumerationId(1);
-    let mut cb = inst.callback(1, "");
-    Provider::start_directory_enumeration(&dir, &cb, id).unwrap();
-    let buffer = DirEntryBuffer::new(1 << 16);
-    let names = |b: &DirEntryBuffer| -> Vec<String> {
-        b.take_entries()
-            .into_iter()
-            .map(|e| e.name.into_string().unwrap())
-            .collect()
-    };
-    let pattern = std::ffi::OsStr::new("*.txt");
-    Provider::get_directory_enumeration(&dir, &cb, id, Some(pattern), &buffer).unwrap();
-    assert_eq!(names(&buffer), ["a.txt"]);
-    Provider::get_directory_enumeration(&dir, &cb, id, None, &buffer).unwrap();
-    assert!(buffer.is_empty(), "the session is over");
+    let driver = EnumerationDriver::new(&dir);
+    let mut session = driver.start("").unwrap();
+    let first = session.get(GetRequest::matching("*.txt")).unwrap();
+    assert_eq!(names(&first), ["a.txt"]);
+    // The expression was captured: later ones are ignored, the session is over.
+    assert!(session.get(GetRequest::matching("*")).unwrap().is_empty());
     // Restart with a new expression.
-    cb.flags = CallbackFlags {
-        restart_scan: true,
-        ..Default::default()
-    };
-    Provider::get_directory_enumeration(&dir, &cb, id, Some("d*".as_ref()), &buffer).unwrap();
-    assert_eq!(names(&buffer), ["dir", "dirlink"]);
-    Provider::end_directory_enumeration(&dir, &cb, id).unwrap();
+    let again = session.get(GetRequest::matching("d*").restart()).unwrap();
+    assert_eq!(names(&again), ["dir", "dirlink"]);
+    session.end().unwrap();
     assert_eq!(dir.open_sessions(), 0);
     let s = dir.stats();
     assert_eq!((s.start_enum, s.get_enum, s.end_enum), (1, 3, 1));
+}
+
+#[test]
+fn search_expressions_as_a_client_sees_them() {
+    let src = source();
+    let dir = sync_dir(src.path());
+    let driver = EnumerationDriver::new(&dir);
+    let matching = |pattern: &str| driver.list_matching("", pattern).unwrap().names();
+    assert_eq!(
+        matching("*"),
+        ["Big", "_under", "a.txt", "dir", "dirlink", "link"]
+    );
+    assert_eq!(matching("di*"), ["dir", "dirlink"]);
+    assert_eq!(matching("???"), ["Big", "dir"]);
+    assert_eq!(matching("*link"), ["dirlink", "link"]);
+    assert!(matching("nothing*").is_empty());
+    // Literal characters compare under the root's collation.
+    assert!(matching("BIG").is_empty());
+    let insensitive = EnumerationDriver::new(&dir).collation(Collation::CaseInsensitive);
+    assert_eq!(
+        insensitive.list_matching("", "BIG").unwrap().names(),
+        ["Big"]
+    );
+    assert_eq!(
+        insensitive.list_matching("", "*.TXT").unwrap().names(),
+        ["a.txt"]
+    );
+    assert_eq!(driver.list_matching("dir", "*").unwrap().names(), ["inner"]);
+    // One entry at a time when asked.
+    let mut session = driver.start("").unwrap();
+    let one = session.get(GetRequest::matching("d*").single()).unwrap();
+    assert_eq!(names(&one), ["dir"]);
+    assert_eq!(
+        names(&session.get(GetRequest::next().single()).unwrap()),
+        ["dirlink"]
+    );
+    assert!(session.get(GetRequest::next()).unwrap().is_empty());
+    drop(session);
+    assert_eq!(dir.open_sessions(), 0, "dropping a session ends it");
+}
+
+#[test]
+fn buffer_full_resume_hands_out_every_entry_once_in_order() {
+    let src = tempfile::tempdir().unwrap();
+    let mut expected: Vec<String> = (0..3000).map(|i| format!("entry-{i:05}.dat")).collect();
+    for name in &expected {
+        fs::write(src.path().join(name), b"").unwrap();
+    }
+    expected.sort();
+    let dir = sync_dir(src.path());
+    let per_entry = DirEntryBuffer::entry_size(&DirEntry {
+        name: expected[0].clone().into(),
+        basic: prjfs::FileBasicInfo::file(0),
+        symlink_target: None,
+    });
+    for per_get in [1, 7, 1000] {
+        let listing = EnumerationDriver::new(&dir)
+            .buffer_size(per_get * per_entry)
+            .list("")
+            .unwrap();
+        assert_eq!(listing.names(), expected, "{per_get} per get");
+        let full = listing.batches.iter().filter(|&&n| n == per_get).count();
+        assert_eq!(full, 3000 / per_get, "{per_get} per get");
+        assert_eq!(listing.batches.last(), Some(&0));
+    }
+    // With a search expression the resume skips what does not match.
+    let listing = EnumerationDriver::new(&dir)
+        .buffer_size(3 * per_entry)
+        .list_matching("", "entry-????0.dat")
+        .unwrap();
+    assert_eq!(listing.entries.len(), 300);
+    // A buffer too small for one entry: InsufficientBuffer, then the doubled
+    // buffer the library would offer.
+    let driver = EnumerationDriver::new(&dir);
+    let mut session = driver.start("").unwrap();
+    let err = session
+        .get(GetRequest::next().buffer(per_entry - 8))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EnumerationError::Provider {
+            callback: "get_directory_enumeration",
+            error: ProviderError::InsufficientBuffer
+        }
+    );
+    assert_eq!(session.rest(None).unwrap().entries.len(), 3000);
+    session.end().unwrap();
+    assert_eq!(dir.open_sessions(), 0);
+}
+
+#[test]
+fn async_mode_lists_like_sync_mode_through_the_driver() {
+    let src = source();
+    let (dir, p) = async_dir(src.path(), Duration::from_millis(2));
+    let driver = EnumerationDriver::new(&*p).buffer_size(100);
+    assert_eq!(
+        driver.list("").unwrap().names(),
+        ["Big", "_under", "a.txt", "dir", "dirlink", "link"]
+    );
+    assert_eq!(
+        driver.list_matching("", "*.txt").unwrap().names(),
+        ["a.txt"]
+    );
+    let err = driver.list("missing").unwrap_err();
+    assert_eq!(err.errno(), libc::ENOENT);
+    assert_eq!(dir.open_sessions(), 0);
 }
 
 #[test]
@@ -450,10 +532,8 @@ fn async_mode_completes_with_the_right_results() {
     assert_eq!(written.basic.mtime, expected.basic.mtime);
     assert_eq!((written.basic.size, written.basic.mode), (5, 0o640));
     assert_eq!(inst.stream_bytes(3), b"hello");
-    match &done[4].extended {
-        Some(Extended::Enumeration(b)) => assert!(b.same_buffer(&buffer)),
-        other => panic!("expected the buffer, got {other:?}"),
-    }
+    // Completed without handing the buffer back: the library reads its own.
+    assert!(done[4].extended.is_none());
     let names: Vec<_> = buffer.take_entries().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["inner"]);
     assert_eq!(dir.open_sessions(), 0);

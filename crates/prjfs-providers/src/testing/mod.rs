@@ -1,5 +1,7 @@
-//! Providers for the library's tests: a recording mock instance, an in-memory store,
-//! and providers that never complete, are slow, misbehave or panic.
+//! Providers for the library's tests: an in-memory store, and providers that never
+//! complete, are slow, misbehave or panic. The mock instance, the callback data
+//! builder and the enumeration driver are the library's own test kit,
+//! [`prjfs::testing`]; [`RecordingInstance`] is re-exported from there.
 //!
 //! | Type | Behaviour |
 //! |---|---|
@@ -8,16 +10,15 @@
 //! | [`SlowSync`] | sleeps inline before each callback of another provider |
 //! | [`Misbehaving`] | invalid or unordered listings, wrong placeholders |
 //! | [`Panicking`] | panics in one chosen callback |
-//! | [`RecordingInstance`] | an `InstanceApi` that records, for provider unit tests |
+//! | [`RecordingInstance`] | an `InstanceApi` that records, for provider unit tests (from [`prjfs::testing`]) |
 
 mod faulty;
 mod never;
-mod recording;
 mod tree;
 
 pub use faulty::{Misbehaving, Misbehavior, PanicIn, Panicking, SlowSync};
 pub use never::{NeverCompletes, PendedCommand};
-pub use recording::{RecordedCompletion, RecordingInstance};
+pub use prjfs::testing::{RecordedCompletion, RecordingInstance};
 pub use tree::{MemNode, MemProvider, MemTree, MEM_PROVIDER_ID};
 
 #[cfg(test)]

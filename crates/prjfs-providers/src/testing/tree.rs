@@ -1,12 +1,12 @@
 //! [`MemTree`], a small in-memory store, and [`MemProvider`], a well-behaved inline
 //! provider over it that the misbehaving test providers build on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard};
 
-use prjfs::enumeration::EnumerationSession;
+use prjfs::enumeration::Enumerations;
 use prjfs::{
     CallbackData, CallbackResult, Collation, DirEntry, DirEntryBuffer, EnumerationId,
     FileBasicInfo, FileKind, Outcome, PlaceholderInfo, Provider, ProviderError, VersionInfo,
@@ -172,9 +172,10 @@ fn normalize(path: &Path) -> PathBuf {
 /// listing they started with.
 pub struct MemProvider {
     tree: RwLock<MemTree>,
+    /// The order of its listings, whatever the root's collation
+    /// (`cb.collation`): the tests choose it.
     collation: Collation,
-    /// Invariant: an id is present from a successful start until its end.
-    sessions: Mutex<HashMap<EnumerationId, EnumerationSession>>,
+    enumerations: Enumerations,
 }
 
 impl MemProvider {
@@ -188,7 +189,7 @@ impl MemProvider {
         Self {
             tree: RwLock::new(tree),
             collation,
-            sessions: Mutex::default(),
+            enumerations: Enumerations::new(),
         }
     }
 
@@ -209,7 +210,7 @@ impl MemProvider {
 
     /// How many enumeration sessions are open.
     pub fn open_sessions(&self) -> usize {
-        self.sessions().len()
+        self.enumerations.open_sessions()
     }
 
     /// Write the placeholder of `cb.path` (the work of `get_placeholder_info`).
@@ -240,11 +241,6 @@ impl MemProvider {
             .write_file_data(cb.data_stream_id, start, piece)?;
         Ok(())
     }
-
-    fn sessions(&self) -> MutexGuard<'_, HashMap<EnumerationId, EnumerationSession>> {
-        // Sessions are inserted and removed whole: poisoning breaks nothing.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl Provider for MemProvider {
@@ -253,9 +249,9 @@ impl Provider for MemProvider {
             .read()
             .children(&cb.path)
             .ok_or(ProviderError::NotFound)?;
-        self.sessions()
-            .insert(id, EnumerationSession::new(entries, self.collation));
-        Ok(Outcome::Done)
+        let mut cb = cb.clone();
+        cb.collation = self.collation;
+        self.enumerations.start(&cb, id, entries)
     }
 
     fn get_directory_enumeration(
@@ -265,16 +261,11 @@ impl Provider for MemProvider {
         search_expression: Option<&OsStr>,
         buffer: &DirEntryBuffer,
     ) -> CallbackResult {
-        let mut sessions = self.sessions();
-        let session = sessions
-            .get_mut(&id)
-            .ok_or_else(|| ProviderError::Other(format!("no enumeration session {id:?}")))?;
-        session.fill(search_expression, cb.flags, buffer)
+        self.enumerations.get(cb, id, search_expression, buffer)
     }
 
     fn end_directory_enumeration(&self, _cb: &CallbackData, id: EnumerationId) -> CallbackResult {
-        self.sessions().remove(&id);
-        Ok(Outcome::Done)
+        self.enumerations.end(id)
     }
 
     fn get_placeholder_info(&self, cb: &CallbackData) -> CallbackResult {

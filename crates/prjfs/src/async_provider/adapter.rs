@@ -226,7 +226,7 @@ impl<P: AsyncProvider> Provider for AsyncAdapter<P> {
         let owned = cb.clone();
         let search = search_expression.map(OsStr::to_os_string);
         let buffer = buffer.clone();
-        let filled = buffer.clone();
+        // Completed without the buffer: the library reads the one it handed out.
         self.spawn(
             cb,
             async move {
@@ -234,10 +234,7 @@ impl<P: AsyncProvider> Provider for AsyncAdapter<P> {
                     .get_directory_enumeration(owned, id, search, buffer)
                     .await
             },
-            move |_, r| FinishedCommand {
-                result: r,
-                extended: Some(Extended::Enumeration(filled)),
-            },
+            |_, r| FinishedCommand::plain(r),
         )
     }
 
@@ -303,7 +300,7 @@ impl<P: AsyncProvider> Provider for AsyncAdapter<P> {
         if let Some(handle) = aborted {
             handle.abort();
         }
-        self.provider.command_cancelled(cb.command_id);
+        self.provider.cancelled(cb);
     }
 }
 

@@ -10,7 +10,7 @@
 //!   `get_placeholder_info` returns a [`Placeholder`] and the adapter writes it for
 //!   `cb.path` (with [`InstanceHandle::write_placeholder_info`]) before completing;
 //!   `get_directory_enumeration` fills the buffer it was given and the adapter
-//!   completes with [`Extended::Enumeration`](crate::Extended::Enumeration) of that same buffer; `get_file_data`
+//!   completes the command (the library reads that buffer); `get_file_data`
 //!   writes at least `[offset, offset + length)` through its [`FileDataWriter`] before
 //!   returning `Ok`. A provider never calls `complete_command` itself.
 //! * **Cancellation drops the future.** When the library cancels a command, the
@@ -23,6 +23,9 @@
 //! * Work handed to `tokio::task::spawn_blocking` is *not* stopped by cancellation;
 //!   its result is simply discarded. Keep blocking sections short or make them check
 //!   for a closed writer ([`ProviderError::Cancelled`] from [`FileDataWriter::write`]).
+//! * When each callback is invoked on Linux is written on the [`crate::Provider`]
+//!   method of the same name; [`crate::enumeration::Enumerations`] serves the
+//!   three enumeration callbacks for a provider that can list a directory.
 //! * The provider may assume: the futures run on a multi-thread tokio runtime (timers
 //!   enabled, `spawn_blocking` available); `cb` is an owned copy, valid for as long as
 //!   the future lives; `start`/`get`/`end` of one enumeration id are invoked in that
@@ -55,8 +58,9 @@ pub trait AsyncProvider: Send + Sync + 'static {
         id: EnumerationId,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
-    /// Fill `buffer` with the next entries of session `id` (spec §5). The adapter
-    /// completes with this same buffer.
+    /// Fill `buffer` with the next entries of session `id` (see
+    /// [`Provider::get_directory_enumeration`](crate::Provider::get_directory_enumeration)
+    /// for the rules). The library reads this same buffer when the future ends.
     fn get_directory_enumeration(
         &self,
         cb: CallbackData,
@@ -89,9 +93,19 @@ pub trait AsyncProvider: Send + Sync + 'static {
         writer: FileDataWriter,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
-    /// Told that command `id` was cancelled, right after its task was aborted (or,
-    /// when the id is unknown to the adapter, merely recorded). Called on the
-    /// library's thread; must not block. Default: nothing.
+    /// Told that command `cb.command_id` was cancelled, right after its task was
+    /// aborted (or, when the id is unknown to the adapter, merely recorded),
+    /// with the same data the callback form
+    /// ([`Provider::cancel_command`](crate::Provider::cancel_command)) gets.
+    /// Called on the library's thread; must not block. Default:
+    /// [`AsyncProvider::command_cancelled`] with the id.
+    fn cancelled(&self, cb: &CallbackData) {
+        self.command_cancelled(cb.command_id);
+    }
+
+    /// Told that command `id` was cancelled: the id-only form of
+    /// [`AsyncProvider::cancelled`], which calls it by default (implement one
+    /// of the two). Default: nothing.
     fn command_cancelled(&self, _id: CommandId) {}
 }
 
@@ -101,7 +115,7 @@ pub struct Placeholder {
     /// What to write.
     pub info: PlaceholderInfo,
     /// The item's name in the store's spelling when it differs from the last
-    /// component of `cb.path` (case-insensitive roots, spec §3); `None` keeps it.
+    /// component of `cb.path` (case-insensitive roots); `None` keeps it.
     pub store_name: Option<OsString>,
 }
 

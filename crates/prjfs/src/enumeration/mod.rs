@@ -1,5 +1,15 @@
-//! Directory enumeration: the entry buffer providers fill (spec §5), a provider-side
-//! session helper, and the library-side merge of local and projected items (spec §4).
+//! Directory enumeration: the entry buffer providers fill, the provider-side
+//! session helpers ([`EnumerationSession`] for one listing, [`Enumerations`] for
+//! all of a provider's), and the library-side merge of local and projected items.
+//!
+//! The rules a listing follows (ProjFS's): entries in collation order, filtered by
+//! the search expression captured at the first call of a session or at a restart
+//! scan; an entry that does not fit the buffer is handed out by the next call; a
+//! call that adds nothing ends the listing. On Linux the library itself never
+//! sends a search expression (POSIX listings have none) and asks a restart scan
+//! only when a client rewinds a directory handle; a provider that follows the
+//! rules through these helpers is correct for the rest too, and
+//! [`crate::testing::EnumerationDriver`] exercises them without a mount.
 
 use std::cmp::Ordering;
 use std::ffi::{OsStr, OsString};
@@ -11,6 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::names::{compare_with, file_name_match_with, validate_name};
 use crate::provider::{CallbackFlags, CallbackResult, Outcome, ProviderError};
 use crate::types::{Collation, DirEntry};
+
+mod sessions;
+
+pub use sessions::Enumerations;
 
 /// Fixed cost of one entry in a [`DirEntryBuffer`], before its name and target.
 const ENTRY_HEADER_BYTES: usize = 64;
@@ -148,8 +162,9 @@ impl DirEntryBuffer {
     }
 }
 
-/// Provider-side helper implementing spec §5 rules 2–6 over a sorted list of
-/// entries: one value per enumeration session.
+/// Provider-side helper for one enumeration session over a directory's entries:
+/// collation order, search expression, restart scan, single entry and
+/// buffer-full resume. [`Enumerations`] keeps one per open session.
 ///
 /// Invariant: `entries` is sorted by `compare_with(collation)` and holds no two
 /// equal entries; `cursor <= entries.len()`; after a call to
@@ -198,7 +213,7 @@ impl EnumerationSession {
         }
     }
 
-    /// One GetDirectoryEnumeration (spec §5).
+    /// One GetDirectoryEnumeration.
     ///
     /// The first call of a session acts as RESTART_SCAN and captures
     /// `search_expression` (`None` = match all); later calls ignore it unless
@@ -264,6 +279,7 @@ impl EnumerationSession {
 }
 
 /// An item found on disk in a directory of the root, for [`merge_listing`].
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalItem<L> {
     /// A real item (placeholder, full file, directory, ...), with the caller's data.
@@ -273,6 +289,7 @@ pub enum LocalItem<L> {
 }
 
 /// One item of a merged directory listing.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Merged<L> {
     /// An item on disk, by its on-disk name.
@@ -281,13 +298,14 @@ pub enum Merged<L> {
     Projected(DirEntry),
 }
 
-/// Library-side merge of on-disk items and projected items (spec §4 "Enumeration
-/// merge").
+/// Library-side merge of on-disk items and projected items (ProjFS's
+/// enumeration merge; see SEMANTICS.md).
 ///
 /// Both inputs are sorted by `collation`; the output is in collation order. A local
 /// item wins a name clash (names equal under the collation); a tombstone hides the
 /// projected item of the same name and is itself not emitted. Does not panic on
 /// unsorted input (a name may then show twice, as ProjFS says).
+#[doc(hidden)]
 pub fn merge_listing<L>(
     local: Vec<(OsString, LocalItem<L>)>,
     projected: Vec<DirEntry>,

@@ -1,4 +1,4 @@
-//! Tests of the entry buffer, provider-side sessions (spec §5) and the merge.
+//! Tests of the entry buffer, provider-side sessions and the merge.
 use super::*;
 use crate::types::FileBasicInfo;
 

@@ -260,7 +260,7 @@ impl Layer {
         Ok(())
     }
 
-    /// Turn the item at `rel` into a full item (spec §4: its content is about to
+    /// Turn the item at `rel` into a full item (ProjFS: its content is about to
     /// change locally).
     ///
     /// * A hydrated placeholder file, or a symlink placeholder: its record is

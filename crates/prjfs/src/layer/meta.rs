@@ -10,7 +10,7 @@
 //! | 5 | 1 | kind: 1 file, 2 directory, 3 symlink |
 //! | 6 | 1 | flags: bit 0 *listed* (the placeholder came from a listing; its VersionInfo is not known yet); other bits 0 |
 //! | 7 | 1 | reserved, 0 |
-//! | 8 | 4 | state bits (spec §4) |
+//! | 8 | 4 | state bits ([`crate::OnDiskState`]) |
 //! | 12 | 8 | size |
 //! | 20 | 8+4 | mtime (secs i64, nsecs u32) |
 //! | 32 | 8+4 | atime (secs i64, nsecs u32) |
@@ -44,7 +44,7 @@ pub(crate) const MAX_ORIGIN_LEN: usize = 3072;
 /// Upper bound of an encoded item record.
 pub(crate) const MAX_RECORD_LEN: usize =
     HEADER_LEN + 2 + 2 * VERSION_ID_MAX + 3 + MAX_ORIGIN_LEN + 4;
-/// Every state bit spec §4 defines.
+/// Every state bit ProjFS defines.
 const KNOWN_STATE_BITS: u32 = 0x1f;
 
 /// The decoded metadata record of one item.

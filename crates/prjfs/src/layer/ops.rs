@@ -664,7 +664,7 @@ impl Layer {
     }
 
     /// Mark the parent of the item `comps` dirty if it is a placeholder that is not
-    /// yet (spec §4: a directory with local creates or deletes), before the change,
+    /// yet (ProjFS: a directory with local creates or deletes), before the change,
     /// so that the change's own update of the directory's times shows.
     pub(super) fn dirty_parent(&self, comps: &[&OsStr]) -> Result<()> {
         let Some((_, parent)) = comps.split_last() else {

@@ -401,7 +401,7 @@ impl Layer {
     }
 
     /// Turn the placeholder file or symlink at `rel` into a full item by removing its
-    /// record (spec §4: content changed locally). Its content must be on disk: a
+    /// record (ProjFS: content changed locally). Its content must be on disk: a
     /// placeholder file that is not hydrated, a directory or a tombstone cannot
     /// become full. A no-op for items already full. Same as
     /// [`Layer::convert_to_full`] without truncation.

@@ -282,7 +282,7 @@ impl Inner {
         }
     }
 
-    /// Chain GetDirectoryEnumeration calls until one adds nothing (spec §5 rule 5).
+    /// Chain GetDirectoryEnumeration calls until one adds nothing (the end of a listing).
     #[allow(clippy::too_many_arguments)]
     fn fetch_projected(
         self: &Arc<Self>,
@@ -495,8 +495,8 @@ impl Inner {
         Ok((items, listed))
     }
 
-    /// Record the projected files of a listing as placeholders (spec: a listing
-    /// creates none; here it does, without VersionInfo, so that READDIRPLUS can
+    /// Record the projected files of a listing as placeholders (in ProjFS a
+    /// listing creates none; here it does, without VersionInfo, so that READDIRPLUS can
     /// hand the kernel their attributes and `stat` needs no round trip) and fill
     /// in their entries.
     fn place_listed(

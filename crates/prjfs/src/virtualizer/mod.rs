@@ -661,6 +661,7 @@ impl Inner {
                 None
             },
             flags: CallbackFlags::default(),
+            collation: self.options.collation,
             instance: self.handle.clone(),
         }
     }

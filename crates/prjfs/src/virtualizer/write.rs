@@ -1,5 +1,5 @@
 //! Local changes: create, mkdir, symlink, mknod, link, unlink, rmdir, rename,
-//! setattr and user xattrs, with the state transitions of spec §4 (placeholders
+//! setattr and user xattrs, with ProjFS's state transitions (placeholders
 //! turn dirty or full, deletes of projected names leave tombstones).
 
 use std::ffi::{OsStr, OsString};

@@ -1,15 +1,17 @@
-//! [`RecordingInstance`]: an [`InstanceApi`] that records what a provider does to it,
-//! for testing providers without a virtualization instance.
+//! [`RecordingInstance`]: a mock [`InstanceApi`] that records what a provider does
+//! to it, for testing providers without a virtualization instance.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use prjfs::{
-    CallbackData, CallbackFlags, CommandId, Completion, Extended, InstanceApi, InstanceError,
-    InstanceHandle, PlaceholderInfo, ProviderError,
+use super::CallbackDataBuilder;
+use crate::provider::{
+    CallbackData, CommandId, Completion, Extended, InstanceApi, InstanceError, InstanceHandle,
+    ProviderError,
 };
+use crate::types::PlaceholderInfo;
 
 /// One `complete_command` call that the instance accepted.
 #[derive(Clone, Debug)]
@@ -59,19 +61,14 @@ impl RecordingInstance {
     }
 
     /// Callback data for command `id` about `path`, with data stream `id` and no
-    /// flags.
+    /// flags (see [`CallbackDataBuilder`] for more).
     pub fn callback(self: &Arc<Self>, id: CommandId, path: impl AsRef<Path>) -> CallbackData {
-        CallbackData {
-            command_id: id,
-            path: path.as_ref().to_path_buf(),
-            file_id: id,
-            data_stream_id: id,
-            version: None,
-            triggering_pid: 0,
-            triggering_process_name: None,
-            flags: CallbackFlags::default(),
-            instance: self.handle(),
-        }
+        self.builder().command_id(id).path(path).build()
+    }
+
+    /// A [`CallbackDataBuilder`] whose callbacks talk to this instance.
+    pub fn builder(self: &Arc<Self>) -> CallbackDataBuilder {
+        CallbackDataBuilder::new(self.handle())
     }
 
     /// Act as the library does when the client behind `id` goes away: the command
@@ -125,6 +122,22 @@ impl RecordingInstance {
             .wait_timeout_while(guard, timeout, |s| s.completions.len() < n)
             .unwrap_or_else(|e| e.into_inner());
         guard.completions.len() >= n
+    }
+
+    /// Wait until command `id` was completed (accepted); its completion, or
+    /// `None` on timeout.
+    pub fn wait_for_completion(
+        &self,
+        id: CommandId,
+        timeout: Duration,
+    ) -> Option<RecordedCompletion> {
+        let find = |s: &State| s.completions.iter().find(|c| c.id == id).cloned();
+        let guard = self.lock();
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |s| find(s).is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        find(&guard)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
