@@ -24,6 +24,7 @@
 //!   sizes, xattrs, and contents already local: the walk fetches nothing).
 //!   Local changes must survive both (SEMANTICS.md, "Across unmount and
 //!   remount").
+//!   `--no-remounts` leaves them out: one daemon then serves the whole run.
 //! * **End**: a clean unmount, a mount without faults, and a walk of the whole
 //!   root, every file read, compared with the model.
 //!
@@ -102,6 +103,10 @@ pub struct SoakArgs {
     /// async runtime retires an idle thread after 10 s.
     #[arg(long, default_value_t = 10.5, value_name = "S")]
     pub settle_secs: f64,
+    /// No remounts: one daemon serves the whole run, so the growth check
+    /// watches it from the baseline to the end (for leak hunting).
+    #[arg(long)]
+    pub no_remounts: bool,
     /// The provider faults (`prjfs mount --inject-faults`; default:
     /// `seed=SEED,fail=0.02,panic=0.005,slow=0.05:100,stall=cold:3000`).
     #[arg(long, value_name = "SPEC")]
@@ -257,6 +262,7 @@ pub struct Inputs {
     pub settle: Duration,
     pub workers: usize,
     pub killers: usize,
+    pub remounts: bool,
 }
 
 /// `prjfs bench soak`.
@@ -302,6 +308,7 @@ pub fn run(
         settle: Duration::from_secs_f64(args.settle_secs.max(0.0)),
         workers: args.workers.max(1),
         killers: args.killers,
+        remounts: !args.no_remounts,
     };
     let layout = Layout::new(quick, inputs.workers);
     let source = scratch.join("source");
@@ -314,7 +321,7 @@ pub fn run(
     let header = format!(
         "prjfs {} bench soak: {}\n{}\
          run:     {} s of load, a sample every {} s of load ({} ticks), baseline at \
-         tick {}, settle {:.1} s\n\
+         tick {}, settle {:.1} s{}\n\
          clients: {} worker threads, {} killer threads\n\
          tree:    {}\n\
          faults:  {}\n\
@@ -328,6 +335,7 @@ pub fn run(
         ticks,
         inputs.baseline_tick,
         inputs.settle.as_secs_f64(),
+        if inputs.remounts { "" } else { ", no remounts" },
         inputs.workers,
         inputs.killers,
         layout.describe(),

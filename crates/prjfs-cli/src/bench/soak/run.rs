@@ -104,7 +104,7 @@ impl Totals {
             g(&w.ops),
             g(&w.faults),
             g(&w.failures),
-            g(&c.signalled),
+            g(&c.signalled) + g(&c.signalled_other),
             g(&c.released),
             g(&c.late) + g(&c.stuck),
             g(&c.ended_early),
@@ -358,6 +358,7 @@ impl Controller<'_> {
             (5, Kind::Kill),
         ]
         .into_iter()
+        .filter(|_| self.inputs.remounts)
         .map(|(k, kind)| (Duration::from_millis(total_ms * k / 6), kind))
         .collect();
         let mut next_tick = 1;
@@ -377,9 +378,14 @@ impl Controller<'_> {
                 plan.pop_front();
                 self.remount(kind)?;
             }
-            self.resume();
+            if next_tick <= self.inputs.ticks {
+                self.resume();
+            }
         }
-        self.pause()
+        // Paused since the last sample; nothing is left to take but in case.
+        self.pause()?;
+        self.latencies.extend(self.cstats.take_latencies());
+        Ok(())
     }
 
     /// Let the clients run until `due` (load time), watching the daemon.
