@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use prjfs::{RootMarker, StartOptions, VirtualizationInstance};
-use prjfs_providers::dir::{DirMode, DirOptions};
+use prjfs::{AsyncAdapter, Provider, RootMarker, StartOptions, VirtualizationInstance};
+use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
+use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
 use crate::control::{self, ControlRequest};
 use crate::log::{LogSink, RotatingLog, LOG_DIR, LOG_FILE, LOG_KEEP, LOG_LIMIT};
@@ -53,6 +54,12 @@ pub struct MountArgs {
     /// directory's listing until a change through the mount.
     #[arg(long)]
     pub no_listing_cache: bool,
+    /// For testing only: put random provider faults in front of the directory
+    /// provider (SPEC: comma-separated seed=N, fail=P, panic=P, slow=P:MS,
+    /// stall=DIR:MS; see `prjfs_providers::testing::FaultSpec`). Used by `prjfs
+    /// bench soak`; never for real data.
+    #[arg(long, value_name = "SPEC", hide_short_help = true)]
+    pub inject_faults: Option<String>,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
@@ -106,6 +113,10 @@ fn check_paths(args: &MountArgs) -> Result<(PathBuf, PathBuf), String> {
 /// Entry point of `prjfs mount`.
 pub fn mount(args: MountArgs) -> Result<(), String> {
     let (source, root) = check_paths(&args)?;
+    if let Some(spec) = &args.inject_faults {
+        spec.parse::<FaultSpec>()
+            .map_err(|e| format!("--inject-faults: {e}"))?;
+    }
     if args.foreground {
         return run_foreground(args, source, root);
     }
@@ -138,6 +149,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if args.no_listing_cache {
         cmd.arg("--no-listing-cache");
+    }
+    if let Some(spec) = &args.inject_faults {
+        cmd.arg("--inject-faults").arg(spec);
     }
     cmd.arg("--latency").arg(args.latency.to_string());
     cmd.arg(&source).arg(&root);
@@ -338,13 +352,23 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     } else {
         DirMode::Async
     };
-    let provider = prjfs_providers::dir::DirProvider::open(
+    let faults = match args.inject_faults.as_deref().map(str::parse::<FaultSpec>) {
+        None => None,
+        Some(Ok(spec)) => Some(Arc::new(FaultPlan::new(spec))),
+        Some(Err(e)) => {
+            let msg = format!("--inject-faults: {e}");
+            report(ready, &format!("error: {msg}"));
+            return Err(msg);
+        }
+    };
+    let provider = open_provider(
         &source,
         DirOptions {
             mode,
             latency: Duration::from_millis(args.latency),
             ..Default::default()
         },
+        faults.clone(),
     )
     .map_err(|e| format!("source {}: {e}", source.display()));
     let provider = match provider {
@@ -407,7 +431,15 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             .name("prjfs-control".into())
             .spawn(move || {
                 control::serve(listener, |req| {
-                    answer(&instance, &source, &log, pool, concurrent, req)
+                    answer(
+                        &instance,
+                        &source,
+                        &log,
+                        pool,
+                        concurrent,
+                        faults.as_deref(),
+                        req,
+                    )
                 })
             })
             .map_err(|e| e.to_string())?;
@@ -434,12 +466,29 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
     Ok(())
 }
 
+/// The directory provider for `source`, behind `faults` when given: [`Flaky`]
+/// in front of the inline provider, [`FlakyAsync`] inside the async adapter (so
+/// its delays are timers of pended commands).
+fn open_provider(
+    source: &Path,
+    options: DirOptions,
+    faults: Option<Arc<FaultPlan>>,
+) -> std::io::Result<Arc<dyn Provider>> {
+    let dir = DirProvider::new(source, options)?;
+    Ok(match (faults, options.mode) {
+        (None, _) => dir.to_provider()?,
+        (Some(plan), DirMode::Sync) => Arc::new(Flaky::new(dir.to_provider()?, plan)),
+        (Some(plan), DirMode::Async) => Arc::new(AsyncAdapter::new(FlakyAsync::new(dir, plan))?),
+    })
+}
+
 fn answer(
     instance: &VirtualizationInstance,
     source: &Path,
     log: &serde_json::Value,
     pool: usize,
     concurrent: usize,
+    faults: Option<&FaultPlan>,
     req: ControlRequest,
 ) -> serde_json::Value {
     let virt = instance.virtualizer();
@@ -467,6 +516,16 @@ fn answer(
             if let Some(live) = log["live"].as_str() {
                 log["exists"] = Path::new(live).exists().into();
             }
+            let faults = faults.map(|f| {
+                let c = f.counts();
+                serde_json::json!({
+                    "failed": c.failed,
+                    "panicked": c.panicked,
+                    "slowed": c.slowed,
+                    "stalled": c.stalled,
+                    "delays_cancelled": c.delays_cancelled,
+                })
+            });
             serde_json::json!({
                 "root": instance.root(),
                 "source": source,
@@ -490,6 +549,7 @@ fn answer(
                     "daemon": opens.daemon,
                     "refused": opens.refused,
                 },
+                "faults": faults,
             })
         }
         ControlRequest::State { path } => match virt.state_of_path(Path::new(&path)) {

@@ -138,6 +138,11 @@ pub fn set_mount_options(options: Vec<String>) {
     let _ = MOUNT_OPTIONS.set(options);
 }
 
+/// The options added to every mount of this run.
+pub fn mount_options() -> Vec<String> {
+    MOUNT_OPTIONS.get().cloned().unwrap_or_default()
+}
+
 /// A mount made by running `prjfs mount`; unmounted on drop, even on error.
 pub struct BenchMount {
     pub root: PathBuf,

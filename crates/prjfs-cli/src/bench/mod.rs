@@ -7,6 +7,7 @@ mod async_load;
 mod fixture;
 mod machine;
 mod report;
+mod soak;
 mod workloads;
 
 use std::path::PathBuf;
@@ -71,6 +72,11 @@ enum Workload {
         #[arg(long, default_value_t = 64 * 1024)]
         size: usize,
     },
+    /// A long run of random client operations, killed clients, provider faults
+    /// and remounts against one root; fails if the daemon's RSS, fds or threads
+    /// grow, a killed client is not let go within 1 s, or a file differs from a
+    /// reference model. Not part of `all`.
+    Soak(soak::SoakArgs),
 }
 
 const DEFAULT_ASYNC: AsyncParams = AsyncParams {
@@ -91,6 +97,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     };
     let scratch = fixture::tempdir_in(&base)?;
     let machine = machine::Machine::describe(&scratch.0);
+    if let Some(Workload::Soak(soak_args)) = &args.workload {
+        return soak::run(&scratch.0, &machine, soak_args, args.quick, args.json);
+    }
     let sizes = if args.quick {
         Sizes::quick()
     } else {

@@ -10,13 +10,16 @@
 //! | [`SlowSync`] | sleeps inline before each callback of another provider |
 //! | [`Misbehaving`] | invalid or unordered listings, wrong placeholders |
 //! | [`Panicking`] | panics in one chosen callback |
+//! | [`Flaky`], [`FlakyAsync`] | fail, panic or wait at random before another provider ([`FaultPlan`]) |
 //! | [`RecordingInstance`] | an `InstanceApi` that records, for provider unit tests (from [`prjfs::testing`]) |
 
 mod faulty;
+mod flaky;
 mod never;
 mod tree;
 
 pub use faulty::{Misbehaving, Misbehavior, PanicIn, Panicking, SlowSync};
+pub use flaky::{FaultCounts, FaultPlan, FaultSpec, Flaky, FlakyAsync};
 pub use never::{NeverCompletes, PendedCommand};
 pub use prjfs::testing::{RecordedCompletion, RecordingInstance};
 pub use tree::{MemNode, MemProvider, MemTree, MEM_PROVIDER_ID};

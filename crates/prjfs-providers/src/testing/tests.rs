@@ -245,3 +245,171 @@ fn panicking_panics_only_where_asked() {
     assert!(caught.is_err());
     assert_eq!(every.panics(), 1);
 }
+
+#[test]
+fn fault_specs_parse_and_refuse_nonsense() {
+    let spec: FaultSpec = "seed=7, fail=0.01,panic=0.002,slow=0.05:200,stall=/cold/:3000"
+        .parse()
+        .unwrap();
+    assert_eq!(spec.seed, 7);
+    assert_eq!(spec.fail, 0.01);
+    assert_eq!(spec.panic, 0.002);
+    assert_eq!(spec.slow, (0.05, Duration::from_millis(200)));
+    assert_eq!(
+        spec.stall,
+        Some((Path::new("cold").to_path_buf(), Duration::from_secs(3)))
+    );
+    assert_eq!("".parse::<FaultSpec>().unwrap(), FaultSpec::default());
+    for bad in [
+        "fail=2",
+        "fail=x",
+        "panic=-0.1",
+        "slow=0.5",
+        "slow=0.5:x",
+        "stall=:10",
+        "stall=/:10",
+        "what=1",
+        "fail",
+        "fail=0.6,panic=0.6",
+    ] {
+        assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
+    }
+}
+
+fn flaky(spec: &str) -> (Flaky, Arc<FaultPlan>) {
+    let plan = Arc::new(FaultPlan::new(spec.parse().unwrap()));
+    let inner: Arc<dyn Provider> = Arc::new(MemProvider::new(tree()));
+    (Flaky::new(inner, plan.clone()), plan)
+}
+
+#[test]
+fn flaky_fails_and_panics_before_the_inner_provider() {
+    let inst = RecordingInstance::new();
+    let (always_fails, plan) = flaky("fail=1");
+    assert!(matches!(
+        always_fails.get_placeholder_info(&inst.callback(1, "a.txt")),
+        Err(ProviderError::Unavailable(_))
+    ));
+    assert!(
+        inst.placeholders().is_empty(),
+        "the inner provider was not called"
+    );
+    // End always reaches the inner provider, then fails.
+    assert!(always_fails
+        .end_directory_enumeration(&inst.callback(2, ""), EnumerationId(1))
+        .is_err());
+    assert_eq!(plan.counts().failed, 2);
+
+    let (always_panics, plan) = flaky("panic=1");
+    let cb = inst.callback(3, "a.txt");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        always_panics.get_file_data(&cb, 0, 5)
+    }));
+    assert!(caught.is_err());
+    assert_eq!(plan.counts().panicked, 1);
+    // Cancel never faults.
+    always_panics.cancel_command(&cb);
+
+    let (never, plan) = flaky("seed=3");
+    assert_eq!(list(&never, ""), ["a.txt", "b.txt", "dir", "link"]);
+    assert_eq!(plan.counts(), FaultCounts::default());
+}
+
+#[test]
+fn flaky_fault_rates_follow_the_spec() {
+    let inst = RecordingInstance::new();
+    let (p, plan) = flaky("seed=11,fail=0.2,panic=0.05");
+    let mut fails = 0;
+    for i in 0..2000 {
+        let cb = inst.callback(i, "a.txt");
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.get_placeholder_info(&cb)));
+        if matches!(r, Ok(Err(_))) {
+            fails += 1;
+        }
+    }
+    let c = plan.counts();
+    assert_eq!(c.failed, fails);
+    assert!((300..500).contains(&c.failed), "{c:?}");
+    assert!((50..150).contains(&c.panicked), "{c:?}");
+}
+
+#[test]
+fn flaky_stalls_below_a_directory_until_cancelled() {
+    let inst = RecordingInstance::new();
+    let (p, plan) = flaky("stall=dir:10000");
+    let p = Arc::new(p);
+    // Not below the directory: no delay.
+    let start = Instant::now();
+    assert_eq!(
+        p.get_placeholder_info(&inst.callback(1, "dir")),
+        Ok(Outcome::Done)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let cb = inst.callback(2, "dir/inner");
+    let stalled = {
+        let (p, cb) = (p.clone(), cb.clone());
+        std::thread::spawn(move || p.get_file_data(&cb, 0, 1))
+    };
+    // Cancel once the callback sleeps in its delay.
+    let deadline = Instant::now() + WAIT;
+    while plan.counts().stalled == 0 {
+        assert!(Instant::now() < deadline, "the callback never stalled");
+        std::thread::yield_now();
+    }
+    let start = Instant::now();
+    loop {
+        p.cancel_command(&cb);
+        if stalled.is_finished() {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the stall was not cancelled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(stalled.join().unwrap(), Err(ProviderError::Cancelled));
+    assert_eq!(plan.counts().delays_cancelled, 1);
+    assert!(inst.writes(2).is_empty(), "nothing was hydrated");
+}
+
+#[test]
+fn flaky_async_fails_pended_commands_and_drops_cancelled_stalls() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("slow")).unwrap();
+    std::fs::write(src.path().join("a.txt"), "hello").unwrap();
+    std::fs::write(src.path().join("slow/b"), "bee").unwrap();
+    let dir = crate::dir::DirProvider::new(src.path(), Default::default()).unwrap();
+    let plan = Arc::new(FaultPlan::new("fail=1,stall=slow:10000".parse().unwrap()));
+    let p = prjfs::AsyncAdapter::new(FlakyAsync::new(dir.clone(), plan.clone())).unwrap();
+    let inst = RecordingInstance::new();
+    assert_eq!(
+        p.get_placeholder_info(&inst.callback(1, "a.txt")),
+        Ok(Outcome::Pending)
+    );
+    assert!(inst.wait_for_completions(1, WAIT));
+    assert!(matches!(
+        inst.completions()[0].result,
+        Err(ProviderError::Unavailable(_))
+    ));
+    assert!(inst.placeholders().is_empty());
+    assert_eq!(dir.stats().placeholder_info, 0, "failed before the store");
+
+    let cb = inst.callback(2, "slow/b");
+    assert_eq!(p.get_file_data(&cb, 0, 3), Ok(Outcome::Pending));
+    let deadline = Instant::now() + WAIT;
+    while plan.counts().stalled == 0 {
+        assert!(Instant::now() < deadline, "the command never stalled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    inst.cancel(2);
+    p.cancel_command(&cb);
+    while plan.counts().delays_cancelled == 0 {
+        assert!(Instant::now() < deadline, "the stall was not dropped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(dir.stats().file_data, 0);
+    assert_eq!(
+        inst.completions().len(),
+        1,
+        "the cancelled command completes nothing"
+    );
+}
