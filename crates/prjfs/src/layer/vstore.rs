@@ -512,12 +512,18 @@ impl VStore {
     }
 
     /// Remove the record at `path` (its item is on disk now, or gone).
+    ///
+    /// Written at once, with everything before it: a record is removed when its
+    /// item gets an on-disk form (hydrated, materialized for a change), and what
+    /// the client does next (a rename, an unlink) may leave no tombstone where
+    /// the record was — a record whose origin is elsewhere is not projected at
+    /// its path. A lost removal would then bring the record back there after a
+    /// crash, over what the client did.
     pub(crate) fn remove(&self, path: &Path) -> Option<VRec> {
         let mut st = self.lock();
         let old = st.remove(path)?;
-        if st.append(&encode_paths(OP_DEL, &[path])) {
-            st.flush();
-        }
+        st.append(&encode_paths(OP_DEL, &[path]));
+        st.flush();
         Some(old)
     }
 
