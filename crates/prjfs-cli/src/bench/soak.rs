@@ -107,6 +107,11 @@ pub struct SoakArgs {
     /// watches it from the baseline to the end (for leak hunting).
     #[arg(long)]
     pub no_remounts: bool,
+    /// The growth allowed over the baseline sample, in percent, per metric
+    /// (RSS, fds, threads). 10 for a real soak; a run of seconds with a
+    /// handful of fds needs more room (one fd more of 15 is 7%).
+    #[arg(long, default_value_t = 10.0, value_name = "PCT")]
+    pub growth_pct: f64,
     /// The provider faults (`prjfs mount --inject-faults`; default:
     /// `seed=SEED,fail=0.02,panic=0.005,slow=0.05:100,stall=cold:3000`).
     #[arg(long, value_name = "SPEC")]
@@ -263,6 +268,8 @@ pub struct Inputs {
     pub workers: usize,
     pub killers: usize,
     pub remounts: bool,
+    /// Allowed growth over the baseline, as a fraction (0.10 = 10%).
+    pub growth: f64,
 }
 
 /// `prjfs bench soak`.
@@ -309,6 +316,7 @@ pub fn run(
         workers: args.workers.max(1),
         killers: args.killers,
         remounts: !args.no_remounts,
+        growth: args.growth_pct.max(0.0) / 100.0,
     };
     let layout = Layout::new(quick, inputs.workers);
     let source = scratch.join("source");

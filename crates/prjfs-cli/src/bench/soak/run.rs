@@ -24,7 +24,6 @@ use verdict::{row_header, row_line};
 mod verdict;
 
 /// Growth over the baseline that fails the run.
-const GROWTH: f64 = 0.10;
 /// How long the clients may take to park at the gate.
 const PAUSE_LIMIT: Duration = Duration::from_secs(60);
 /// How long the daemon may take to have nothing pending once they are parked.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{ms, Controller, Row, GROWTH};
+use super::{ms, Controller, Row};
 use crate::bench::soak::daemon::Metrics;
 
 pub(super) fn row_header() -> String {
@@ -70,7 +70,7 @@ fn change(v: u64, base: u64) -> f64 {
 }
 
 impl Controller<'_> {
-    /// The baseline sample, each growth over it beyond [`GROWTH`] (as
+    /// The baseline sample, each growth over it beyond `inputs.growth` (as
     /// failures), and the highest value of each metric after it (None when
     /// there is no sample after it).
     fn growth(&self) -> (Option<Metrics>, Vec<String>, Option<Metrics>) {
@@ -87,7 +87,7 @@ impl Controller<'_> {
                 ("fds", r.settled.fds, b.fds),
                 ("threads", r.settled.threads, b.threads),
             ] {
-                if v as f64 > bv as f64 * (1.0 + GROWTH) {
+                if v as f64 > bv as f64 * (1.0 + self.inputs.growth) {
                     out.push(format!(
                         "daemon {name} at tick {} is {v}, {:+.1}% over the baseline {bv} \
                          (tick {tick})",
