@@ -543,6 +543,7 @@ fn answer(
                     "by_kind": by_kind,
                 },
                 "states": states,
+                "nodes": stats.nodes,
                 "opens": {
                     "passthrough_active": instance.passthrough(),
                     "passthrough": opens.passthrough,

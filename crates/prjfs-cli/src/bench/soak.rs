@@ -8,6 +8,10 @@
 //! * **Provider faults** (`prjfs mount --inject-faults`): every callback fails
 //!   (`EIO`) or panics with a small probability, or is slow; every callback
 //!   about a path below `cold/` stalls for seconds (until cancelled).
+//! * **Warm-up**: after each mount the opened `cold/` files are looked up
+//!   once (no callback: their records are on disk), so that the daemon's node
+//!   table starts near the size of the working set instead of growing towards
+//!   it for many minutes (see `run::warm_up`).
 //! * **Workers** ([`workers`]): threads doing random operations in their own
 //!   `wNN/` (reads, stats, listings, overwrites, appends, writes in place,
 //!   truncations, renames, exchanges, deletes, mkdirs, xattrs) and reading
@@ -76,13 +80,14 @@ use super::fixture::{io_err, Rng};
 /// Options of `prjfs bench soak`.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct SoakArgs {
-    /// Length of the run in minutes.
+    /// Length of the run in minutes of load (pauses for samples and remounts
+    /// come on top).
     #[arg(long, default_value_t = 30)]
     pub minutes: u64,
-    /// Length of the run in seconds instead (short checks).
+    /// Length of the run in seconds of load instead (short checks).
     #[arg(long, value_name = "S")]
     pub seconds: Option<u64>,
-    /// Seconds between two samples of the daemon (one line each).
+    /// Seconds of load between two samples of the daemon (one line each).
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub tick_secs: u64,
     /// Client threads doing random operations, one projected directory each.

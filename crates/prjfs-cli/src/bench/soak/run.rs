@@ -71,6 +71,8 @@ struct Row {
     settled: Metrics,
     peak: Metrics,
     settle_s: f64,
+    /// Nodes the kernel holds (`prjfs status`), at the sample.
+    nodes: u64,
     /// Callbacks invoked, failed, cancelled since the last sample (this daemon).
     callbacks: [u64; 3],
     /// Injected failures, panics, stalls since the last sample (this daemon).
@@ -189,6 +191,7 @@ pub fn soak(
         models.push(Arc::new(Mutex::new(m)));
     }
     let pid = daemon::mount(&inputs.mount_args, source, root)?;
+    warm_up(root, &placed_cold)?;
     let gate = Gate::new();
     let wstats = WorkerStats::new(inputs.workers);
     let cstats = ClientStats::default();
@@ -316,6 +319,20 @@ fn prepare(layout: &Layout, source: &Path, root: &Path) -> Result<Vec<PathBuf>, 
     result
 }
 
+/// After each mount: look up every opened `cold/` file (records on disk: no
+/// callback, no stall), so that the kernel holds a node for each from the
+/// start. The killers reach them at random, a few hundred a minute; without
+/// this the daemon's node table would still be growing towards the size of
+/// that working set (and step when its hash table doubles) well after the
+/// baseline, which is growth of a bounded table, not a leak.
+fn warm_up(root: &Path, placed: &[PathBuf]) -> Result<(), String> {
+    for f in placed {
+        model::retry(|| std::fs::symlink_metadata(root.join(f)))
+            .map_err(|e| format!("warm-up {}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -440,9 +457,10 @@ impl Controller<'_> {
     }
 
     /// Fold this daemon's counters since the last look into the totals; the
-    /// callback and injected deltas.
-    fn absorb_status(&mut self) -> Result<([u64; 3], [u64; 5]), String> {
+    /// callback and injected deltas, and the nodes the kernel holds.
+    fn absorb_status(&mut self) -> Result<([u64; 3], [u64; 5], u64), String> {
         let st = daemon::status(self.root)?;
+        let nodes = st["nodes"].as_u64().unwrap_or(0);
         let cb = daemon::callbacks(&st);
         let inj = daemon::faults(&st);
         let mut dcb = [0; 3];
@@ -456,7 +474,7 @@ impl Controller<'_> {
             self.prev_inj[i] = inj[i];
             self.injected[i] += *d;
         }
-        Ok((dcb, dinj))
+        Ok((dcb, dinj, nodes))
     }
 
     fn sample(&mut self, tick: u64) -> Result<(), String> {
@@ -468,7 +486,7 @@ impl Controller<'_> {
                     (daemon::metrics(self.pid)?, IDLE_LIMIT)
                 }
             };
-        let (cb, inj) = self.absorb_status()?;
+        let (cb, inj, nodes) = self.absorb_status()?;
         let now = Totals::now(self.wstats, self.cstats);
         let d = now.minus(self.prev);
         self.prev = now;
@@ -492,6 +510,7 @@ impl Controller<'_> {
             settled,
             peak: self.peak.max(settled),
             settle_s: took.as_secs_f64(),
+            nodes,
             callbacks: cb,
             injected: [inj[0], inj[1], inj[3]],
         };
@@ -602,6 +621,7 @@ impl Controller<'_> {
         }
         let old_pid = self.pid;
         self.pid = daemon::mount(&self.inputs.mount_args, self.source, self.root)?;
+        warm_up(self.root, &self.placed_cold)?;
         self.daemon += 1;
         self.prev_cb = [0; 3];
         self.prev_inj = [0; 5];

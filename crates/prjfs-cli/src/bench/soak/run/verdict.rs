@@ -10,7 +10,7 @@ use crate::bench::soak::daemon::Metrics;
 pub(super) fn row_header() -> String {
     format!(
         "{:>4} {:>7} {:>7} {:>2} {:>8} {:>5} {:>3} {:>17} {:>7} {:>8} {:>4} {:>4} {:>17} {:>5} \
-         {:>15} {:>12}\n",
+         {:>6} {:>15} {:>12}\n",
         "tick",
         "wall_s",
         "load_s",
@@ -25,6 +25,7 @@ pub(super) fn row_header() -> String {
         "thr",
         "peak rss/fds/thr",
         "wait",
+        "nodes",
         "cb inv/fail/can",
         "inj fail/pan/stall"
     )
@@ -33,7 +34,7 @@ pub(super) fn row_header() -> String {
 pub(super) fn row_line(r: &Row) -> String {
     format!(
         "{:>4} {:>7.1} {:>7.1} {:>2} {:>8} {:>5} {:>3} {:>17} {:>7.1} {:>8} {:>4} {:>4} {:>17} \
-         {:>5.1} {:>15} {:>12}\n",
+         {:>5.1} {:>6} {:>15} {:>12}\n",
         r.tick,
         r.at_s,
         r.load_s,
@@ -48,6 +49,7 @@ pub(super) fn row_line(r: &Row) -> String {
         r.settled.threads,
         format!("{}/{}/{}", r.peak.rss_kib, r.peak.fds, r.peak.threads),
         r.settle_s,
+        r.nodes,
         format!("{}/{}/{}", r.callbacks[0], r.callbacks[1], r.callbacks[2]),
         format!("{}/{}/{}", r.injected[0], r.injected[1], r.injected[2]),
     )
