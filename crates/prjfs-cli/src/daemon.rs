@@ -17,12 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use prjfs::{AsyncAdapter, Provider, RootMarker, StartOptions, VirtualizationInstance};
+use prjfs::{
+    AsyncAdapter, NotificationMapping, Provider, RootMarker, StartOptions, VirtualizationInstance,
+};
 use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
 use crate::control::{self, ControlRequest};
 use crate::log::{LogSink, RotatingLog, LOG_DIR, LOG_FILE, LOG_KEEP, LOG_LIMIT};
+use crate::notify_log::NotifyLog;
 
 #[derive(Args, Clone, Debug)]
 pub struct MountArgs {
@@ -60,6 +63,11 @@ pub struct MountArgs {
     /// bench soak`; never for real data.
     #[arg(long, value_name = "SPEC", hide_short_help = true)]
     pub inject_faults: Option<String>,
+    /// Append one JSON line per notification to FILE (`{"kind", "path",
+    /// "destination", "pid", "process", "time"}`); the provider then
+    /// subscribes to every notification kind under the whole root.
+    #[arg(long, value_name = "FILE")]
+    pub notify_log: Option<PathBuf>,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
@@ -152,6 +160,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if let Some(spec) = &args.inject_faults {
         cmd.arg("--inject-faults").arg(spec);
+    }
+    if let Some(file) = &args.notify_log {
+        cmd.arg("--notify-log").arg(crate::absolute(file)?);
     }
     cmd.arg("--latency").arg(args.latency.to_string());
     cmd.arg(&source).arg(&root);
@@ -361,6 +372,15 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             return Err(msg);
         }
     };
+    let notify_log = match args.notify_log.as_deref().map(NotifyLog::open) {
+        None => None,
+        Some(Ok(log)) => Some(log),
+        Some(Err(e)) => {
+            let file = args.notify_log.as_deref().unwrap_or(Path::new(""));
+            return fail(ready, format!("--notify-log {}: {e}", file.display()));
+        }
+    };
+    let subscribe = notify_log.is_some();
     let provider = open_provider(
         &source,
         DirOptions {
@@ -369,6 +389,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             ..Default::default()
         },
         faults.clone(),
+        notify_log,
     )
     .map_err(|e| format!("source {}: {e}", source.display()));
     let provider = match provider {
@@ -384,6 +405,12 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         marker: Some(RootMarker {
             source: source.to_string_lossy().into_owned(),
             provider: "dir".into(),
+        }),
+        notification_mappings: subscribe.then(|| {
+            vec![NotificationMapping::new(
+                prjfs::notifications::ALL_KINDS,
+                "",
+            )]
         }),
         ..Default::default()
     };
@@ -473,8 +500,12 @@ fn open_provider(
     source: &Path,
     options: DirOptions,
     faults: Option<Arc<FaultPlan>>,
+    notify_log: Option<NotifyLog>,
 ) -> std::io::Result<Arc<dyn Provider>> {
     let dir = DirProvider::new(source, options)?;
+    if let Some(log) = notify_log {
+        dir.on_notification(Box::new(move |cb, n| log.record(cb, n)));
+    }
     Ok(match (faults, options.mode) {
         (None, _) => dir.to_provider()?,
         (Some(plan), DirMode::Sync) => Arc::new(Flaky::new(dir.to_provider()?, plan)),
@@ -551,6 +582,11 @@ fn answer(
                     "refused": opens.refused,
                 },
                 "faults": faults,
+                "notifications": stats
+                    .notifications
+                    .iter()
+                    .map(|(k, n)| (k.name().to_string(), serde_json::Value::from(*n)))
+                    .collect::<serde_json::Map<_, _>>(),
             })
         }
         ControlRequest::State { path } => match virt.state_of_path(Path::new(&path)) {

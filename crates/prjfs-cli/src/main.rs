@@ -4,6 +4,7 @@ mod bench;
 mod control;
 mod daemon;
 mod log;
+mod notify_log;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -178,6 +179,13 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("states", "full"),
         get("states", "tombstone")
     );
+    if let Some(counts) = v["notifications"].as_object().filter(|m| !m.is_empty()) {
+        let shown: Vec<String> = counts
+            .iter()
+            .map(|(k, n)| format!("{k} {}", n.as_u64().unwrap_or(0)))
+            .collect();
+        println!("notified:  {}", shown.join(", "));
+    }
     Ok(())
 }
 

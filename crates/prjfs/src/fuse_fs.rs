@@ -279,7 +279,7 @@ impl Filesystem for FuseFs {
                             if reply.try_value(&out).is_err() {
                                 // The kernel never saw this handle: no RELEASE follows.
                                 io.released(opened.fh);
-                                virt.release(opened.fh);
+                                virt.discard(opened.fh);
                             }
                         }
                         Err(e) => reply.error(e),
@@ -434,43 +434,52 @@ impl Filesystem for FuseFs {
                 );
             }
             Operation::Create { name, mode, .. } => {
-                match self.virt.create(node, name, mode, creator(&req)) {
-                    Ok((id, item, fh)) => {
-                        let entry = entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(&item));
-                        let opened = Opened {
-                            fh,
-                            placeholder: false,
-                            local: true,
-                        };
-                        let mut body = entry.as_bytes().to_vec();
-                        body.extend_from_slice(
-                            self.io.open_out(id, &opened, &self.virt).as_bytes(),
-                        );
-                        if reply.try_bytes(&body).is_err() {
-                            self.io.released(fh);
-                            self.virt.release(fh);
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                let io = self.io.clone();
+                self.virt.create(
+                    &ctx,
+                    node,
+                    name,
+                    mode,
+                    creator(&req),
+                    Box::new(move |r| match r {
+                        Ok((id, item, opened)) => {
+                            let entry =
+                                entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(&item));
+                            let mut body = entry.as_bytes().to_vec();
+                            body.extend_from_slice(io.open_out(id, &opened, &virt).as_bytes());
+                            if reply.try_bytes(&body).is_err() {
+                                io.released(opened.fh);
+                                virt.discard(opened.fh);
+                            }
                         }
-                    }
-                    Err(e) => reply.error(e),
-                }
+                        Err(e) => reply.error(e),
+                    }),
+                );
             }
-            Operation::MkDir { name, mode, .. } => entry_reply(
-                &self.virt,
-                reply,
-                self.virt.mkdir(node, name, mode, creator(&req)),
-            ),
+            Operation::MkDir { name, mode, .. } => {
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                let done = Box::new(move |r| entry_reply(&virt, reply, r));
+                self.virt.mkdir(&ctx, node, name, mode, creator(&req), done);
+            }
             Operation::MkNod {
                 name, mode, rdev, ..
-            } => entry_reply(
-                &self.virt,
-                reply,
-                self.virt.mknod(node, name, mode, rdev, creator(&req)),
-            ),
-            Operation::Symlink { name, target } => entry_reply(
-                &self.virt,
-                reply,
-                self.virt.symlink(node, name, target, creator(&req)),
-            ),
+            } => {
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                let done = Box::new(move |r| entry_reply(&virt, reply, r));
+                self.virt
+                    .mknod(&ctx, node, name, mode, rdev, creator(&req), done);
+            }
+            Operation::Symlink { name, target } => {
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                let done = Box::new(move |r| entry_reply(&virt, reply, r));
+                self.virt
+                    .symlink(&ctx, node, name, target, creator(&req), done);
+            }
             Operation::Link { oldnodeid, newname } => {
                 let ctx = Self::ctx(&req, &reply);
                 self.virt.link(

@@ -52,6 +52,13 @@ pub struct StartOptions {
     /// show in them. Default off (every listing is an enumeration session, as in
     /// ProjFS); `prjfs mount` turns it on.
     pub cache_listings: bool,
+    /// Notification mappings (ProjFS's `NotificationMappings`): which kinds
+    /// [`crate::Provider::notification`] hears for which subtree, the deepest
+    /// mapping containing a path winning (see [`crate::notifications`]).
+    /// `None` (the default): the provider hears no notification, and the
+    /// client path pays nothing for them. `Some(vec![])`: the default mask
+    /// ([`crate::notifications::DEFAULT_MASK`]) everywhere.
+    pub notification_mappings: Option<Vec<crate::notifications::NotificationMapping>>,
 }
 
 impl Default for StartOptions {
@@ -64,6 +71,7 @@ impl Default for StartOptions {
             marker: None,
             passthrough: true,
             cache_listings: false,
+            notification_mappings: None,
         }
     }
 }
@@ -257,6 +265,7 @@ impl VirtualizationInstance {
                 // callback inline still leave one to serve local requests.
                 inline_callbacks: pool > concurrent,
                 lazy_enumeration: options.cache_listings,
+                notification_mappings: options.notification_mappings.clone(),
                 ..Default::default()
             },
         );

@@ -110,8 +110,10 @@ impl IoModes {
                 let id = *id;
                 return st.passthrough(node, opened.fh, id);
             }
-            let try_passthrough =
-                entry.cached == 0 && opened.local && self.enabled.load(Ordering::Relaxed);
+            let try_passthrough = entry.cached == 0
+                && opened.local
+                && !opened.observe_writes
+                && self.enabled.load(Ordering::Relaxed);
             if !try_passthrough {
                 return st.caching(node, opened);
             }

@@ -118,6 +118,7 @@ pub mod enumeration;
 mod instance;
 pub mod logging;
 pub mod names;
+pub mod notifications;
 pub mod provider;
 mod signals;
 pub mod testing;
@@ -149,6 +150,7 @@ pub use instance::{
     VirtualizationInstance, FS_TYPE,
 };
 pub use layer::RootMarker;
+pub use notifications::{Notification, NotificationMapping};
 pub use provider::{
     CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId, Extended,
     InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome, Provider, ProviderError,

@@ -37,9 +37,12 @@
 //! [`Provider::get_file_data`] for the whole file, listings of the root and of
 //! placeholder directories run an enumeration session, and a client that gives
 //! up (Ctrl-C, kill) or an instance that stops brings
-//! [`Provider::cancel_command`]. [`Provider::query_file_name`] and
-//! [`Provider::notification`] are never invoked today. Requests answered from
-//! disk (hydrated and full files, names already placed) never reach the
+//! [`Provider::cancel_command`]. [`Provider::notification`] is invoked only
+//! when the instance was started with notification mappings
+//! ([`crate::StartOptions::notification_mappings`]); see
+//! [`crate::notifications`] for which operation raises which kind.
+//! [`Provider::query_file_name`] is never invoked today. Requests answered
+//! from disk (hydrated and full files, names already placed) never reach the
 //! provider.
 
 use std::ffi::{OsStr, OsString};
@@ -48,6 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::enumeration::DirEntryBuffer;
+pub use crate::notifications::Notification;
 use crate::types::{Collation, PlaceholderInfo, VersionInfo};
 
 /// Identifies one callback invocation (ProjFS's CommandId): unique per instance.
@@ -168,9 +172,10 @@ impl From<std::io::Error> for ProviderError {
 /// Result of a callback.
 pub type CallbackResult = Result<Outcome, ProviderError>;
 
-/// Notification kinds, by their ProjFS values (`PRJ_NOTIFICATION`). prjfs sends
-/// no notifications today: [`Provider::notification`] is never invoked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Notification kinds, by their ProjFS values (`PRJ_NOTIFICATION`), which are
+/// also their bits in a notification mask. Which Linux operation raises which
+/// kind, and when, is written in [`crate::notifications`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum NotificationKind {
     /// After a handle to an existing item is opened.
@@ -290,18 +295,35 @@ pub trait Provider: Send + Sync + 'static {
         Err(ProviderError::NotFound)
     }
 
-    /// A notification of a local change (ProjFS's `PRJ_NOTIFICATION_CB`); an
-    /// error would veto a "pre" notification. Default: accept.
+    /// A client changed (or is about to change) the projection: `n.kind` for
+    /// `cb.path` (ProjFS's `PRJ_NOTIFICATION_CB`). Default: accept.
     ///
-    /// **Never invoked** on Linux today: prjfs sends no notifications, so a
-    /// provider cannot see or veto local changes (they stay local).
-    fn notification(
-        &self,
-        _cb: &CallbackData,
-        _is_directory: bool,
-        _kind: NotificationKind,
-        _destination: Option<&Path>,
-    ) -> CallbackResult {
+    /// **Invoked** only when the instance was started with
+    /// [`crate::StartOptions::notification_mappings`], for the kinds the mask
+    /// of `cb.path` selects (the deepest mapping containing it; a handle's
+    /// mask once a reply set one), at the moments listed in
+    /// [`crate::notifications`]: after an open (`FileOpened`, or
+    /// `FileOverwritten` for `O_TRUNC`) or create, before and after a rename
+    /// or hard link (`n.destination` is the new path), before an
+    /// `unlink`/`rmdir` and at the close of a deleted item, at the last close
+    /// of each handle, before a placeholder becomes full. Never for the I/O
+    /// of the process hosting the instance.
+    ///
+    /// `cb.triggering_pid` / `cb.triggering_process_name` name the client; for
+    /// the close kinds, the process that *opened* the handle. `cb.file_id` is
+    /// the handle (0 for name operations).
+    ///
+    /// An error vetoes a "pre" kind and `FileOpened` ([`NotificationKind::is_vetoable`]):
+    /// the client's operation fails with `EPERM` and nothing changed (a vetoed
+    /// open leaves no handle). For other kinds an error is only logged. The
+    /// client waits for the answer of every kind except the close kinds, which
+    /// the kernel sends after `close` returned. A notification may pend like
+    /// any callback (and is cancelled like one when its client is interrupted
+    /// or killed). A reply to `FileOpened`, `NewFileCreated`, `FileOverwritten`
+    /// or `FileRenamed` may set a new mask for the item's handles until they
+    /// all close: [`Notification::set_new_mask`] when answering `Done`,
+    /// [`Extended::NotificationMask`] when completing a pended one.
+    fn notification(&self, _cb: &CallbackData, _n: &Notification) -> CallbackResult {
         Ok(Outcome::Done)
     }
 

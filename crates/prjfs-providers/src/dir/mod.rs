@@ -26,8 +26,12 @@ use std::time::Duration;
 
 use prjfs::{
     AsyncAdapter, AsyncProvider, CallbackData, CallbackResult, Collation, DirEntryBuffer,
-    EnumerationId, Enumerations, FileDataWriter, Outcome, Placeholder, Provider, ProviderError,
+    EnumerationId, Enumerations, FileDataWriter, Notification, Outcome, Placeholder, Provider,
+    ProviderError,
 };
+
+/// What [`DirProvider::on_notification`] calls for each notification.
+pub type NotificationHook = Box<dyn Fn(&CallbackData, &Notification) + Send + Sync>;
 
 /// How the directory provider answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,6 +129,8 @@ struct Inner {
     counters: CallbackCounters,
     /// Open enumeration sessions, each over a listing taken whole at its start.
     enumerations: Enumerations,
+    /// Told of every notification (which are all accepted).
+    notification_hook: std::sync::OnceLock<NotificationHook>,
 }
 
 impl DirProvider {
@@ -140,6 +146,7 @@ impl DirProvider {
                 options,
                 counters: CallbackCounters::default(),
                 enumerations: Enumerations::new(),
+                notification_hook: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -179,6 +186,21 @@ impl DirProvider {
     /// The options given at creation.
     pub fn options(&self) -> DirOptions {
         self.inner.options
+    }
+
+    /// Call `hook` for every notification the instance sends (set once; a
+    /// later call is ignored). The provider accepts every notification and
+    /// never sets a new mask; which kinds it hears is chosen by the instance's
+    /// `StartOptions::notification_mappings`. The hook runs on a callback
+    /// thread (or, in [`DirMode::Async`], a runtime thread) and must not block.
+    pub fn on_notification(&self, hook: NotificationHook) {
+        let _ = self.inner.notification_hook.set(hook);
+    }
+
+    fn notified(&self, cb: &CallbackData, n: &Notification) {
+        if let Some(hook) = self.inner.notification_hook.get() {
+            hook(cb, n);
+        }
     }
 
     /// How many enumeration sessions are open (started and not ended).
@@ -296,6 +318,11 @@ impl Provider for DirProvider {
         Ok(Outcome::Done)
     }
 
+    fn notification(&self, cb: &CallbackData, n: &Notification) -> CallbackResult {
+        self.notified(cb, n);
+        Ok(Outcome::Done)
+    }
+
     fn cancel_command(&self, _cb: &CallbackData) {
         // Inline answers leave nothing to cancel.
         bump(&self.inner.counters.cancel);
@@ -358,6 +385,11 @@ impl AsyncProvider for DirProvider {
         // its next write, which fails once the library dropped the stream.
         self.blocking(move |this| this.read(&cb.path, byte_offset, length, &writer))
             .await
+    }
+
+    async fn notification(&self, cb: CallbackData, n: Notification) -> Result<u32, ProviderError> {
+        self.notified(&cb, &n);
+        Ok(0)
     }
 
     fn cancelled(&self, _cb: &CallbackData) {

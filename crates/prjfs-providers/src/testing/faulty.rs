@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use prjfs::enumeration::AddEntryError;
 use prjfs::{
-    CallbackData, CallbackResult, DirEntry, DirEntryBuffer, EnumerationId, NotificationKind,
-    Outcome, Provider, ProviderError,
+    CallbackData, CallbackResult, DirEntry, DirEntryBuffer, EnumerationId, Notification, Outcome,
+    Provider, ProviderError,
 };
 
 use super::tree::{MemProvider, MemTree};
@@ -103,14 +103,8 @@ impl Provider for SlowSync {
         self.slowly(|| self.inner.query_file_name(cb))
     }
 
-    fn notification(
-        &self,
-        cb: &CallbackData,
-        is_directory: bool,
-        kind: NotificationKind,
-        destination: Option<&Path>,
-    ) -> CallbackResult {
-        self.slowly(|| self.inner.notification(cb, is_directory, kind, destination))
+    fn notification(&self, cb: &CallbackData, n: &Notification) -> CallbackResult {
+        self.slowly(|| self.inner.notification(cb, n))
     }
 
     fn cancel_command(&self, cb: &CallbackData) {
@@ -384,13 +378,7 @@ impl Provider for Panicking {
         self.mem.query_file_name(cb)
     }
 
-    fn notification(
-        &self,
-        cb: &CallbackData,
-        _is_directory: bool,
-        _kind: NotificationKind,
-        _destination: Option<&Path>,
-    ) -> CallbackResult {
+    fn notification(&self, cb: &CallbackData, _n: &Notification) -> CallbackResult {
         self.maybe_panic(PanicIn::Notification, cb);
         Ok(Outcome::Done)
     }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use prjfs::{
     AsyncProvider, CallbackData, CallbackResult, CommandId, DirEntryBuffer, EnumerationId,
-    FileDataWriter, NotificationKind, Placeholder, Provider, ProviderError,
+    FileDataWriter, Notification, Placeholder, Provider, ProviderError,
 };
 
 /// A parsed fault spec (see the module documentation).
@@ -344,14 +344,8 @@ impl Provider for Flaky {
         self.inner.query_file_name(cb)
     }
 
-    fn notification(
-        &self,
-        cb: &CallbackData,
-        is_directory: bool,
-        kind: NotificationKind,
-        destination: Option<&Path>,
-    ) -> CallbackResult {
-        self.inner.notification(cb, is_directory, kind, destination)
+    fn notification(&self, cb: &CallbackData, n: &Notification) -> CallbackResult {
+        self.inner.notification(cb, n)
     }
 
     fn cancel_command(&self, cb: &CallbackData) {
@@ -451,6 +445,10 @@ impl<P: AsyncProvider> AsyncProvider for FlakyAsync<P> {
         self.inner
             .get_file_data(cb, byte_offset, length, writer)
             .await
+    }
+
+    async fn notification(&self, cb: CallbackData, n: Notification) -> Result<u32, ProviderError> {
+        self.inner.notification(cb, n).await
     }
 
     fn command_cancelled(&self, id: CommandId) {

@@ -14,6 +14,7 @@ use tokio::task::AbortHandle;
 
 use super::{AsyncProvider, FileDataWriter};
 use crate::enumeration::DirEntryBuffer;
+use crate::notifications::Notification;
 use crate::provider::{
     CallbackData, CallbackResult, CommandId, EnumerationId, Extended, InstanceHandle, Outcome,
     Provider, ProviderError,
@@ -281,6 +282,23 @@ impl<P: AsyncProvider> Provider for AsyncAdapter<P> {
                     .await
             },
             |_, r| FinishedCommand::plain(r),
+        )
+    }
+
+    fn notification(&self, cb: &CallbackData, n: &Notification) -> CallbackResult {
+        let provider = Arc::clone(&self.provider);
+        let owned = cb.clone();
+        let n = n.clone();
+        self.spawn(
+            cb,
+            async move { provider.notification(owned, n).await },
+            |_, r| match r {
+                Ok(mask) if mask != 0 => FinishedCommand {
+                    result: Ok(()),
+                    extended: Some(Extended::NotificationMask(mask)),
+                },
+                r => FinishedCommand::plain(r.map(|_| ())),
+            },
         )
     }
 

@@ -93,6 +93,18 @@ pub trait AsyncProvider: Send + Sync + 'static {
         writer: FileDataWriter,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
+    /// A notification ([`Provider::notification`](crate::Provider::notification)
+    /// says when each kind is invoked). `Ok(mask)` accepts it, a non-zero
+    /// `mask` becoming the item's new mask where the kind allows one; an error
+    /// vetoes a vetoable kind. Default: accept, keep the mask.
+    fn notification(
+        &self,
+        _cb: CallbackData,
+        _n: crate::notifications::Notification,
+    ) -> impl Future<Output = Result<u32, ProviderError>> + Send {
+        async { Ok(0) }
+    }
+
     /// Told that command `cb.command_id` was cancelled, right after its task was
     /// aborted (or, when the id is unknown to the adapter, merely recorded),
     /// with the same data the callback form

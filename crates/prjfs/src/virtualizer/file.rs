@@ -15,7 +15,7 @@ use crate::types::{FileKind, OnDiskState};
 pub(crate) struct FileHandle {
     pub(crate) node: u64,
     /// Opened for writing (the item is full).
-    writable: bool,
+    pub(super) writable: bool,
     /// The content was complete on disk when the handle was opened.
     local: bool,
     /// Opened for writing while a placeholder: the first write hydrates it (if
@@ -46,6 +46,10 @@ pub struct Opened {
     /// ([`super::Virtualizer::local_file`]). False for a placeholder whose
     /// content the first read fetches.
     pub local: bool,
+    /// Writes through this handle must come to the daemon (no passthrough):
+    /// it is open for writing and a close notification must tell whether it
+    /// was written through.
+    pub observe_writes: bool,
 }
 
 /// Whether a placeholder file still needs its content from the provider.
@@ -133,6 +137,13 @@ impl Inner {
         item: Item,
         done: Responder<Opened>,
     ) {
+        let done = match self.notifying(ctx) {
+            Some(who) => {
+                let truncate = flags & libc::O_TRUNC != 0 && is_write(flags);
+                self.notify_open(ctx, who, node, path.clone(), truncate, done)
+            }
+            None => done,
+        };
         let placeholder = item.state.contains(OnDiskState::PLACEHOLDER);
         if !is_write(flags) {
             // The on-disk file is opened at the first read, or when the kernel is
@@ -143,6 +154,7 @@ impl Inner {
                 fh,
                 placeholder,
                 local,
+                observe_writes: false,
             }));
         }
         let truncate = flags & libc::O_TRUNC != 0;
@@ -157,6 +169,7 @@ impl Inner {
                 fh,
                 placeholder,
                 local: false,
+                observe_writes: false,
             }));
         }
         let inner = self.clone();
@@ -183,13 +196,15 @@ impl Inner {
                     fh,
                     placeholder: false,
                     local: true,
+                    observe_writes: false,
                 }
             }))
         };
         if needs_data(&item) && !truncate {
             self.ensure_hydrated(ctx, &item_path, &item, 0, Box::new(finish));
         } else {
-            finish(Ok(()));
+            // A placeholder here is opened with O_TRUNC: it becomes full.
+            self.before_convert(ctx, Some(node), &item_path, &item, Box::new(finish));
         }
     }
 
@@ -467,6 +482,7 @@ impl Inner {
         if !handle.writable {
             return done(Err(libc::EBADF));
         }
+        let done = self.modifying(fh, done);
         if !handle
             .convert_on_write
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -516,6 +532,7 @@ impl Inner {
         };
         let inner = self.clone();
         let item_path = path.clone();
+        let handle_node = handle.node;
         let discard = discard && needs_data(&item);
         let size = item.attr.size;
         let finish = move |r: Result<(), Errno>| {
@@ -547,11 +564,22 @@ impl Inner {
                 });
             done(r)
         };
-        if discard {
-            finish(Ok(()));
-        } else {
-            self.ensure_hydrated(ctx, &item_path, &item, fh, Box::new(finish));
-        }
+        let inner = self.clone();
+        let ctx2 = ctx.clone();
+        let item2 = item.clone();
+        let node = handle_node;
+        self.before_convert(
+            ctx,
+            Some(node),
+            &item_path.clone(),
+            &item,
+            Box::new(move |r| match r {
+                Ok(()) if !discard => {
+                    inner.ensure_hydrated(&ctx2, &item_path, &item2, fh, Box::new(finish))
+                }
+                r => finish(r),
+            }),
+        );
     }
 
     /// `fallocate(2)` through a handle opened for writing, on its on-disk file
@@ -574,6 +602,7 @@ impl Inner {
         if !handle.writable {
             return done(Err(libc::EBADF));
         }
+        let done = self.modifying(fh, done);
         let discards = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) as u32 != 0
             && offset == 0
             && self

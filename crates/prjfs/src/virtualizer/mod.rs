@@ -12,6 +12,7 @@ mod fetch;
 mod file;
 mod lookup;
 pub mod nodes;
+mod notify;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -75,6 +76,9 @@ pub struct VirtualizerOptions {
     /// than at OPENDIR, so that a listing the kernel serves from its cache
     /// costs the provider nothing.
     pub lazy_enumeration: bool,
+    /// Notification mappings (`StartOptions::notification_mappings`): `None`
+    /// raises no notification at all.
+    pub notification_mappings: Option<Vec<crate::notifications::NotificationMapping>>,
 }
 
 impl Default for VirtualizerOptions {
@@ -86,6 +90,7 @@ impl Default for VirtualizerOptions {
             enumeration_buffer_bytes: 64 * 1024,
             inline_callbacks: false,
             lazy_enumeration: false,
+            notification_mappings: None,
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct VirtualizerStats {
     pub nodes: usize,
     /// Requests waiting for content that a fetch in progress is bringing.
     pub content_waiters: usize,
+    /// Notifications raised, by kind (empty when notifications are off).
+    pub notifications: Vec<(crate::provider::NotificationKind, u64)>,
 }
 
 /// The shared state behind a virtualizer and its instance handles.
@@ -128,6 +135,8 @@ pub(crate) struct Inner {
     /// Told of the nodes whose attributes the virtualizer changed on its own,
     /// for the kernel's attribute cache.
     changed: OnceLock<ChangeHook>,
+    /// Notification state; `None` when the provider asked for none.
+    notify: Option<notify::Notify>,
 }
 
 type ChangeHook = Box<dyn Fn(Changed) + Send + Sync>;
@@ -157,6 +166,10 @@ struct Api(Weak<Inner>);
 impl Virtualizer {
     /// A virtualizer over `layer`, served by `provider`.
     pub fn new(layer: Layer, provider: Arc<dyn Provider>, options: VirtualizerOptions) -> Self {
+        let notify = options
+            .notification_mappings
+            .as_deref()
+            .map(notify::Notify::new);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             layer,
             provider,
@@ -175,6 +188,7 @@ impl Virtualizer {
             stopped: AtomicBool::new(false),
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
             changed: OnceLock::new(),
+            notify,
         });
         Self { inner }
     }
@@ -196,6 +210,12 @@ impl Virtualizer {
             queued: self.inner.scheduler.queued(),
             nodes: self.inner.nodes.len(),
             content_waiters: self.inner.content_waiters(),
+            notifications: self
+                .inner
+                .notify
+                .as_ref()
+                .map(|n| n.counts())
+                .unwrap_or_default(),
         }
     }
 
@@ -335,46 +355,58 @@ impl Virtualizer {
     /// Create and open a file: (node, item, handle).
     pub fn create(
         &self,
+        ctx: &RequestCtx,
         parent: u64,
         name: &OsStr,
         mode: u32,
         who: Creator,
-    ) -> Result<(u64, Item, u64), Errno> {
-        self.inner.create(parent, name, mode, who)
+        done: Responder<(u64, Item, Opened)>,
+    ) {
+        self.inner.create(ctx, parent, name, mode, who, done)
     }
 
     /// Create a directory.
     pub fn mkdir(
         &self,
+        ctx: &RequestCtx,
         parent: u64,
         name: &OsStr,
         mode: u32,
         who: Creator,
-    ) -> Result<(u64, Item), Errno> {
-        self.inner.mkdir(parent, name, mode, who)
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = self.inner.mkdir(parent, name, mode, who);
+        self.inner.created_entry(ctx, r, true, done)
     }
 
     /// Create a symlink.
     pub fn symlink(
         &self,
+        ctx: &RequestCtx,
         parent: u64,
         name: &OsStr,
         target: &OsStr,
         who: Creator,
-    ) -> Result<(u64, Item), Errno> {
-        self.inner.symlink(parent, name, target, who)
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = self.inner.symlink(parent, name, target, who);
+        self.inner.created_entry(ctx, r, false, done)
     }
 
     /// Create a special file.
+    #[allow(clippy::too_many_arguments)]
     pub fn mknod(
         &self,
+        ctx: &RequestCtx,
         parent: u64,
         name: &OsStr,
         mode: u32,
         rdev: u32,
         who: Creator,
-    ) -> Result<(u64, Item), Errno> {
-        self.inner.mknod(parent, name, mode, rdev, who)
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = self.inner.mknod(parent, name, mode, rdev, who);
+        self.inner.created_entry(ctx, r, false, done)
     }
 
     /// Hard link `node` as `new_name` in `new_parent`.
@@ -467,9 +499,18 @@ impl Virtualizer {
         self.inner.read(ctx, fh, offset, size, done)
     }
 
-    /// Close a file handle.
+    /// Close a file handle (its close notification follows, if one is asked for).
     pub fn release(&self, fh: u64) {
-        self.inner.files.lock().expect("files lock").remove(&fh);
+        let handle = self.inner.files.lock().expect("files lock").remove(&fh);
+        if self.inner.notify.is_some() {
+            self.inner.notify_release(fh, handle.and_then(|h| h.file()));
+        }
+    }
+
+    /// Forget a handle whose open answer never reached the kernel: no
+    /// notification, as if it had never been opened.
+    pub fn discard(&self, fh: u64) {
+        self.inner.discard(fh);
     }
 
     /// Open a directory: starts an enumeration session with the provider when the

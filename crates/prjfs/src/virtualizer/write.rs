@@ -83,22 +83,78 @@ impl Inner {
         Ok((self.nodes.lookup(parent, name), item))
     }
 
-    /// Create and open a regular file.
+    /// Create and open a regular file; NewFileCreated follows when asked for.
     pub(super) fn create(
-        &self,
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
         parent: u64,
         name: &OsStr,
         mode: u32,
         who: Creator,
-    ) -> Result<(u64, Item, u64), Errno> {
-        let (parent_path, path) = self.child_path(parent, name)?;
-        let file = self
-            .layer
-            .create_file(&path, mode & 0o7777, who.uid, who.gid)
-            .map_err(|e| e.errno())?;
-        let (node, item) = self.created(parent, &parent_path, name, &path)?;
-        let fh = self.register_writable(node, file);
-        Ok((node, item, fh))
+        done: Responder<(u64, Item, super::Opened)>,
+    ) {
+        let r = (|| {
+            let (parent_path, path) = self.child_path(parent, name)?;
+            let file = self
+                .layer
+                .create_file(&path, mode & 0o7777, who.uid, who.gid)
+                .map_err(|e| e.errno())?;
+            let (node, item) = self.created(parent, &parent_path, name, &path)?;
+            let fh = self.register_writable(node, file);
+            Ok((node, item, fh, path))
+        })();
+        let (node, item, fh, path) = match r {
+            Ok(x) => x,
+            Err(e) => return done(Err(e)),
+        };
+        let opened = super::Opened {
+            fh,
+            placeholder: false,
+            local: true,
+            observe_writes: false,
+        };
+        if self.notify.is_none() {
+            return done(Ok((node, item, opened)));
+        }
+        let inner = self.clone();
+        self.notify_created(
+            ctx,
+            node,
+            fh,
+            &path.clone(),
+            false,
+            Box::new(move |_| {
+                let mut opened = opened;
+                opened.observe_writes = inner.created_observes_writes(fh, node, &path);
+                done(Ok((node, item, opened)))
+            }),
+        );
+    }
+
+    /// The answer of a mkdir, symlink or mknod, after NewFileCreated when
+    /// asked for.
+    pub(super) fn created_entry(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        r: Result<(u64, Item), Errno>,
+        is_dir: bool,
+        done: Responder<(u64, Item)>,
+    ) {
+        let (node, item) = match r {
+            Ok(x) if self.notify.is_some() => x,
+            r => return done(r),
+        };
+        let Ok(path) = self.path(node) else {
+            return done(Ok((node, item)));
+        };
+        self.notify_created(
+            ctx,
+            node,
+            0,
+            &path,
+            is_dir,
+            Box::new(move |_| done(Ok((node, item)))),
+        );
     }
 
     /// Create a directory (full: it has no projected children).
@@ -165,6 +221,42 @@ impl Inner {
         new_name: &OsStr,
         done: Responder<(u64, Item)>,
     ) {
+        if let Some(who) = self.notifying(ctx) {
+            let paths = self.path(node).and_then(|src| {
+                let item = self.item(&src)?;
+                let (_, dst) = self.child_path(new_parent, new_name)?;
+                Ok((src, item, dst))
+            });
+            if let Ok((src, item, dst)) = paths {
+                let inner = self.clone();
+                let ctx2 = ctx.clone();
+                let new_name = new_name.to_os_string();
+                let is_dir = item.kind == FileKind::Directory;
+                return self.notify_pair(
+                    ctx,
+                    who,
+                    (
+                        crate::provider::NotificationKind::PreSetHardlink,
+                        crate::provider::NotificationKind::HardlinkCreated,
+                    ),
+                    (Some(node), src, is_dir),
+                    dst,
+                    move |done| inner.link_now(&ctx2, node, new_parent, &new_name, done),
+                    done,
+                );
+            }
+        }
+        self.link_now(ctx, node, new_parent, new_name, done)
+    }
+
+    fn link_now(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        node: u64,
+        new_parent: u64,
+        new_name: &OsStr,
+        done: Responder<(u64, Item)>,
+    ) {
         let r = (|| {
             let src = self.path(node)?;
             let item = self.item(&src)?;
@@ -181,28 +273,36 @@ impl Inner {
         let inner = self.clone();
         let new_name = new_name.to_os_string();
         let item2 = item.clone();
-        self.ensure_hydrated(
+        let src2 = src.clone();
+        let hydrated = move |r: Result<(), Errno>| {
+            let r = r
+                .and_then(|()| {
+                    if item2.state.contains(OnDiskState::PLACEHOLDER) {
+                        inner.make_full(&src, false)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .and_then(|()| inner.layer.link(&src, &dst).map_err(|e| e.errno()))
+                .and_then(|()| {
+                    inner.mark_dirty_dir(&parent_path);
+                    let item = inner.item(&dst)?;
+                    // One file, one kernel inode: the new name joins the node.
+                    Ok((inner.nodes.link(node, new_parent, &new_name), item))
+                });
+            done(r)
+        };
+        let inner = self.clone();
+        let ctx2 = ctx.clone();
+        let item3 = item.clone();
+        self.before_convert(
             ctx,
-            &src.clone(),
+            Some(node),
+            &src2.clone(),
             &item,
-            0,
-            Box::new(move |r| {
-                let r = r
-                    .and_then(|()| {
-                        if item2.state.contains(OnDiskState::PLACEHOLDER) {
-                            inner.make_full(&src, false)
-                        } else {
-                            Ok(())
-                        }
-                    })
-                    .and_then(|()| inner.layer.link(&src, &dst).map_err(|e| e.errno()))
-                    .and_then(|()| {
-                        inner.mark_dirty_dir(&parent_path);
-                        let item = inner.item(&dst)?;
-                        // One file, one kernel inode: the new name joins the node.
-                        Ok((inner.nodes.link(node, new_parent, &new_name), item))
-                    });
-                done(r)
+            Box::new(move |r| match r {
+                Ok(()) => inner.ensure_hydrated(&ctx2, &src2, &item3, 0, Box::new(hydrated)),
+                Err(e) => hydrated(Err(e)),
             }),
         );
     }
@@ -213,6 +313,21 @@ impl Inner {
     /// working like on a local file system: its content is fetched (if it is a
     /// placeholder never read) and opened for those handles before the name goes.
     pub(super) fn unlink(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        done: Responder<()>,
+    ) {
+        if let Some(who) = self.notifying(ctx) {
+            let (inner, ctx2, name2) = (self.clone(), ctx.clone(), name.to_os_string());
+            let now = move |done| inner.unlink_now(&ctx2, parent, &name2, done);
+            return self.notify_delete(ctx, who, parent, name, now, done);
+        }
+        self.unlink_now(ctx, parent, name, done)
+    }
+
+    fn unlink_now(
         self: &Arc<Self>,
         ctx: &RequestCtx,
         parent: u64,
@@ -268,6 +383,21 @@ impl Inner {
         name: &OsStr,
         done: Responder<()>,
     ) {
+        if let Some(who) = self.notifying(ctx) {
+            let (inner, ctx2, name2) = (self.clone(), ctx.clone(), name.to_os_string());
+            let now = move |done| inner.rmdir_now(&ctx2, parent, &name2, done);
+            return self.notify_delete(ctx, who, parent, name, now, done);
+        }
+        self.rmdir_now(ctx, parent, name, done)
+    }
+
+    fn rmdir_now(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        done: Responder<()>,
+    ) {
         let (parent_path, path) = match self.child_path(parent, name) {
             Ok(x) => x,
             Err(e) => return done(Err(e)),
@@ -304,6 +434,47 @@ impl Inner {
     /// still hydrates from its original path and version.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rename(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+        done: Responder<()>,
+    ) {
+        if let Some(who) = self.notifying(ctx) {
+            let paths = self.child_path(parent, name).and_then(|(_, from)| {
+                let item = self.item(&from)?;
+                let (_, to) = self.child_path(new_parent, new_name)?;
+                Ok((from, item, to))
+            });
+            if let Ok((from, item, to)) = paths {
+                let node = self.nodes.find(parent, name);
+                let (inner, ctx2) = (self.clone(), ctx.clone());
+                let (name2, new_name2) = (name.to_os_string(), new_name.to_os_string());
+                let now = move |done| {
+                    inner.rename_now(&ctx2, parent, &name2, new_parent, &new_name2, flags, done)
+                };
+                return self.notify_pair(
+                    ctx,
+                    who,
+                    (
+                        crate::provider::NotificationKind::PreRename,
+                        crate::provider::NotificationKind::FileRenamed,
+                    ),
+                    (node, from, item.kind == FileKind::Directory),
+                    to,
+                    now,
+                    done,
+                );
+            }
+        }
+        self.rename_now(ctx, parent, name, new_parent, new_name, flags, done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_now(
         self: &Arc<Self>,
         ctx: &RequestCtx,
         parent: u64,
@@ -471,11 +642,25 @@ impl Inner {
                 .and_then(|()| inner.item(&path)),
             )
         };
-        if needs_data(&item) && size > 0 {
-            self.ensure_hydrated(ctx, &item_path, &item, 0, Box::new(finish));
-        } else {
-            finish(Ok(()));
-        }
+        let finish: Responder<()> = match fh {
+            Some(fh) => self.modifying(fh, Box::new(finish)),
+            None => Box::new(finish),
+        };
+        let inner = self.clone();
+        let ctx2 = ctx.clone();
+        let item2 = item.clone();
+        self.before_convert(
+            ctx,
+            Some(node),
+            &item_path.clone(),
+            &item,
+            Box::new(move |r| match r {
+                Ok(()) if needs_data(&item2) && size > 0 => {
+                    inner.ensure_hydrated(&ctx2, &item_path, &item2, 0, finish)
+                }
+                r => finish(r),
+            }),
+        );
     }
 
     /// [`Inner::setattr`] of a node without a path, on an open file of it;
