@@ -106,6 +106,8 @@ pub struct VirtualizerStats {
     pub nodes: usize,
     /// Requests waiting for content that a fetch in progress is bringing.
     pub content_waiters: usize,
+    /// File handles open (released by the kernel's RELEASE).
+    pub open_files: usize,
     /// Notifications raised, by kind (empty when notifications are off).
     pub notifications: Vec<(crate::provider::NotificationKind, u64)>,
 }
@@ -210,6 +212,7 @@ impl Virtualizer {
             queued: self.inner.scheduler.queued(),
             nodes: self.inner.nodes.len(),
             content_waiters: self.inner.content_waiters(),
+            open_files: self.inner.files.lock().expect("files lock").len(),
             notifications: self
                 .inner
                 .notify

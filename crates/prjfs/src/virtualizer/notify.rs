@@ -162,8 +162,28 @@ impl Inner {
         let Some(nt) = self.notify.as_ref() else {
             return done(Ok(()));
         };
+        let mask = nt.mask(node, path);
+        self.raise_masked(mask, who, node, fh, path, n, cancel, done)
+    }
+
+    /// [`Inner::raise`] with the mask already known.
+    #[allow(clippy::too_many_arguments)]
+    fn raise_masked(
+        self: &Arc<Self>,
+        mask: u32,
+        who: &Who,
+        node: Option<u64>,
+        fh: u64,
+        path: &Path,
+        n: Notification,
+        cancel: Option<&CancelSlot>,
+        done: Responder<()>,
+    ) {
+        let Some(nt) = self.notify.as_ref() else {
+            return done(Ok(()));
+        };
         let kind = n.kind;
-        if !selects(nt.mask(node, path), kind) || self.stopped.load(Ordering::SeqCst) {
+        if !selects(mask, kind) || self.stopped.load(Ordering::SeqCst) {
             return done(Ok(()));
         }
         nt.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
@@ -337,7 +357,7 @@ impl Inner {
     /// Handle `fh` was released: raise its close notification.
     pub(super) fn notify_release(self: &Arc<Self>, fh: u64, file: Option<Arc<File>>) {
         let Some(nt) = &self.notify else { return };
-        let (h, kind, path, is_dir, modified_any) = {
+        let (h, kind, path, is_dir, modified_any, mask) = {
             let mut w = nt.lock();
             let Some(h) = w.handles.remove(&fh) else {
                 return;
@@ -360,23 +380,18 @@ impl Inner {
                     }
                 },
             };
-            (h, kind, path, item.is_dir, item.modified)
+            // The item's mask (a reply's, while it has handles) applies to
+            // this close; the entry goes now, before anything else can open
+            // the item again, so a later open starts from the mapping.
+            let mask = item.mask.unwrap_or_else(|| nt.mappings.mask_of(&path));
+            let (is_dir, modified_any) = (item.is_dir, item.modified);
+            release_item(&mut w, h.node);
+            (h, kind, path, is_dir, modified_any, mask)
         };
         let n = Notification::new(kind, is_dir).with_file_modified(
             kind == NotificationKind::FileHandleClosedFileDeleted && modified_any,
         );
-        // Raised before the item's entry goes, so that a mask a reply set
-        // still applies to this last close.
-        self.raise(
-            &h.opener,
-            Some(h.node),
-            fh,
-            &path,
-            n,
-            None,
-            Box::new(|_| {}),
-        );
-        release_item(&mut nt.lock(), h.node);
+        self.raise_masked(mask, &h.opener, None, fh, &path, n, None, Box::new(|_| {}));
     }
 
     /// Before the placeholder file `item` at `path` becomes full:
