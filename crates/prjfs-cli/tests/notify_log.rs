@@ -215,6 +215,51 @@ fn notify_log_of_a_scripted_session() {
     m.unmount();
 }
 
+/// The dir provider pending every callback (`--async`, through the library's
+/// async adapter) logs the same kinds in the same order.
+#[test]
+fn notify_log_with_a_pending_provider() {
+    if !mount_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (source, root) = (tmp.path().join("src"), tmp.path().join("root"));
+    std::fs::create_dir(&source).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(source.join("p.txt"), b"p\n").unwrap();
+    let log = tmp.path().join("notify.jsonl");
+    let log_arg = log.to_str().expect("a UTF-8 temp path");
+    let m = CliMount::new(
+        &bin(),
+        &["--async", "--notify-log", log_arg],
+        &source,
+        &root,
+    );
+    step(&root, "sh", &["-c", "echo x >> p.txt"]);
+    wait_lines(&log, 3);
+    step(&root, "mv", &["p.txt", "q.txt"]);
+    wait_lines(&log, 5);
+    step(&root, "rm", &["q.txt"]);
+    let kinds: Vec<String> = wait_lines(&log, 7)
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "file_opened",
+            "file_pre_convert_to_full",
+            "file_handle_closed_file_modified",
+            "pre_rename",
+            "file_renamed",
+            "pre_delete",
+            "file_handle_closed_file_deleted",
+        ]
+    );
+    assert_eq!(m.status()["callbacks"]["by_kind"]["notification"], 7);
+    m.unmount();
+}
+
 #[test]
 fn without_notify_log_nothing_is_counted() {
     if !mount_available() {
