@@ -184,6 +184,17 @@ impl AsyncProvider for TestProvider {
         }
         writer.write(offset, b"abc")
     }
+    async fn notification(
+        &self,
+        cb: CallbackData,
+        n: crate::notifications::Notification,
+    ) -> Result<u32, ProviderError> {
+        match cb.path.to_str() {
+            Some("veto") => Err(ProviderError::AccessDenied),
+            Some("mask") => Ok(n.kind.bit() | 0x200),
+            _ => Ok(0),
+        }
+    }
     fn command_cancelled(&self, id: CommandId) {
         self.cancelled.lock().unwrap().push(id);
     }
@@ -434,4 +445,25 @@ fn adapter_on_a_borrowed_runtime_and_dropped_inside_it() {
         Ok(Outcome::Pending)
     );
     rt.block_on(async move { drop(owned) });
+}
+
+#[test]
+fn notifications_pend_and_complete_with_the_mask_or_the_veto() {
+    use crate::notifications::Notification;
+    use crate::provider::NotificationKind;
+    let mock = Arc::new(Mock::default());
+    let a = adapter(DataMode::Immediate);
+    let n = Notification::new(NotificationKind::FileOpened, false);
+    for (id, path) in [(1, "plain"), (2, "mask"), (3, "veto")] {
+        assert_eq!(
+            a.notification(&cb(&mock, id, path), &n),
+            Ok(Outcome::Pending)
+        );
+    }
+    let mut done = mock.wait_completions(3);
+    done.sort_by_key(|d| d.0);
+    assert_eq!((done[0].1.clone(), done[0].2.is_none()), (Ok(()), true));
+    assert!(matches!(done[1].2, Some(Extended::NotificationMask(0x202))));
+    assert_eq!(done[2].1, Err(ProviderError::AccessDenied));
+    eventually("table empty", || a.in_flight() == 0);
 }
