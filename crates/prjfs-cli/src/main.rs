@@ -179,12 +179,16 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("states", "full"),
         get("states", "tombstone")
     );
-    if let Some(counts) = v["notifications"].as_object().filter(|m| !m.is_empty()) {
-        let shown: Vec<String> = counts
-            .iter()
-            .map(|(k, n)| format!("{k} {}", n.as_u64().unwrap_or(0)))
-            .collect();
-        println!("notified:  {}", shown.join(", "));
+    let raised: Vec<String> = v["notifications"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, n)| n.as_u64().filter(|n| *n > 0).map(|n| format!("{k} {n}")))
+        .collect();
+    if raised.is_empty() {
+        println!("notified:  none");
+    } else {
+        println!("notified:  {}", raised.join(", "));
     }
     Ok(())
 }

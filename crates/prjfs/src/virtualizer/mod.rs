@@ -109,7 +109,8 @@ pub struct VirtualizerStats {
     pub content_waiters: usize,
     /// File handles open (released by the kernel's RELEASE).
     pub open_files: usize,
-    /// Notifications raised, by kind (empty when notifications are off).
+    /// Notifications raised, by kind, every kind listed (all 0 when the
+    /// instance has no mappings).
     pub notifications: Vec<(crate::provider::NotificationKind, u64)>,
 }
 
@@ -214,12 +215,13 @@ impl Virtualizer {
             nodes: self.inner.nodes.len(),
             content_waiters: self.inner.content_waiters(),
             open_files: self.inner.files.lock().expect("files lock").len(),
-            notifications: self
-                .inner
-                .notify
-                .as_ref()
-                .map(|n| n.counts())
-                .unwrap_or_default(),
+            notifications: match &self.inner.notify {
+                Some(n) => n.counts(),
+                None => crate::provider::NotificationKind::ALL
+                    .iter()
+                    .map(|k| (*k, 0))
+                    .collect(),
+            },
         }
     }
 
