@@ -776,9 +776,14 @@ fn a_killed_client_cancels_its_pended_notification() {
     wait_exit(&mut cat, "killed cat of a hydrated file");
     m.watcher.wait_cancelled(id);
     m.watcher.answer(FileOpened, None);
+    let before = m.instance().open_stats().passthrough;
     let (out, _) = client(&m.root, "cat", &["b.txt"]);
     ok(&out, "cat after the cancelled open");
     assert_eq!(out.stdout, b"bravo\n");
+    if m.instance().passthrough() {
+        // Read-only, hydrated: answered with a backing file.
+        assert!(m.instance().open_stats().passthrough > before);
+    }
     m.wait_released();
     let stats = m.instance().stats().commands;
     assert_eq!(stats.pending, 0);
