@@ -819,3 +819,92 @@ fn the_instances_own_io_raises_nothing() {
     m.wait_released();
     assert_eq!(m.watcher.recs().len(), 2, "{:#?}", m.watcher.recs());
 }
+
+// ---------------------------------------------------------------------------------
+// Without a mount: the virtualizer itself
+
+/// Writes through two handles racing to convert one placeholder: one
+/// FilePreConvertToFull, whose answer (completed later) both writes wait for.
+/// Served by the virtualizer directly, so that the second write surely
+/// arrives while the first one's notification is pending.
+#[test]
+fn racing_conversions_share_one_pre_convert_to_full() {
+    use prjfs::virtualizer::{RequestCtx, Virtualizer, VirtualizerOptions, ROOT_ID};
+    use std::sync::mpsc;
+
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let layer = prjfs::layer::Layer::open(tmp.path()).expect("a layer");
+    let watcher = Watcher::new(MemTree::new().file("a.txt", "alpha\n").file("b.txt", "b\n"));
+    let virt = Virtualizer::new(
+        layer,
+        watcher.clone(),
+        VirtualizerOptions {
+            concurrent_threads: 2,
+            notification_mappings: Some(vec![NotificationMapping::new(ALL_KINDS, "")]),
+            ..Default::default()
+        },
+    );
+    let ctx = RequestCtx::default();
+    let call = |f: &dyn Fn(Box<dyn FnOnce(Result<u64, i32>) + Send>)| {
+        let (tx, rx) = mpsc::channel();
+        f(Box::new(move |r| tx.send(r).unwrap()));
+        rx
+    };
+    watcher.answer(FilePreConvertToFull, Some(Answer::Pend));
+    for (name, verdict) in [
+        ("a.txt", Ok(())),
+        ("b.txt", Err(ProviderError::AccessDenied)),
+    ] {
+        let seen = watcher.recs().len();
+        let node = call(&|done| {
+            virt.lookup(
+                &ctx,
+                ROOT_ID,
+                OsStr::new(name),
+                Box::new(move |r| done(r.map(|(n, _)| n))),
+            )
+        })
+        .recv()
+        .unwrap()
+        .expect("lookup");
+        let flags = libc::O_WRONLY | libc::O_APPEND;
+        let open = || {
+            call(&|done| virt.open(&ctx, node, flags, Box::new(move |r| done(r.map(|o| o.fh)))))
+                .recv()
+                .unwrap()
+                .expect("open")
+        };
+        let (fh1, fh2) = (open(), open());
+        let write = |fh: u64, data: &'static [u8]| {
+            call(&|done| virt.write(&ctx, fh, 0, data, Box::new(move |r| done(r.map(u64::from)))))
+        };
+        let (w1, w2) = (write(fh1, b"one"), write(fh2, b"two"));
+        let recs = watcher.wait_count(seen + 3);
+        let kinds: Vec<_> = recs[seen..].iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [FileOpened, FileOpened, FilePreConvertToFull]);
+        assert!(
+            w1.try_recv().is_err() && w2.try_recv().is_err(),
+            "a write did not wait"
+        );
+        let id = recs[seen + 2].command;
+        let want = verdict.clone().map(|()| 3).map_err(|_| libc::EPERM);
+        assert_eq!(
+            virt.handle().complete_command(id, verdict, None),
+            Completion::Completed
+        );
+        assert_eq!(w1.recv().unwrap(), want);
+        assert_eq!(w2.recv().unwrap(), want);
+        virt.release(fh1);
+        virt.release(fh2);
+        let closes = watcher.wait_count(seen + 5);
+        assert_eq!(closes.len(), seen + 5, "{closes:#?}");
+    }
+    let st = virt.state_of_path(Path::new("b.txt")).unwrap();
+    assert!(
+        !st.contains(prjfs::OnDiskState::FULL),
+        "vetoed, yet full: {st:?}"
+    );
+    let st = virt.state_of_path(Path::new("a.txt")).unwrap();
+    assert!(st.contains(prjfs::OnDiskState::FULL), "{st:?}");
+    virt.stop();
+}
