@@ -845,7 +845,8 @@ fn racing_conversions_share_one_pre_convert_to_full() {
         },
     );
     let ctx = RequestCtx::default();
-    let call = |f: &dyn Fn(Box<dyn FnOnce(Result<u64, i32>) + Send>)| {
+    type Answer64 = Box<dyn FnOnce(Result<u64, i32>) + Send>;
+    let call = |f: &dyn Fn(Answer64)| {
         let (tx, rx) = mpsc::channel();
         f(Box::new(move |r| tx.send(r).unwrap()));
         rx
