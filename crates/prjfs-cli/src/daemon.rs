@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use prjfs::{AsyncAdapter, Provider, RootMarker, StartOptions, VirtualizationInstance};
+use prjfs::{AsyncAdapter, Collation, Provider, RootMarker, StartOptions, VirtualizationInstance};
+use prjfs_providers::dir::watch::SourceWatcher;
 use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
@@ -60,6 +61,13 @@ pub struct MountArgs {
     /// bench soak`; never for real data.
     #[arg(long, value_name = "SPEC", hide_short_help = true)]
     pub inject_faults: Option<String>,
+    /// Follow changes in SOURCE while mounted (a live mirror): created,
+    /// modified, deleted and renamed source items show in ROOT within a
+    /// second. Items changed in ROOT are never overwritten (the refusal is
+    /// logged and counted in `prjfs status`). Uses one inotify watch per
+    /// source directory.
+    #[arg(long)]
+    pub watch: bool,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
@@ -149,6 +157,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if args.no_listing_cache {
         cmd.arg("--no-listing-cache");
+    }
+    if args.watch {
+        cmd.arg("--watch");
     }
     if let Some(spec) = &args.inject_faults {
         cmd.arg("--inject-faults").arg(spec);
@@ -444,6 +455,20 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             })
             .map_err(|e| e.to_string())?;
     }
+    let _watcher = if args.watch {
+        match SourceWatcher::start(&source, Collation::default(), instance.handle()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                let msg = format!("--watch {}: {e}", source.display());
+                if let Err(e) = instance.stop() {
+                    tracing::error!("{}: {e}", root2.display());
+                }
+                return fail(ready, msg);
+            }
+        }
+    } else {
+        None
+    };
     if sink.is_some() {
         quiet_stderr();
     }
@@ -543,6 +568,10 @@ fn answer(
                     "by_kind": by_kind,
                 },
                 "states": states,
+                "updates": {
+                    "applied": stats.updates_applied,
+                    "refused": stats.updates_refused,
+                },
                 "nodes": stats.nodes,
                 "opens": {
                     "passthrough_active": instance.passthrough(),

@@ -178,6 +178,11 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("states", "full"),
         get("states", "tombstone")
     );
+    println!(
+        "updates:   {} applied, {} refused (items with local changes are kept)",
+        get("updates", "applied"),
+        get("updates", "refused")
+    );
     Ok(())
 }
 
