@@ -598,6 +598,14 @@ fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
                 "root": instance.root(),
                 "source": source.display(),
                 "revision": git.map(|g| g.view().commit.to_string()),
+                "git_reads": git.map(|g| {
+                    let c = g.counters();
+                    serde_json::json!({
+                        "file_blobs": c.file_blobs.load(std::sync::atomic::Ordering::Relaxed),
+                        "link_blobs": c.link_blobs.load(std::sync::atomic::Ordering::Relaxed),
+                        "headers": c.headers.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                }),
                 "log": log,
                 "pid": std::process::id(),
                 "threads": concurrent,
