@@ -26,7 +26,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use gix::ObjectId;
@@ -95,6 +95,9 @@ pub struct GitProvider {
 
 struct Inner {
     repo: gix::ThreadSafeRepository,
+    /// Thread-local handles made from `repo`, reused: making one reads the
+    /// repository's configuration.
+    handles: Mutex<Vec<gix::Repository>>,
     /// The repository's directory (`.git`, or the bare repository).
     git_dir: PathBuf,
     view: RwLock<View>,
@@ -116,6 +119,7 @@ impl GitProvider {
         Ok(GitProvider {
             inner: Arc::new(Inner {
                 repo: repo.into_sync(),
+                handles: Mutex::new(Vec::new()),
                 git_dir,
                 view: RwLock::new(view),
                 trees: TreeCache::default(),
@@ -148,8 +152,23 @@ impl GitProvider {
         &self.inner.counters
     }
 
-    fn repo(&self) -> gix::Repository {
-        self.inner.repo.to_thread_local()
+    fn repo(&self) -> Handle<'_> {
+        let repo = self
+            .inner
+            .handles
+            .lock()
+            .expect("handles lock")
+            .pop()
+            .unwrap_or_else(|| {
+                let mut r = self.inner.repo.to_thread_local();
+                // Delta bases and small objects cached per handle.
+                r.object_cache_size_if_unset(8 << 20);
+                r
+            });
+        Handle {
+            repo: Some(repo),
+            pool: &self.inner.handles,
+        }
     }
 
     fn set_view(&self, view: View) {
@@ -278,6 +297,27 @@ impl GitProvider {
         let view = self.view();
         let entry = self.entry(&repo, &view, rel)?;
         self.info(&repo, &view, rel, &entry)
+    }
+}
+
+/// A repository handle borrowed from the pool, given back on drop.
+struct Handle<'a> {
+    repo: Option<gix::Repository>,
+    pool: &'a Mutex<Vec<gix::Repository>>,
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = gix::Repository;
+    fn deref(&self) -> &gix::Repository {
+        self.repo.as_ref().expect("a handle until dropped")
+    }
+}
+
+impl Drop for Handle<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.repo.take() {
+            self.pool.lock().expect("handles lock").push(r);
+        }
     }
 }
 
