@@ -3,7 +3,7 @@
 //! first-pass walk of each, reading every file of each, and moving each to
 //! commit B (1,000 files changed) with `prjfs switch` and `git switch`.
 //!
-//! The repository (N files of 40–400 bytes in N/100 directories, commit A;
+//! The repository (N files of 20–330 bytes in N/100 directories, commit A;
 //! every 100th file changed in commit B; packed by `git gc`) is built once
 //! under the scratch base and reused by later runs (`prjfs-bench-git-N`).
 
