@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod dir;
+pub mod git;
 pub mod testing;
 
 pub use dir::{CallbackCounts, DirMode, DirOptions, DirProvider};

@@ -14,6 +14,7 @@ mod file;
 mod lookup;
 pub mod nodes;
 mod notify;
+mod update;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -112,6 +113,10 @@ pub struct VirtualizerStats {
     /// Notifications raised, by kind, every kind listed (all 0 when the
     /// instance has no mappings).
     pub notifications: Vec<(crate::provider::NotificationKind, u64)>,
+    /// Provider-driven changes (update, delete) that changed the layer.
+    pub updates_applied: u64,
+    /// Provider-driven changes refused because of local changes.
+    pub updates_refused: u64,
 }
 
 /// The shared state behind a virtualizer and its instance handles.
@@ -134,6 +139,12 @@ pub(crate) struct Inner {
     /// path (an item inside a renamed placeholder directory): provider path →
     /// where the placeholder goes.
     placeholder_targets: Mutex<HashMap<PathBuf, PathBuf>>,
+    /// Provider paths with a GetPlaceholderInfo in progress, and how many: a
+    /// placeholder written for one of them answers a lookup; any other was
+    /// written proactively, and the kernel must learn of it.
+    asking: Mutex<HashMap<PathBuf, usize>>,
+    /// Provider-driven changes applied and refused ([`update`]).
+    pub(crate) updates: update::UpdateCounters,
     stopped: AtomicBool,
     handle: InstanceHandle,
     /// Told of the nodes whose attributes the virtualizer changed on its own,
@@ -146,8 +157,8 @@ pub(crate) struct Inner {
 type ChangeHook = Box<dyn Fn(Changed) + Send + Sync>;
 
 /// Attributes the virtualizer changed on its own, outside any request on that
-/// node: what a cache of them must drop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// node, and names a provider changed: what the kernel's caches must drop.
+#[derive(Clone, Debug)]
 pub enum Changed {
     /// A file was hydrated (or made full while hydrating): new ctime and
     /// allocated blocks, times now from the file itself.
@@ -155,6 +166,20 @@ pub enum Changed {
     /// A directory got a new placeholder or a hydrated child: new ctime, and
     /// where they come from disk, mtime, nlink and size.
     Dir(u64),
+    /// A provider changed the view at `name` in directory `parent`: the
+    /// kernel must forget the name (its next use is a LOOKUP), and the
+    /// directory's attributes and cached listing, now.
+    Entry {
+        /// The directory's node.
+        parent: u64,
+        /// The changed name.
+        name: OsString,
+    },
+    /// A provider changed the view of a directory's listing (a name added):
+    /// drop its attributes and cached listing now.
+    Listing(u64),
+    /// Answer on the sender once everything before it was sent to the kernel.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// File operations over one virtualization root.
@@ -189,6 +214,8 @@ impl Virtualizer {
             fetching: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashSet::new()),
             placeholder_targets: Mutex::new(HashMap::new()),
+            asking: Mutex::new(HashMap::new()),
+            updates: update::UpdateCounters::default(),
             stopped: AtomicBool::new(false),
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
             changed: OnceLock::new(),
@@ -222,6 +249,8 @@ impl Virtualizer {
                     .map(|k| (*k, 0))
                     .collect(),
             },
+            updates_applied: self.inner.updates.applied(),
+            updates_refused: self.inner.updates.refused(),
         }
     }
 
@@ -356,63 +385,6 @@ impl Virtualizer {
     /// Flush a handle's file to stable storage.
     pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
         self.inner.fsync(fh, datasync)
-    }
-
-    /// Create and open a file: (node, item, handle).
-    pub fn create(
-        &self,
-        ctx: &RequestCtx,
-        parent: u64,
-        name: &OsStr,
-        mode: u32,
-        who: Creator,
-        done: Responder<(u64, Item, Opened)>,
-    ) {
-        self.inner.create(ctx, parent, name, mode, who, done)
-    }
-
-    /// Create a directory.
-    pub fn mkdir(
-        &self,
-        ctx: &RequestCtx,
-        parent: u64,
-        name: &OsStr,
-        mode: u32,
-        who: Creator,
-        done: Responder<(u64, Item)>,
-    ) {
-        let r = self.inner.mkdir(parent, name, mode, who);
-        self.inner.created_entry(ctx, r, true, done)
-    }
-
-    /// Create a symlink.
-    pub fn symlink(
-        &self,
-        ctx: &RequestCtx,
-        parent: u64,
-        name: &OsStr,
-        target: &OsStr,
-        who: Creator,
-        done: Responder<(u64, Item)>,
-    ) {
-        let r = self.inner.symlink(parent, name, target, who);
-        self.inner.created_entry(ctx, r, false, done)
-    }
-
-    /// Create a special file.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mknod(
-        &self,
-        ctx: &RequestCtx,
-        parent: u64,
-        name: &OsStr,
-        mode: u32,
-        rdev: u32,
-        who: Creator,
-        done: Responder<(u64, Item)>,
-    ) {
-        let r = self.inner.mknod(parent, name, mode, rdev, who);
-        self.inner.created_entry(ctx, r, false, done)
     }
 
     /// Hard link `node` as `new_name` in `new_parent`.

@@ -26,6 +26,67 @@ pub struct Creator {
     pub gid: u32,
 }
 
+/// Creating names: the public face of [`Inner::create`] and its siblings
+/// (each answers after NewFileCreated when a provider asked for it).
+impl super::Virtualizer {
+    /// Create and open a file: (node, item, handle).
+    pub fn create(
+        &self,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        who: Creator,
+        done: Responder<(u64, Item, super::Opened)>,
+    ) {
+        self.inner.create(ctx, parent, name, mode, who, done)
+    }
+
+    /// Create a directory.
+    pub fn mkdir(
+        &self,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        who: Creator,
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = self.inner.mkdir(parent, name, mode, who);
+        self.inner.created_entry(ctx, r, true, done)
+    }
+
+    /// Create a symlink.
+    pub fn symlink(
+        &self,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+        who: Creator,
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = self.inner.symlink(parent, name, target, who);
+        self.inner.created_entry(ctx, r, false, done)
+    }
+
+    /// Create a special file.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mknod(
+        &self,
+        ctx: &RequestCtx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        who: Creator,
+        done: Responder<(u64, Item)>,
+    ) {
+        let r = self.inner.mknod(parent, name, mode, rdev, who);
+        self.inner.created_entry(ctx, r, false, done)
+    }
+}
+
 impl Inner {
     /// The path of `name` under `parent`, refusing invalid names (a name longer
     /// than `NAME_MAX`: `ENAMETOOLONG`) and the layer's hidden directory.
