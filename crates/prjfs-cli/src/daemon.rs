@@ -21,6 +21,7 @@ use prjfs::{AsyncAdapter, Provider, RootMarker, StartOptions, VirtualizationInst
 use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
+use crate::archive;
 use crate::control::{self, ControlRequest};
 use crate::log::{LogSink, RotatingLog, LOG_DIR, LOG_FILE, LOG_KEEP, LOG_LIMIT};
 
@@ -77,8 +78,11 @@ fn check_paths(args: &MountArgs) -> Result<(PathBuf, PathBuf), String> {
         .source
         .canonicalize()
         .map_err(|e| format!("source {}: {e}", args.source.display()))?;
-    if !source.is_dir() {
-        return Err(format!("source {}: not a directory", args.source.display()));
+    if !source.is_dir() && !source.is_file() {
+        return Err(format!(
+            "source {}: neither a directory nor an archive file",
+            args.source.display()
+        ));
     }
     let root = crate::absolute(&args.root)?;
     if let Err(rustix::io::Errno::NOTCONN) = rustix::fs::statfs(&root) {
@@ -116,6 +120,11 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     if let Some(spec) = &args.inject_faults {
         spec.parse::<FaultSpec>()
             .map_err(|e| format!("--inject-faults: {e}"))?;
+    }
+    if source.is_file() {
+        // Index the archive here, where the terminal is (a progress bar), and
+        // report a bad archive before a daemon starts; the daemon reuses it.
+        archive::prepare(&source, &root)?;
     }
     if args.foreground {
         return run_foreground(args, source, root);
@@ -361,16 +370,22 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             return Err(msg);
         }
     };
-    let provider = open_provider(
-        &source,
-        DirOptions {
-            mode,
-            latency: Duration::from_millis(args.latency),
-            ..Default::default()
-        },
-        faults.clone(),
-    )
-    .map_err(|e| format!("source {}: {e}", source.display()));
+    let provider = if source.is_file() {
+        archive::open(&source, &root, None)
+            .map(|p| p.to_provider())
+            .map_err(|e| format!("source {}: {e}", source.display()))
+    } else {
+        open_provider(
+            &source,
+            DirOptions {
+                mode,
+                latency: Duration::from_millis(args.latency),
+                ..Default::default()
+            },
+            faults.clone(),
+        )
+        .map_err(|e| format!("source {}: {e}", source.display()))
+    };
     let provider = match provider {
         Ok(p) => p,
         Err(e) => return fail(ready, e),
@@ -383,7 +398,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         cache_listings: !args.no_listing_cache,
         marker: Some(RootMarker {
             source: source.to_string_lossy().into_owned(),
-            provider: "dir".into(),
+            provider: if source.is_file() { "archive" } else { "dir" }.into(),
         }),
         ..Default::default()
     };

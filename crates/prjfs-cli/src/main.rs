@@ -1,5 +1,6 @@
 //! `prjfs`: project a directory (and later other stores) into a root, lazily.
 
+mod archive;
 mod bench;
 mod control;
 mod daemon;
@@ -23,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Project SOURCE (a directory) into ROOT. Returns when the mount is ready.
+    /// Project SOURCE (a directory, or a tar, tar.gz, tar.zst or zip file) into
+    /// ROOT. Returns when the mount is ready.
     Mount(daemon::MountArgs),
     /// Unmount a prjfs root.
     Unmount {
