@@ -41,7 +41,10 @@ pub fn open(
 pub fn prepare(archive: &Path, root: &Path) -> Result<(), String> {
     let mounted = prjfs::instance_mounts().unwrap_or_default();
     if mounted.iter().any(|m| m == root) {
-        return Err(format!("root {}: already a mounted prjfs root", root.display()));
+        return Err(format!(
+            "root {}: already a mounted prjfs root",
+            root.display()
+        ));
     }
     let started = Instant::now();
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -60,8 +63,8 @@ pub fn prepare(archive: &Path, root: &Path) -> Result<(), String> {
             bar.set_position(done);
         }) as Progress
     });
-    let provider = open(archive, root, progress)
-        .map_err(|e| format!("source {}: {e}", archive.display()))?;
+    let provider =
+        open(archive, root, progress).map_err(|e| format!("source {}: {e}", archive.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -81,7 +81,12 @@ impl Blocks {
         mut sink: impl FnMut(u64, &[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         let end = offset + len;
-        if end > *self.bounds.last().expect("bounds end with the readable end") {
+        if end
+            > *self
+                .bounds
+                .last()
+                .expect("bounds end with the readable end")
+        {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the range lies past the readable end",
@@ -98,10 +103,7 @@ impl Blocks {
             let start = self.bounds[i];
             let from = offset.max(start) - start;
             let to = end.min(self.bounds[i + 1]) - start;
-            sink(
-                start + from - offset,
-                &block[from as usize..to as usize],
-            )?;
+            sink(start + from - offset, &block[from as usize..to as usize])?;
         }
         Ok(())
     }

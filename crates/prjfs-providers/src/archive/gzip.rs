@@ -297,7 +297,10 @@ pub fn decode_block(
             if in_end == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("the gzip stream ends {} bytes short of this block", len - done),
+                    format!(
+                        "the gzip stream ends {} bytes short of this block",
+                        len - done
+                    ),
                 ));
             }
         }

@@ -235,6 +235,7 @@ impl Index {
             i += 1;
         }
         let end = self.readable_end;
+        let mut cut = 0;
         for m in &mut kept {
             let past = match m.data {
                 Data::Stream(off) => off.saturating_add(m.size) > end,
@@ -242,6 +243,7 @@ impl Index {
                 _ => false,
             };
             if past && m.kind == Kind::File {
+                cut += 1;
                 m.data = Data::Broken(format!(
                     "its data lies past byte {end}, where the archive is {}",
                     if self.damage.is_some() {
@@ -251,6 +253,11 @@ impl Index {
                     }
                 ));
             }
+        }
+        if cut > 0 && self.damage.is_none() {
+            self.damage = Some(format!(
+                "the archive is truncated: it ends at byte {end}, inside the data of {cut} member(s)"
+            ));
         }
         self.members = kept;
     }

@@ -148,10 +148,7 @@ impl ArchiveProvider {
         std::fs::create_dir_all(state_dir)?;
         let (index, reused) = match load(state_dir, &fingerprint) {
             Some(index) => (index, true),
-            None => (
-                Self::build(&file, state_dir, fingerprint, progress)?,
-                false,
-            ),
+            None => (Self::build(&file, state_dir, fingerprint, progress)?, false),
         };
         let blocks = match &index.access {
             Access::Direct => None,

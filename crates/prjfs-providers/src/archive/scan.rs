@@ -57,7 +57,13 @@ fn tar_checksum_ok(block: &[u8]) -> bool {
     let sum: u32 = block
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
         .sum();
     sum == want && block.iter().any(|b| *b != 0)
 }
@@ -166,10 +172,7 @@ pub fn build(
 /// List the members of a tar stream. `seek`: the reader can seek (plain tar),
 /// so member data is skipped instead of read. Stops at the first error, which
 /// is returned as the damage (a stream that is no tar at all is an error).
-fn scan_tar<R: Read>(
-    reader: R,
-    seek: bool,
-) -> Result<(Vec<Member>, Option<String>), ArchiveError>
+fn scan_tar<R: Read>(reader: R, seek: bool) -> Result<(Vec<Member>, Option<String>), ArchiveError>
 where
     R: MaybeSeek,
 {

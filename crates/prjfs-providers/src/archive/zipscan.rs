@@ -88,7 +88,9 @@ pub fn scan_zip(file: &File) -> Result<(Vec<Member>, Option<String>), ArchiveErr
     let mut zip = match zip::ZipArchive::new(file.try_clone()?) {
         Ok(z) => z,
         Err(e) => {
-            let why = format!("the zip central directory is unreadable ({e}); members read from local headers");
+            let why = format!(
+                "the zip central directory is unreadable ({e}); members read from local headers"
+            );
             let members = scan_local_headers(file)?;
             if members.is_empty() {
                 return Err(ArchiveError::Unreadable(why));
@@ -101,12 +103,7 @@ pub fn scan_zip(file: &File) -> Result<(Vec<Member>, Option<String>), ArchiveErr
     for i in 0..zip.len() {
         let entry = match zip.by_index_raw(i) {
             Ok(e) => e,
-            Err(e) => {
-                return Ok((
-                    members,
-                    Some(format!("zip member {i} is unreadable: {e}")),
-                ))
-            }
+            Err(e) => return Ok((members, Some(format!("zip member {i} is unreadable: {e}")))),
         };
         let Some(path) = super::index::normalize(entry.name_raw()) else {
             continue;
@@ -125,8 +122,11 @@ pub fn scan_zip(file: &File) -> Result<(Vec<Member>, Option<String>), ArchiveErr
         let mut mtime = entry
             .last_modified()
             .map(|t| {
-                days_from_civil(i64::from(t.year()), i64::from(t.month()), i64::from(t.day()))
-                    * 86_400
+                days_from_civil(
+                    i64::from(t.year()),
+                    i64::from(t.month()),
+                    i64::from(t.day()),
+                ) * 86_400
                     + i64::from(t.hour()) * 3600
                     + i64::from(t.minute()) * 60
                     + i64::from(t.second())
@@ -199,7 +199,8 @@ fn scan_local_headers(file: &File) -> io::Result<Vec<Member>> {
             break;
         }
         let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
         let flags = u16_at(6);
         let method = u16_at(8);
         let csize = u64::from(u32_at(18));

@@ -86,7 +86,9 @@ impl Inflater {
             )
         };
         if code != z::Z_OK {
-            return Err(std::io::Error::other(format!("inflateInit2 failed ({code})")));
+            return Err(std::io::Error::other(format!(
+                "inflateInit2 failed ({code})"
+            )));
         }
         Ok(Self { stream })
     }
