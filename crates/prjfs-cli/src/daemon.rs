@@ -551,6 +551,8 @@ fn answer(
                 "callbacks": {
                     "invoked": c.invoked,
                     "pending": c.pending,
+                    "running": c.running,
+                    "in_flight": c.pending + c.running,
                     "completed": c.completed,
                     "cancelled": c.cancelled,
                     "failed": c.failed,

@@ -4,6 +4,7 @@ mod archive;
 mod bench;
 mod control;
 mod daemon;
+mod hydrate;
 mod log;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Prefetch: read every file under PATH... through the mount (hydrating
+    /// it), --jobs at a time. Ctrl-C stops it, leaving no partial file.
+    Hydrate(hydrate::HydrateArgs),
     /// Benchmarks comparing prjfs with the same work on the underlying file system.
     Bench(bench::BenchArgs),
 }
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Unmount { root } => unmount(&root),
         Command::Status { root, json } => status(&root, json),
         Command::State { paths } => state(&paths),
+        Command::Hydrate(args) => hydrate::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
@@ -165,8 +170,9 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         v["threads"], v["pool_threads"]
     );
     println!(
-        "callbacks: {} invoked, {} pending, {} completed, {} cancelled, {} failed",
+        "callbacks: {} invoked, {} running, {} pending, {} completed, {} cancelled, {} failed",
         get("callbacks", "invoked"),
+        get("callbacks", "running"),
         get("callbacks", "pending"),
         get("callbacks", "completed"),
         get("callbacks", "cancelled"),
