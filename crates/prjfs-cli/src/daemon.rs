@@ -371,6 +371,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         }
     };
     let provider = if source.is_file() {
+        archive::limit_malloc_caches();
         archive::open(&source, &root, None)
             .map(|p| p.to_provider())
             .map_err(|e| format!("source {}: {e}", source.display()))
