@@ -58,8 +58,8 @@ impl Rng {
 /// Text-like content (random words): compresses about 3:1, like source code.
 fn content(rng: &mut Rng, len: usize) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "fn", "let", "archive", "member", "index", "point", "window", "block", "the", "of",
-        "read", "write", "prjfs", "mount", "0x1f8b", "return",
+        "fn", "let", "archive", "member", "index", "point", "window", "block", "the", "of", "read",
+        "write", "prjfs", "mount", "0x1f8b", "return",
     ];
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
@@ -172,8 +172,16 @@ fn one_format(
     let pack = match kind {
         "tar" => format!("tar -C '{}' -cf '{}' .", src.display(), archive.display()),
         "tar.gz" => format!("tar -C '{}' -czf '{}' .", src.display(), archive.display()),
-        "tar.zst" => format!("tar -C '{}' --zstd -cf '{}' .", src.display(), archive.display()),
-        _ => format!("cd '{}' && zip -qr '{}' .", src.display(), archive.display()),
+        "tar.zst" => format!(
+            "tar -C '{}' --zstd -cf '{}' .",
+            src.display(),
+            archive.display()
+        ),
+        _ => format!(
+            "cd '{}' && zip -qr '{}' .",
+            src.display(),
+            archive.display()
+        ),
     };
     sh(&pack)?;
     let archive_len = std::fs::metadata(&archive).map_err(io_err(&archive))?.len();
@@ -184,19 +192,34 @@ fn one_format(
     let (peer_name, unpack) = if kind == "zip" {
         (
             "unzip",
-            format!("unzip -q '{}' -d '{}'", archive.display(), unpacked.display()),
+            format!(
+                "unzip -q '{}' -d '{}'",
+                archive.display(),
+                unpacked.display()
+            ),
         )
     } else {
         (
             "tar -x",
-            format!("tar -C '{}' -xf '{}'", unpacked.display(), archive.display()),
+            format!(
+                "tar -C '{}' -xf '{}'",
+                unpacked.display(),
+                archive.display()
+            ),
         )
     };
     progress(&format!("archive: {kind}: {peer_name}"));
     sh("sync")?;
     let t_unpack = timed(|| sh(&unpack))?;
     sh(&format!("rm -rf '{}'", unpacked.display()))?;
-    let peer = Row::new(kind, &format!("{peer_name} (unpack all)"), &[t_unpack], n, bytes).mb();
+    let peer = Row::new(
+        kind,
+        &format!("{peer_name} (unpack all)"),
+        &[t_unpack],
+        n,
+        bytes,
+    )
+    .mb();
     let mut rows = vec![peer.clone()];
     let what = peer_name;
 
@@ -210,9 +233,15 @@ fn one_format(
         Ok(())
     })?;
     rows.push(
-        Row::new(kind, "prjfs first mount (index pass)", &[t_first], n, archive_len)
-            .mb()
-            .vs(what, &peer),
+        Row::new(
+            kind,
+            "prjfs first mount (index pass)",
+            &[t_first],
+            n,
+            archive_len,
+        )
+        .mb()
+        .vs(what, &peer),
     );
     // Remounts with the index cached, each followed by 100 random members
     // read through that fresh daemon (a new seed each time: new members).
@@ -237,13 +266,17 @@ fn one_format(
     }
     drop(mount.take());
     let index_len = dir_bytes(&root.join(".prjfs/archive"));
+    rows.push(Row::new(kind, "prjfs remount (index cached)", &t_remount, 1, 0).vs(what, &peer));
     rows.push(
-        Row::new(kind, "prjfs remount (index cached)", &t_remount, 1, 0).vs(what, &peer),
-    );
-    rows.push(
-        Row::new(kind, "prjfs 100 random members", &t_random, 100, random_bytes)
-            .mb()
-            .vs(what, &peer),
+        Row::new(
+            kind,
+            "prjfs 100 random members",
+            &t_random,
+            100,
+            random_bytes,
+        )
+        .mb()
+        .vs(what, &peer),
     );
     // Read everything through a new root (index copied: nothing hydrated).
     let root2 = scratch.join(format!("root-{kind}-all"));
@@ -256,9 +289,15 @@ fn one_format(
     let hwm = status_kb(pid, "VmHWM:");
     drop(m);
     rows.push(
-        Row::new(kind, "prjfs read-all, 1 reader (fresh root)", &[t_all], n, bytes)
-            .mb()
-            .vs(what, &peer),
+        Row::new(
+            kind,
+            "prjfs read-all, 1 reader (fresh root)",
+            &[t_all],
+            n,
+            bytes,
+        )
+        .mb()
+        .vs(what, &peer),
     );
     // The same with the prefetch command, 4 files at a time.
     let root3 = scratch.join(format!("root-{kind}-hydrate"));
@@ -285,9 +324,15 @@ fn one_format(
     let hwm3 = status_kb(pid3, "VmHWM:");
     drop(m);
     rows.push(
-        Row::new(kind, "prjfs hydrate --jobs 4 (fresh root)", &[t_hydrate], n, bytes)
-            .mb()
-            .vs(what, &peer),
+        Row::new(
+            kind,
+            "prjfs hydrate --jobs 4 (fresh root)",
+            &[t_hydrate],
+            n,
+            bytes,
+        )
+        .mb()
+        .vs(what, &peer),
     );
     sh(&format!(
         "rm -rf '{}' '{}' '{}' '{}'",

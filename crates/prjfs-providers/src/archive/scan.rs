@@ -172,10 +172,10 @@ pub fn build(
 /// List the members of a tar stream. `seek`: the reader can seek (plain tar),
 /// so member data is skipped instead of read. Stops at the first error, which
 /// is returned as the damage (a stream that is no tar at all is an error).
-fn scan_tar<R: Read>(reader: R, seek: bool) -> Result<(Vec<Member>, Option<String>), ArchiveError>
-where
-    R: MaybeSeek,
-{
+fn scan_tar<R: MaybeSeek>(
+    reader: R,
+    seek: bool,
+) -> Result<(Vec<Member>, Option<String>), ArchiveError> {
     let mut archive = tar::Archive::new(reader);
     let mut members = Vec::new();
     let mut damage = None;
