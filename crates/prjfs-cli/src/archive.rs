@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use prjfs_providers::archive::{ArchiveProvider, Progress};
+use prjfs_providers::archive::{ArchiveError, ArchiveProvider, Progress};
 
 /// The state directory of an archive projection in `root`, refusing a root
 /// that is neither empty nor a prjfs root (nothing is written into it then).
@@ -33,7 +33,14 @@ pub fn open(
     progress: Option<Progress>,
 ) -> Result<ArchiveProvider, String> {
     let dir = state_dir(root)?;
-    ArchiveProvider::open(archive, &dir, progress).map_err(|e| e.to_string())
+    ArchiveProvider::open(archive, &dir, progress).map_err(|e| match e {
+        // A file SOURCE was either meant as an archive or mistaken for a directory.
+        ArchiveError::NotAnArchive => {
+            "not a directory, nor an archive (tar, tar.gz, tar.zst or zip, recognised by content)"
+                .to_string()
+        }
+        e => e.to_string(),
+    })
 }
 
 /// Build (or check) the index before the daemon starts: a progress bar with
