@@ -33,7 +33,14 @@ pub fn open(
     progress: Option<Progress>,
 ) -> Result<ArchiveProvider, String> {
     let dir = state_dir(root)?;
-    ArchiveProvider::open(archive, &dir, progress).map_err(|e| match e {
+    let hidden = root.join(prjfs::layer::HIDDEN_DIR);
+    let new_root = !hidden.exists();
+    let opened = ArchiveProvider::open(archive, &dir, progress);
+    if opened.is_err() && new_root {
+        // A refused mount leaves an empty root as it found it.
+        let _ = std::fs::remove_dir_all(&hidden);
+    }
+    opened.map_err(|e| match e {
         // A file SOURCE was either meant as an archive or mistaken for a directory.
         ArchiveError::NotAnArchive => {
             "not a directory, nor an archive (tar, tar.gz, tar.zst or zip, recognised by content)"

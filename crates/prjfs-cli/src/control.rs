@@ -20,6 +20,11 @@ pub enum ControlRequest {
         /// Relative path.
         path: String,
     },
+    /// Move a git projection to another revision.
+    Switch {
+        /// The revision.
+        rev: String,
+    },
 }
 
 /// The abstract socket name of a root (`\0prjfs-ctl:<root>`, shortened by hash when
@@ -44,8 +49,17 @@ pub fn listen(root: &Path) -> std::io::Result<UnixListener> {
 
 /// Send one request to the daemon of `root` and read its answer.
 pub fn call(root: &Path, req: &ControlRequest) -> std::io::Result<serde_json::Value> {
+    call_within(root, req, Duration::from_secs(30))
+}
+
+/// [`call`], waiting up to `timeout` for the answer.
+pub fn call_within(
+    root: &Path,
+    req: &ControlRequest,
+    timeout: Duration,
+) -> std::io::Result<serde_json::Value> {
     let mut stream = UnixStream::connect_addr(&address(root)?)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(timeout))?;
     let mut line = serde_json::to_string(req).map_err(std::io::Error::other)?;
     line.push('\n');
     stream.write_all(line.as_bytes())?;

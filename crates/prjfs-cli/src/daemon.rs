@@ -17,13 +17,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use prjfs::{AsyncAdapter, Provider, RootMarker, StartOptions, VirtualizationInstance};
+use prjfs::{AsyncAdapter, Collation, Provider, RootMarker, StartOptions, VirtualizationInstance};
+use prjfs_providers::dir::watch::SourceWatcher;
 use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
+use prjfs_providers::git::GitProvider;
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
 use crate::archive;
 use crate::control::{self, ControlRequest};
 use crate::log::{LogSink, RotatingLog, LOG_DIR, LOG_FILE, LOG_KEEP, LOG_LIMIT};
+use crate::source::Source;
 
 #[derive(Args, Clone, Debug)]
 pub struct MountArgs {
@@ -61,29 +64,28 @@ pub struct MountArgs {
     /// bench soak`; never for real data.
     #[arg(long, value_name = "SPEC", hide_short_help = true)]
     pub inject_faults: Option<String>,
+    /// Follow changes in SOURCE while mounted (a live mirror): created,
+    /// modified, deleted and renamed source items show in ROOT within a
+    /// second. Items changed in ROOT are never overwritten (the refusal is
+    /// logged and counted in `prjfs status`). Uses one inotify watch per
+    /// source directory.
+    #[arg(long)]
+    pub watch: bool,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
     /// Internal: fd on which a foreground daemon reports readiness.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
-    /// The directory to project.
+    /// The directory to project, or `git:REPO[@REV]`: the tree of a revision
+    /// (default `HEAD`; a branch, tag or commit id) of a local repository.
     pub source: PathBuf,
     /// The (empty, or earlier prjfs) directory to project into.
     pub root: PathBuf,
 }
 
-fn check_paths(args: &MountArgs) -> Result<(PathBuf, PathBuf), String> {
-    let source = args
-        .source
-        .canonicalize()
-        .map_err(|e| format!("source {}: {e}", args.source.display()))?;
-    if !source.is_dir() && !source.is_file() {
-        return Err(format!(
-            "source {}: neither a directory nor an archive file",
-            args.source.display()
-        ));
-    }
+fn check_paths(args: &MountArgs) -> Result<(Source, PathBuf), String> {
+    let source = Source::parse(&args.source)?;
     let root = crate::absolute(&args.root)?;
     if let Err(rustix::io::Errno::NOTCONN) = rustix::fs::statfs(&root) {
         eprintln!(
@@ -104,10 +106,10 @@ fn check_paths(args: &MountArgs) -> Result<(PathBuf, PathBuf), String> {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
         Err(e) => return Err(format!("root {}: {e}", root.display())),
     }
-    if source.starts_with(&root) || root.starts_with(&source) {
+    if source.path().starts_with(&root) || root.starts_with(source.path()) {
         return Err(format!(
             "source {} and root {} must not contain each other",
-            source.display(),
+            source.path().display(),
             root.display()
         ));
     }
@@ -121,10 +123,28 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         spec.parse::<FaultSpec>()
             .map_err(|e| format!("--inject-faults: {e}"))?;
     }
-    if source.is_file() {
+    let not_dir = match &source {
+        Source::Dir(_) => None,
+        Source::Git { .. } => Some("git:"),
+        Source::Archive(_) => Some("an archive"),
+    };
+    if let Some(kind) = not_dir {
+        let dir_only = [
+            ("--watch", args.watch),
+            ("--inject-faults", args.inject_faults.is_some()),
+            ("--latency", args.latency != 0),
+            ("--async", args.pend),
+        ];
+        if let Some((flag, _)) = dir_only.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{flag} applies to a directory source, not to {kind}"
+            ));
+        }
+    }
+    if let Source::Archive(path) = &source {
         // Index the archive here, where the terminal is (a progress bar), and
         // report a bad archive before a daemon starts; the daemon reuses it.
-        archive::prepare(&source, &root)?;
+        archive::prepare(path, &root)?;
     }
     if args.foreground {
         return run_foreground(args, source, root);
@@ -159,11 +179,14 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     if args.no_listing_cache {
         cmd.arg("--no-listing-cache");
     }
+    if args.watch {
+        cmd.arg("--watch");
+    }
     if let Some(spec) = &args.inject_faults {
         cmd.arg("--inject-faults").arg(spec);
     }
     cmd.arg("--latency").arg(args.latency.to_string());
-    cmd.arg(&source).arg(&root);
+    cmd.arg(source.arg()).arg(&root);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr_end));
@@ -322,7 +345,7 @@ fn attach_log(sink: &LogSink, instance: &VirtualizationInstance) -> Option<LogPl
     }
 }
 
-fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(), String> {
+fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), String> {
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: the parent passed this fd number to us for exactly this use and
         // nothing else in this process owns it.
@@ -370,14 +393,10 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             return Err(msg);
         }
     };
-    let provider = if source.is_file() {
-        archive::limit_malloc_caches();
-        archive::open(&source, &root, None)
-            .map(|p| p.to_provider())
-            .map_err(|e| format!("source {}: {e}", source.display()))
-    } else {
-        open_provider(
-            &source,
+    let mut git = None;
+    let opened = match &source {
+        Source::Dir(dir) => open_provider(
+            dir,
             DirOptions {
                 mode,
                 latency: Duration::from_millis(args.latency),
@@ -385,9 +404,34 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
             },
             faults.clone(),
         )
-        .map_err(|e| format!("source {}: {e}", source.display()))
+        .map(|p| {
+            let marker = RootMarker {
+                source: dir.to_string_lossy().into_owned(),
+                provider: "dir".into(),
+            };
+            (p, marker)
+        })
+        .map_err(|e| format!("source {}: {e}", dir.display())),
+        Source::Archive(path) => {
+            archive::limit_malloc_caches();
+            archive::open(path, &root, None)
+                .map(|p| {
+                    let marker = RootMarker {
+                        source: path.to_string_lossy().into_owned(),
+                        provider: "archive".into(),
+                    };
+                    (p.to_provider(), marker)
+                })
+                .map_err(|e| format!("source {}: {e}", path.display()))
+        }
+        Source::Git { repo, rev } => {
+            crate::source::open_git(repo, rev.as_deref(), &root).map(|(p, marker)| {
+                git = Some(p.clone());
+                (Arc::new(p) as Arc<dyn Provider>, marker)
+            })
+        }
     };
-    let provider = match provider {
+    let (provider, marker) = match opened {
         Ok(p) => p,
         Err(e) => return fail(ready, e),
     };
@@ -397,10 +441,7 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         negative_path_cache: args.negative_cache,
         passthrough: !args.no_passthrough,
         cache_listings: !args.no_listing_cache,
-        marker: Some(RootMarker {
-            source: source.to_string_lossy().into_owned(),
-            provider: if source.is_file() { "archive" } else { "dir" }.into(),
-        }),
+        marker: Some(marker),
         ..Default::default()
     };
     // A daemon that was just killed may hold its socket for a few more
@@ -438,28 +479,52 @@ fn run_foreground(args: MountArgs, source: PathBuf, root: PathBuf) -> Result<(),
         },
         None => serde_json::json!({ "stderr": true }),
     };
+    if let Some(git) = &git {
+        if let Err(e) = crate::source::store_revision(&instance, git) {
+            tracing::error!("{e}");
+        }
+    }
     let (pool, concurrent) = instance.threads();
     let root2 = instance.root().to_path_buf();
     {
         let instance = instance.clone();
         let source = source.clone();
+        let git = git.clone();
         std::thread::Builder::new()
             .name("prjfs-control".into())
             .spawn(move || {
                 control::serve(listener, |req| {
                     answer(
-                        &instance,
-                        &source,
-                        &log,
-                        pool,
-                        concurrent,
-                        faults.as_deref(),
+                        &Served {
+                            instance: &instance,
+                            source: &source,
+                            git: git.as_ref(),
+                            log: &log,
+                            pool,
+                            concurrent,
+                            faults: faults.as_deref(),
+                        },
                         req,
                     )
                 })
             })
             .map_err(|e| e.to_string())?;
     }
+    let _watcher = match (&source, args.watch) {
+        (Source::Dir(dir), true) => {
+            match SourceWatcher::start(dir, Collation::default(), instance.handle()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    let msg = format!("--watch {}: {e}", source.display());
+                    if let Err(e) = instance.stop() {
+                        tracing::error!("{}: {e}", root2.display());
+                    }
+                    return fail(ready, msg);
+                }
+            }
+        }
+        _ => None,
+    };
     if sink.is_some() {
         quiet_stderr();
     }
@@ -498,15 +563,27 @@ fn open_provider(
     })
 }
 
-fn answer(
-    instance: &VirtualizationInstance,
-    source: &Path,
-    log: &serde_json::Value,
+/// What the control thread answers about.
+struct Served<'a> {
+    instance: &'a VirtualizationInstance,
+    source: &'a Source,
+    git: Option<&'a GitProvider>,
+    log: &'a serde_json::Value,
     pool: usize,
     concurrent: usize,
-    faults: Option<&FaultPlan>,
-    req: ControlRequest,
-) -> serde_json::Value {
+    faults: Option<&'a FaultPlan>,
+}
+
+fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
+    let Served {
+        instance,
+        source,
+        git,
+        log,
+        pool,
+        concurrent,
+        faults,
+    } = *served;
     let virt = instance.virtualizer();
     match req {
         ControlRequest::Status => {
@@ -544,7 +621,16 @@ fn answer(
             });
             serde_json::json!({
                 "root": instance.root(),
-                "source": source,
+                "source": source.display(),
+                "revision": git.map(|g| g.view().commit.to_string()),
+                "git_reads": git.map(|g| {
+                    let c = g.counters();
+                    serde_json::json!({
+                        "file_blobs": c.file_blobs.load(std::sync::atomic::Ordering::Relaxed),
+                        "link_blobs": c.link_blobs.load(std::sync::atomic::Ordering::Relaxed),
+                        "headers": c.headers.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                }),
                 "log": log,
                 "pid": std::process::id(),
                 "threads": concurrent,
@@ -561,6 +647,10 @@ fn answer(
                     "by_kind": by_kind,
                 },
                 "states": states,
+                "updates": {
+                    "applied": stats.updates_applied,
+                    "refused": stats.updates_refused,
+                },
                 "nodes": stats.nodes,
                 "opens": {
                     "passthrough_active": instance.passthrough(),
@@ -571,6 +661,12 @@ fn answer(
                 "faults": faults,
             })
         }
+        ControlRequest::Switch { rev } => match git {
+            Some(git) => crate::source::switch(instance, &instance.handle(), git, &rev),
+            None => serde_json::json!({
+                "error": format!("{}: not a git projection (switch needs git:REPO)", source.display())
+            }),
+        },
         ControlRequest::State { path } => match virt.state_of_path(Path::new(&path)) {
             Ok(state) => serde_json::json!({
                 "path": path,

@@ -6,6 +6,7 @@ mod control;
 mod daemon;
 mod hydrate;
 mod log;
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,8 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Project SOURCE (a directory, or a tar, tar.gz, tar.zst or zip file) into
-    /// ROOT. Returns when the mount is ready.
+    /// Project SOURCE (a directory, git:REPO[@REV], or a tar, tar.gz, tar.zst
+    /// or zip file) into ROOT. Returns when the mount is ready.
     Mount(daemon::MountArgs),
     /// Unmount a prjfs root.
     Unmount {
@@ -50,6 +51,14 @@ enum Command {
     /// Prefetch: read every file under PATH... through the mount (hydrating
     /// it), --jobs at a time. Ctrl-C stops it, leaving no partial file.
     Hydrate(hydrate::HydrateArgs),
+    /// Move a mounted git projection to another revision. Items you changed
+    /// are kept and printed as conflicts (one path per line; exit status 1).
+    Switch {
+        /// The mounted root (mounted from git:REPO).
+        root: PathBuf,
+        /// A branch, tag, commit id or any revision git understands.
+        rev: String,
+    },
     /// Benchmarks comparing prjfs with the same work on the underlying file system.
     Bench(bench::BenchArgs),
 }
@@ -63,6 +72,7 @@ fn main() -> ExitCode {
         Command::State { paths } => state(&paths),
         Command::Hydrate(args) => hydrate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Switch { root, rev } => switch(&root, &rev),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,6 +163,9 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
     let get = |a: &str, b: &str| v[a][b].as_u64().unwrap_or(0);
     println!("root:      {}", v["root"].as_str().unwrap_or(""));
     println!("source:    {}", v["source"].as_str().unwrap_or(""));
+    if let Some(rev) = v["revision"].as_str() {
+        println!("revision:  {rev}");
+    }
     let log = &v["log"];
     match (log["file"].as_str(), log["live"].as_str()) {
         (Some(file), _) if log["exists"] == false => {
@@ -186,7 +199,44 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("states", "full"),
         get("states", "tombstone")
     );
+    println!(
+        "updates:   {} applied, {} refused (items with local changes are kept)",
+        get("updates", "applied"),
+        get("updates", "refused")
+    );
     Ok(())
+}
+
+fn switch(root: &Path, rev: &str) -> Result<(), String> {
+    let root = absolute(root)?;
+    let req = control::ControlRequest::Switch {
+        rev: rev.to_string(),
+    };
+    let v = control::call_within(&root, &req, std::time::Duration::from_secs(3600))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let conflicts: Vec<&str> = v["conflicts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+        .unwrap_or_default();
+    for c in &conflicts {
+        println!("{c}");
+    }
+    eprintln!(
+        "prjfs: {} now projects {} (was {}): {} paths changed, {} kept as you changed them",
+        root.display(),
+        v["to"].as_str().unwrap_or("?"),
+        v["from"].as_str().unwrap_or("?"),
+        v["changed"],
+        conflicts.len()
+    );
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} paths have local changes and were left as they are (listed above)",
+            conflicts.len()
+        ))
+    }
 }
 
 fn state(paths: &[PathBuf]) -> Result<(), String> {

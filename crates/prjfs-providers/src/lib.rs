@@ -14,6 +14,7 @@
 
 pub mod archive;
 pub mod dir;
+pub mod git;
 pub mod testing;
 
 pub use archive::{ArchiveError, ArchiveProvider};

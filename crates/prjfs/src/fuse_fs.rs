@@ -2,7 +2,7 @@
 //! call the virtualizer, encode its answer. No file-system logic lives here.
 
 use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use prjfs_fuse::encode::{
-    attr_out, entry_out, inval_inode_notification, statfs_out, DirBuf, FileAttr, StatFs,
+    attr_out, entry_out, inval_entry_notification, inval_inode_notification, statfs_out, DirBuf,
+    FileAttr, StatFs,
 };
 use prjfs_fuse::request::{Operation, TimeOrNow};
 use prjfs_fuse::{abi, Filesystem, InitInfo, Notifier, Reply, Request};
@@ -113,21 +114,36 @@ enum Notice {
     Attr(u64),
     /// Drop the cached attributes of a directory, soon ([`DIR_INVAL_DELAY`]).
     DirAttr(u64),
+    /// Forget a name, and its directory's attributes and listing, now.
+    Entry(u64, OsString),
+    /// Drop a directory's attributes and cached listing now.
+    Listing(u64),
+    /// Acknowledge once everything before it was sent.
+    Flush(mpsc::Sender<()>),
     /// The connection ended.
     Stop,
 }
 
 /// The notifier thread: sends invalidations from a thread that holds no request
 /// (the kernel may need locks that a request in progress holds), coalescing
-/// what piled up meanwhile.
+/// what piled up meanwhile. Names and listings a provider changed go first,
+/// in order, then attributes; a flush is answered after both.
 fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
     use std::sync::mpsc::RecvTimeoutError;
     let send = |node: u64| {
         // ENOENT: the kernel has no inode for it cached; nothing to drop.
         let _ = notifier.try_send_raw(&inval_inode_notification(node, -1, 0));
     };
+    // Offset 0, length 0: the attributes and every cached page (for a
+    // directory, its cached listing).
+    let send_listing = |node: u64| {
+        let _ = notifier.try_send_raw(&inval_inode_notification(node, 0, 0));
+    };
     let mut now = HashSet::new();
     let mut dirs = HashSet::new();
+    let mut names: Vec<(u64, OsString)> = Vec::new();
+    let mut listings = HashSet::new();
+    let mut flushes = Vec::new();
     let mut due: Option<Instant> = None;
     loop {
         let first = match due {
@@ -143,10 +159,29 @@ fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
                 Notice::DirAttr(node) => {
                     dirs.insert(node);
                 }
+                Notice::Entry(parent, name) => {
+                    listings.insert(parent);
+                    names.push((parent, name));
+                }
+                Notice::Listing(node) => {
+                    listings.insert(node);
+                }
+                Notice::Flush(ack) => flushes.push(ack),
                 Notice::Stop => stop = true,
             }
         }
+        for (parent, name) in names.drain(..) {
+            // ENOENT: the kernel holds no such name; nothing to forget.
+            let _ = notifier.try_send_raw(&inval_entry_notification(parent, &name));
+        }
+        for node in listings.drain() {
+            dirs.remove(&node);
+            send_listing(node);
+        }
         now.drain().for_each(send);
+        for ack in flushes.drain(..) {
+            let _ = ack.send(());
+        }
         if stop || due.is_some_and(|t| t <= Instant::now()) {
             dirs.drain().for_each(send);
             due = None;
@@ -221,6 +256,9 @@ impl Filesystem for FuseFs {
             let _ = hook.send(match changed {
                 Changed::File(node) => Notice::Attr(node),
                 Changed::Dir(node) => Notice::DirAttr(node),
+                Changed::Entry { parent, name } => Notice::Entry(parent, name),
+                Changed::Listing(node) => Notice::Listing(node),
+                Changed::Flush(ack) => Notice::Flush(ack),
             });
         });
         let _ = self.notices.set(tx);

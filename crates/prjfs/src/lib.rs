@@ -151,9 +151,11 @@ pub use instance::{
 pub use layer::RootMarker;
 pub use provider::{
     CallbackData, CallbackFlags, CallbackResult, CommandId, Completion, EnumerationId, Extended,
-    InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome, Provider, ProviderError,
+    InstanceApi, InstanceError, InstanceHandle, NotificationKind, Outcome, PlacedItem, Provider,
+    ProviderError,
 };
 pub use types::{
-    Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo,
+    Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, UpdateFailure,
+    UpdateFlags, VersionInfo,
 };
 pub use virtualizer::VirtualizerStats;

@@ -48,7 +48,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::enumeration::DirEntryBuffer;
-use crate::types::{Collation, PlaceholderInfo, VersionInfo};
+use crate::types::{
+    Collation, FileKind, OnDiskState, PlaceholderInfo, UpdateFailure, UpdateFlags, VersionInfo,
+};
 
 /// Identifies one callback invocation (ProjFS's CommandId): unique per instance.
 pub type CommandId = u64;
@@ -354,6 +356,16 @@ pub enum InstanceError {
     /// The instance has stopped virtualizing.
     #[error("virtualization is stopped")]
     Stopped,
+    /// A provider-driven change was refused: the item is in local states the
+    /// call's [`UpdateFlags`] did not allow (ProjFS's
+    /// `ERROR_FILE_SYSTEM_VIRTUALIZATION_INVALID_OPERATION` with its failure
+    /// cause). Nothing was changed.
+    #[error("refused: the item has local changes ({0})")]
+    UpdateFailed(UpdateFailure),
+    /// A provider-driven change of a directory that still holds items
+    /// (tombstones and placeholders included): change its children first.
+    #[error("directory {0:?} is not empty")]
+    DirectoryNotEmpty(PathBuf),
     /// An error of the underlying file system.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -420,6 +432,74 @@ pub trait InstanceApi: Send + Sync + 'static {
 
     /// Drop every negative path cache entry; returns how many were dropped.
     fn clear_negative_path_cache(&self) -> usize;
+
+    /// ProjFS's UpdateFileIfNeeded: the store's item at `path` (relative to the
+    /// root, where it is now) changed to `info`. A placeholder that already
+    /// has `info`'s ContentId (non-empty) is left alone; any other local item
+    /// becomes a placeholder with `info`, its local content and metadata
+    /// discarded, unless it is in a local state `flags` do not allow
+    /// ([`InstanceError::UpdateFailed`] with every such cause; nothing
+    /// changes). A directory must be empty
+    /// ([`InstanceError::DirectoryNotEmpty`]). An item that is not on disk
+    /// (virtual) needs nothing: `Ok`. Either way the kernel forgets what it
+    /// cached of the name and its directory's listing, so clients see the new
+    /// view at their next access.
+    fn update_file_if_needed(
+        &self,
+        _path: &Path,
+        _info: &PlaceholderInfo,
+        _flags: UpdateFlags,
+    ) -> Result<(), InstanceError> {
+        Err(InstanceError::InvalidRequest(
+            "update_file_if_needed is not supported by this instance".into(),
+        ))
+    }
+
+    /// ProjFS's DeleteFile: the local item at `path` is removed, under the
+    /// same rules as [`InstanceApi::update_file_if_needed`], so the name is
+    /// virtual again (shown if the provider still has it). `Ok` for a virtual
+    /// item.
+    fn delete_file(&self, _path: &Path, _flags: UpdateFlags) -> Result<(), InstanceError> {
+        Err(InstanceError::InvalidRequest(
+            "delete_file is not supported by this instance".into(),
+        ))
+    }
+
+    /// ProjFS's MarkDirectoryAsPlaceholder inside a running root: the local
+    /// directory at `path` becomes a placeholder directory with `version`, so
+    /// its listings merge the provider's enumeration (of `path`) with what it
+    /// holds. Already a placeholder: its version is replaced.
+    fn mark_directory_as_placeholder(
+        &self,
+        _path: &Path,
+        _version: &VersionInfo,
+    ) -> Result<(), InstanceError> {
+        Err(InstanceError::InvalidRequest(
+            "mark_directory_as_placeholder is not supported by this instance".into(),
+        ))
+    }
+
+    /// The items placed locally below the directory `path` (on disk or as
+    /// placeholder records; tombstones included), sorted by name: what a
+    /// provider walks, depth first, to apply a view change below a directory
+    /// whose old content it no longer knows. An extension of ProjFS (whose
+    /// providers keep such a list themselves).
+    fn placed_children(&self, _path: &Path) -> Result<Vec<PlacedItem>, InstanceError> {
+        Err(InstanceError::InvalidRequest(
+            "placed_children is not supported by this instance".into(),
+        ))
+    }
+}
+
+/// An item placed locally, as [`InstanceApi::placed_children`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedItem {
+    /// Its name in the directory.
+    pub name: OsString,
+    /// File, directory or symlink (a tombstone: the kind its record says).
+    pub kind: FileKind,
+    /// Its on-disk state.
+    pub state: OnDiskState,
 }
 
 /// A cheap, cloneable, thread-safe handle to a virtualization instance.
@@ -483,6 +563,35 @@ impl InstanceHandle {
     /// See [`InstanceApi::clear_negative_path_cache`].
     pub fn clear_negative_path_cache(&self) -> usize {
         self.0.clear_negative_path_cache()
+    }
+
+    /// See [`InstanceApi::update_file_if_needed`].
+    pub fn update_file_if_needed(
+        &self,
+        path: &Path,
+        info: &PlaceholderInfo,
+        flags: UpdateFlags,
+    ) -> Result<(), InstanceError> {
+        self.0.update_file_if_needed(path, info, flags)
+    }
+
+    /// See [`InstanceApi::delete_file`].
+    pub fn delete_file(&self, path: &Path, flags: UpdateFlags) -> Result<(), InstanceError> {
+        self.0.delete_file(path, flags)
+    }
+
+    /// See [`InstanceApi::mark_directory_as_placeholder`].
+    pub fn mark_directory_as_placeholder(
+        &self,
+        path: &Path,
+        version: &VersionInfo,
+    ) -> Result<(), InstanceError> {
+        self.0.mark_directory_as_placeholder(path, version)
+    }
+
+    /// See [`InstanceApi::placed_children`].
+    pub fn placed_children(&self, path: &Path) -> Result<Vec<PlacedItem>, InstanceError> {
+        self.0.placed_children(path)
     }
 }
 

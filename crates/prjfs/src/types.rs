@@ -157,3 +157,79 @@ pub enum Collation {
     /// ProjFS collation: ordinal comparison of the upper-cased names.
     CaseInsensitive,
 }
+
+/// What a provider-driven change may discard (ProjFS's `PRJ_UPDATE_TYPES`), for
+/// [`crate::InstanceHandle::update_file_if_needed`] and
+/// [`crate::InstanceHandle::delete_file`]. Plain and hydrated placeholders need
+/// no flag; every other local state needs the flag that names it, else the call
+/// fails with the matching [`UpdateFailure`] cause and changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UpdateFlags(pub u32);
+
+impl UpdateFlags {
+    /// Nothing local may be discarded.
+    pub const NONE: Self = Self(0);
+    /// A dirty placeholder (metadata changed locally) may be replaced.
+    pub const ALLOW_DIRTY_METADATA: Self = Self(1);
+    /// A full item (content changed or created locally) may be replaced.
+    pub const ALLOW_DIRTY_DATA: Self = Self(2);
+    /// A tombstone (a local delete) may be replaced or removed.
+    pub const ALLOW_TOMBSTONE: Self = Self(4);
+    /// A read-only item (no write permission bit) may be replaced.
+    pub const ALLOW_READ_ONLY: Self = Self(32);
+
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for UpdateFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// Why a provider-driven change was refused (ProjFS's
+/// `PRJ_UPDATE_FAILURE_CAUSES`): every local state the call found that its
+/// [`UpdateFlags`] did not allow (several bits when several apply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UpdateFailure(pub u32);
+
+impl UpdateFailure {
+    /// The item is a dirty placeholder; needs [`UpdateFlags::ALLOW_DIRTY_METADATA`].
+    pub const DIRTY_METADATA: Self = Self(1);
+    /// The item is full; needs [`UpdateFlags::ALLOW_DIRTY_DATA`].
+    pub const DIRTY_DATA: Self = Self(2);
+    /// The item is a tombstone; needs [`UpdateFlags::ALLOW_TOMBSTONE`].
+    pub const TOMBSTONE: Self = Self(4);
+    /// The item is read-only; needs [`UpdateFlags::ALLOW_READ_ONLY`].
+    pub const READ_ONLY: Self = Self(8);
+
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    /// The ProjFS names of the set causes.
+    pub fn names(self) -> Vec<&'static str> {
+        const NAMES: [(u32, &str); 4] = [
+            (1, "DirtyMetadata"),
+            (2, "DirtyData"),
+            (4, "Tombstone"),
+            (8, "ReadOnly"),
+        ];
+        NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, name)| *name)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for UpdateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.names().join("|"))
+    }
+}

@@ -56,6 +56,8 @@ impl Rng {
 }
 
 /// Text-like content (random words): compresses about 3:1, like source code.
+// `is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 fn content(rng: &mut Rng, len: usize) -> Vec<u8> {
     const WORDS: [&str; 16] = [
         "fn", "let", "archive", "member", "index", "point", "window", "block", "the", "of", "read",

@@ -6,6 +6,7 @@
 mod archive;
 mod async_load;
 mod fixture;
+mod git;
 mod machine;
 mod report;
 mod soak;
@@ -82,6 +83,15 @@ enum Workload {
     /// grow, a killed client is not let go within 1 s, or a file differs from a
     /// reference model. Not part of `all`.
     Soak(soak::SoakArgs),
+    /// A projected checkout of a 100k-file repository against git's own:
+    /// mount vs `git worktree add`, first-pass walk, read-all, and `prjfs
+    /// switch` vs `git switch` of 1,000 changed files. The repository is built
+    /// once under the scratch base and reused. Not part of `all`.
+    Git {
+        /// Files in the repository.
+        #[arg(long, default_value_t = 100_000)]
+        files: usize,
+    },
 }
 
 const DEFAULT_ASYNC: AsyncParams = AsyncParams {
@@ -181,6 +191,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             archive::ArchiveParams::full()
         };
         record("archive", archive::bench_archive(suite.dir(), &p))?;
+    }
+    if let Workload::Git { files } = &workload {
+        let files = if args.quick { 5_000 } else { *files };
+        record("git", git::bench_git(&base, suite.dir(), files))?;
     }
     let measured = start.elapsed();
     fixture::progress("removing the scratch trees");

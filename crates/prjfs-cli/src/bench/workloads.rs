@@ -141,7 +141,7 @@ fn stat_paths(dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
 /// directory is listed whole, then every entry is `lstat`ed, and the
 /// subdirectories are walked the same way. Returns the number of paths stat'd
 /// (every path below `top`).
-fn walk(top: &Path) -> Result<usize, String> {
+pub(super) fn walk(top: &Path) -> Result<usize, String> {
     let mut dirs = vec![top.to_path_buf()];
     let mut names = Vec::new();
     let mut n = 0;

@@ -17,6 +17,7 @@
 //! command completes — the way VFS for Git pends.
 
 pub mod store;
+pub mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

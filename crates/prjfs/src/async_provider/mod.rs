@@ -190,6 +190,8 @@ impl From<InstanceError> for ProviderError {
                 ProviderError::Unavailable("virtualization is stopped".into())
             }
             InstanceError::Io(e) => ProviderError::Io(e.raw_os_error().unwrap_or(libc::EIO)),
+            e @ InstanceError::UpdateFailed(_) => ProviderError::Other(e.to_string()),
+            InstanceError::DirectoryNotEmpty(_) => ProviderError::Io(libc::ENOTEMPTY),
         }
     }
 }

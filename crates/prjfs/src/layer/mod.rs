@@ -60,6 +60,7 @@ mod tests;
 mod tests_attr;
 #[cfg(test)]
 mod tests_rw;
+mod update;
 mod virt;
 mod vstore;
 mod xattr;
@@ -81,6 +82,7 @@ pub use error::{LayerError, Result};
 pub(crate) use hydrate::insert_range;
 pub use hydrate::Hydration;
 pub use rename::RenameFlags;
+pub use update::{refusal, UpdateOutcome};
 
 use crate::types::{FileKind, OnDiskState, VersionInfo};
 use meta::Record;

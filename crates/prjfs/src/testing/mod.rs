@@ -2,7 +2,8 @@
 //! see what it wrote, completed, and what a client listing through it would see.
 //!
 //! * [`RecordingInstance`]: a mock instance ([`crate::InstanceApi`]) that records
-//!   placeholders written, data written per stream and completions, and behaves
+//!   placeholders written, data written per stream, completions and
+//!   provider-driven changes ([`RecordedChange`]), and behaves
 //!   like the library where a provider may rely on it (a cancelled or completed
 //!   command completes as [`crate::Completion::Ignored`], a cancelled stream
 //!   refuses writes).
@@ -37,7 +38,7 @@ pub use driver::{
     names, DriverSession, EnumerationDriver, EnumerationError, GetRequest, Listing,
     DEFAULT_BUFFER_BYTES, MAX_BUFFER_BYTES,
 };
-pub use recording::{RecordedCompletion, RecordingInstance};
+pub use recording::{RecordedChange, RecordedCompletion, RecordingInstance};
 
 #[cfg(test)]
 mod tests;

@@ -7,11 +7,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::CallbackDataBuilder;
+use crate::provider::PlacedItem;
 use crate::provider::{
     CallbackData, CommandId, Completion, Extended, InstanceApi, InstanceError, InstanceHandle,
     ProviderError,
 };
-use crate::types::PlaceholderInfo;
+use crate::types::{PlaceholderInfo, UpdateFlags, VersionInfo};
 
 /// One `complete_command` call that the instance accepted.
 #[derive(Clone, Debug)]
@@ -36,6 +37,36 @@ struct State {
     closed: HashSet<CommandId>,
     /// Data streams that refuse writes, as after a cancelled hydration.
     closed_streams: HashSet<u64>,
+    changes: Vec<RecordedChange>,
+}
+
+/// One provider-driven change a [`RecordingInstance`] accepted (it accepts
+/// every one: it holds no local state to refuse them for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordedChange {
+    /// `update_file_if_needed`.
+    Update {
+        /// The path.
+        path: PathBuf,
+        /// The new placeholder info.
+        info: PlaceholderInfo,
+        /// The flags given.
+        flags: UpdateFlags,
+    },
+    /// `delete_file`.
+    Delete {
+        /// The path.
+        path: PathBuf,
+        /// The flags given.
+        flags: UpdateFlags,
+    },
+    /// `mark_directory_as_placeholder`.
+    MarkDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Its version.
+        version: VersionInfo,
+    },
 }
 
 /// Records placeholders written, data written per stream and completions, and behaves
@@ -140,6 +171,11 @@ impl RecordingInstance {
         find(&guard)
     }
 
+    /// Provider-driven changes so far, in order.
+    pub fn changes(&self) -> Vec<RecordedChange> {
+        self.lock().changes.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update is one push/insert; a panicking test thread leaves it whole.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -200,5 +236,44 @@ impl InstanceApi for RecordingInstance {
 
     fn clear_negative_path_cache(&self) -> usize {
         0
+    }
+
+    fn update_file_if_needed(
+        &self,
+        path: &Path,
+        info: &PlaceholderInfo,
+        flags: UpdateFlags,
+    ) -> Result<(), InstanceError> {
+        self.lock().changes.push(RecordedChange::Update {
+            path: path.to_path_buf(),
+            info: info.clone(),
+            flags,
+        });
+        Ok(())
+    }
+
+    fn delete_file(&self, path: &Path, flags: UpdateFlags) -> Result<(), InstanceError> {
+        self.lock().changes.push(RecordedChange::Delete {
+            path: path.to_path_buf(),
+            flags,
+        });
+        Ok(())
+    }
+
+    fn mark_directory_as_placeholder(
+        &self,
+        path: &Path,
+        version: &VersionInfo,
+    ) -> Result<(), InstanceError> {
+        self.lock().changes.push(RecordedChange::MarkDirectory {
+            path: path.to_path_buf(),
+            version: version.clone(),
+        });
+        Ok(())
+    }
+
+    /// Nothing is ever placed in a recording.
+    fn placed_children(&self, _path: &Path) -> Result<Vec<PlacedItem>, InstanceError> {
+        Ok(Vec::new())
     }
 }

@@ -235,3 +235,44 @@ fn builder_defaults_follow_the_command_id() {
     assert_eq!((cb.file_id, cb.data_stream_id), (4, 3));
     assert_eq!(cb.collation, Collation::CaseSensitive);
 }
+
+#[test]
+fn the_recording_instance_records_provider_driven_changes_in_order() {
+    use crate::types::{PlaceholderInfo, UpdateFlags, VersionInfo};
+    use std::path::{Path, PathBuf};
+    let rec = RecordingInstance::new();
+    let handle = rec.handle();
+    let info = PlaceholderInfo {
+        basic: FileBasicInfo::file(3),
+        version: VersionInfo::default(),
+        symlink_target: None,
+    };
+    handle
+        .update_file_if_needed(Path::new("a"), &info, UpdateFlags::ALLOW_TOMBSTONE)
+        .unwrap();
+    handle
+        .delete_file(Path::new("b"), UpdateFlags::NONE)
+        .unwrap();
+    handle
+        .mark_directory_as_placeholder(Path::new("d"), &VersionInfo::default())
+        .unwrap();
+    assert!(handle.placed_children(Path::new("d")).unwrap().is_empty());
+    assert_eq!(
+        rec.changes(),
+        vec![
+            RecordedChange::Update {
+                path: PathBuf::from("a"),
+                info,
+                flags: UpdateFlags::ALLOW_TOMBSTONE
+            },
+            RecordedChange::Delete {
+                path: PathBuf::from("b"),
+                flags: UpdateFlags::NONE
+            },
+            RecordedChange::MarkDirectory {
+                path: PathBuf::from("d"),
+                version: VersionInfo::default()
+            },
+        ]
+    );
+}

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use super::fetch::Fetch;
 use super::{check_rel_path, Api};
 use crate::layer::Hydration;
-use crate::provider::{CommandId, Completion, Extended, InstanceApi, InstanceError, ProviderError};
-use crate::types::{FileKind, PlaceholderInfo};
+use crate::provider::{
+    CommandId, Completion, Extended, InstanceApi, InstanceError, PlacedItem, ProviderError,
+};
+use crate::types::{FileKind, PlaceholderInfo, UpdateFlags, VersionInfo};
 
 impl InstanceApi for Api {
     fn write_placeholder_info(
@@ -47,9 +49,12 @@ impl InstanceApi for Api {
             Some(t) => inner.layer.write_placeholder_with_origin(t, info, path),
             None => inner.layer.write_placeholder(path, info),
         };
-        result
-            .map(|_| ())
-            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))
+        let written =
+            result.map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))?;
+        if written {
+            inner.placeholder_written(target.as_deref().unwrap_or(path));
+        }
+        Ok(())
     }
 
     fn write_file_data(
@@ -92,6 +97,50 @@ impl InstanceApi for Api {
             Some(inner) => inner.commands.finish(id, result, extended),
             None => Completion::Ignored,
         }
+    }
+
+    fn update_file_if_needed(
+        &self,
+        path: &Path,
+        info: &PlaceholderInfo,
+        flags: UpdateFlags,
+    ) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        check_rel_path(path).map_err(InstanceError::InvalidName)?;
+        inner.update_file(path, info, flags)
+    }
+
+    fn delete_file(&self, path: &Path, flags: UpdateFlags) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        check_rel_path(path).map_err(InstanceError::InvalidName)?;
+        inner.delete_file(path, flags)
+    }
+
+    fn mark_directory_as_placeholder(
+        &self,
+        path: &Path,
+        version: &VersionInfo,
+    ) -> Result<(), InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        check_rel_path(path).map_err(InstanceError::InvalidName)?;
+        inner.mark_directory(path, version)
+    }
+
+    fn placed_children(&self, path: &Path) -> Result<Vec<PlacedItem>, InstanceError> {
+        let inner = self.0.upgrade().ok_or(InstanceError::Stopped)?;
+        check_rel_path(path).map_err(InstanceError::InvalidName)?;
+        let items = inner
+            .layer
+            .placed_children(path)
+            .map_err(|e| InstanceError::Io(std::io::Error::from_raw_os_error(e.errno())))?;
+        Ok(items
+            .into_iter()
+            .map(|(name, item)| PlacedItem {
+                name,
+                kind: item.kind,
+                state: item.state,
+            })
+            .collect())
     }
 
     fn clear_negative_path_cache(&self) -> usize {

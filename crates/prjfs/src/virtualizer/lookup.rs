@@ -123,6 +123,12 @@ impl Inner {
         continuation: impl FnOnce(CommandOutcome) + Send + 'static,
     ) {
         let moved = provider_path != path;
+        *self
+            .asking
+            .lock()
+            .expect("asking lock")
+            .entry(provider_path.clone())
+            .or_default() += 1;
         if moved {
             self.placeholder_targets
                 .lock()
@@ -137,6 +143,15 @@ impl Inner {
             Some(&ctx.cancel),
             |p, cb| p.get_placeholder_info(cb),
             move |outcome| {
+                {
+                    let mut asking = inner.asking.lock().expect("asking lock");
+                    if let Some(n) = asking.get_mut(&provider_path) {
+                        *n -= 1;
+                        if *n == 0 {
+                            asking.remove(&provider_path);
+                        }
+                    }
+                }
                 if moved {
                     inner
                         .placeholder_targets

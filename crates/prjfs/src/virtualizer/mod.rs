@@ -12,6 +12,7 @@ mod fetch;
 mod file;
 mod lookup;
 pub mod nodes;
+mod update;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -101,6 +102,10 @@ pub struct VirtualizerStats {
     pub nodes: usize,
     /// Requests waiting for content that a fetch in progress is bringing.
     pub content_waiters: usize,
+    /// Provider-driven changes (update, delete) that changed the layer.
+    pub updates_applied: u64,
+    /// Provider-driven changes refused because of local changes.
+    pub updates_refused: u64,
 }
 
 /// The shared state behind a virtualizer and its instance handles.
@@ -123,6 +128,12 @@ pub(crate) struct Inner {
     /// path (an item inside a renamed placeholder directory): provider path →
     /// where the placeholder goes.
     placeholder_targets: Mutex<HashMap<PathBuf, PathBuf>>,
+    /// Provider paths with a GetPlaceholderInfo in progress, and how many: a
+    /// placeholder written for one of them answers a lookup; any other was
+    /// written proactively, and the kernel must learn of it.
+    asking: Mutex<HashMap<PathBuf, usize>>,
+    /// Provider-driven changes applied and refused ([`update`]).
+    pub(crate) updates: update::UpdateCounters,
     stopped: AtomicBool,
     handle: InstanceHandle,
     /// Told of the nodes whose attributes the virtualizer changed on its own,
@@ -133,8 +144,8 @@ pub(crate) struct Inner {
 type ChangeHook = Box<dyn Fn(Changed) + Send + Sync>;
 
 /// Attributes the virtualizer changed on its own, outside any request on that
-/// node: what a cache of them must drop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// node, and names a provider changed: what the kernel's caches must drop.
+#[derive(Clone, Debug)]
 pub enum Changed {
     /// A file was hydrated (or made full while hydrating): new ctime and
     /// allocated blocks, times now from the file itself.
@@ -142,6 +153,20 @@ pub enum Changed {
     /// A directory got a new placeholder or a hydrated child: new ctime, and
     /// where they come from disk, mtime, nlink and size.
     Dir(u64),
+    /// A provider changed the view at `name` in directory `parent`: the
+    /// kernel must forget the name (its next use is a LOOKUP), and the
+    /// directory's attributes and cached listing, now.
+    Entry {
+        /// The directory's node.
+        parent: u64,
+        /// The changed name.
+        name: OsString,
+    },
+    /// A provider changed the view of a directory's listing (a name added):
+    /// drop its attributes and cached listing now.
+    Listing(u64),
+    /// Answer on the sender once everything before it was sent to the kernel.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// File operations over one virtualization root.
@@ -172,6 +197,8 @@ impl Virtualizer {
             fetching: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashSet::new()),
             placeholder_targets: Mutex::new(HashMap::new()),
+            asking: Mutex::new(HashMap::new()),
+            updates: update::UpdateCounters::default(),
             stopped: AtomicBool::new(false),
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
             changed: OnceLock::new(),
@@ -196,6 +223,8 @@ impl Virtualizer {
             queued: self.inner.scheduler.queued(),
             nodes: self.inner.nodes.len(),
             content_waiters: self.inner.content_waiters(),
+            updates_applied: self.inner.updates.applied(),
+            updates_refused: self.inner.updates.refused(),
         }
     }
 
