@@ -14,6 +14,32 @@ fn bin() -> PathBuf {
     PathBuf::from(BIN)
 }
 
+/// Remove a tree with many threads: hydrated files carry an xattr block, and
+/// freeing it waits for the device on a file system mounted with `discard`, so
+/// a serial removal of 10k of them (the temp dir's drop) took 15 s here.
+fn remove_tree_parallel(top: &Path) {
+    let mut files = Vec::new();
+    let mut dirs = vec![top.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let chunk = files.len().div_ceil(16).max(1);
+    std::thread::scope(|s| {
+        for part in files.chunks(chunk) {
+            s.spawn(move || part.iter().for_each(|f| drop(std::fs::remove_file(f))));
+        }
+    });
+    let _ = std::fs::remove_dir_all(top);
+}
+
 fn in_flight(m: &CliMount) -> u64 {
     m.status()["callbacks"]["in_flight"]
         .as_u64()
@@ -60,8 +86,10 @@ fn hydrate_reads_every_file_with_bounded_parallelism() {
     while child.try_wait().expect("waiting for hydrate").is_none() {
         most = most.max(in_flight(&m));
         samples += 1;
-        // Pacing only (the loop ends when hydrate does): leave the CPU to it.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Pacing only (the loop ends when hydrate does): a status also counts
+        // the root's states, a walk of the layer that competes with the
+        // hydrations, so leave the daemon to them between samples.
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     let out = child.wait_with_output().expect("hydrate output");
     assert!(out.status.success(), "hydrate failed");
@@ -85,6 +113,8 @@ fn hydrate_reads_every_file_with_bounded_parallelism() {
         "only the directories stay placeholders"
     );
     m.unmount();
+    remove_tree_parallel(&root);
+    remove_tree_parallel(&source);
 }
 
 #[test]
