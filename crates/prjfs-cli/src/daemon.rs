@@ -346,6 +346,7 @@ fn attach_log(sink: &LogSink, instance: &VirtualizationInstance) -> Option<LogPl
 }
 
 fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), String> {
+    limit_malloc_arenas();
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: the parent passed this fd number to us for exactly this use and
         // nothing else in this process owns it.
@@ -545,6 +546,19 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         instance.wait();
     }
     Ok(())
+}
+
+/// glibc gives every thread that allocates under contention its own arena
+/// (up to 8 per core) and memory freed in one is not reused by the others: the
+/// daemon's request and callback threads would each keep listings' and
+/// lookups' freed buffers. Two arenas (for 2 cores and more) bound that; the
+/// allocator lock is short next to a FUSE round trip.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator parameters; called before the
+    // daemon's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// The directory provider for `source`, behind `faults` when given: [`Flaky`]
