@@ -103,14 +103,14 @@ pub fn prepare(archive: &Path, root: &Path) -> Result<(), String> {
 
 /// The archive provider decodes blocks of a few hundred KiB on many threads.
 /// glibc raises its mmap threshold after the first such buffer is freed and
-/// then keeps them in per-thread arenas, which grew the daemon past 120 MB
-/// in `prjfs bench archive`; a fixed threshold (which also stops the dynamic
-/// one) returns them to the system at once, and two arenas bound the rest.
+/// then keeps them in its arenas, which grew the daemon past 120 MB in `prjfs
+/// bench archive`; a fixed threshold (which also stops the dynamic one)
+/// returns them to the system at once. (The daemon caps the arenas at two for
+/// every source.)
 pub fn limit_malloc_caches() {
     // SAFETY: mallopt only changes allocator parameters; called before the
     // daemon's threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
