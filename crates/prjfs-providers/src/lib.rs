@@ -3,14 +3,19 @@
 //! * [`dir`]: [`DirProvider`] projects a source directory, answering inline
 //!   ([`DirMode::Sync`]) or pended on a tokio runtime ([`DirMode::Async`]), with a
 //!   configurable store latency and per-callback counters.
+//! * [`archive`]: [`ArchiveProvider`] projects the members of a tar, tar.gz,
+//!   tar.zst or zip file, with an index of members and resume points kept
+//!   beside the root's metadata.
 //! * [`testing`]: providers the library's tests use (never completing, slow,
 //!   misbehaving, panicking) over an in-memory tree. The test kit for providers
 //!   (mock instance, callback data builder, enumeration driver) is
 //!   [`prjfs::testing`].
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod dir;
 pub mod git;
 pub mod testing;
 
+pub use archive::{ArchiveError, ArchiveProvider};
 pub use dir::{CallbackCounts, DirMode, DirOptions, DirProvider};
