@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Project SOURCE (a directory, or git:REPO[@REV]) into ROOT. Returns when
+    /// Project SOURCE (a directory, git:REPO[@REV] or s3://BUCKET[/PREFIX]) into ROOT. Returns when
     /// the mount is ready.
     Mount(daemon::MountArgs),
     /// Unmount a prjfs root.
@@ -54,6 +54,13 @@ enum Command {
         /// A branch, tag, commit id or any revision git understands.
         rev: String,
     },
+    /// List an s3:// projection (or PATH in it, and below) again and apply new,
+    /// changed and deleted objects. Items you changed are kept and printed as
+    /// conflicts (one path per line; exit status 1).
+    Refresh {
+        /// The mounted root, or a directory inside it.
+        path: PathBuf,
+    },
     /// Benchmarks comparing prjfs with the same work on the underlying file system.
     Bench(bench::BenchArgs),
 }
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
         Command::State { paths } => state(&paths),
         Command::Bench(args) => bench::run(args),
         Command::Switch { root, rev } => switch(&root, &rev),
+        Command::Refresh { path } => refresh(&path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -222,6 +230,51 @@ fn switch(root: &Path, rev: &str) -> Result<(), String> {
         v["changed"],
         conflicts.len()
     );
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} paths have local changes and were left as they are (listed above)",
+            conflicts.len()
+        ))
+    }
+}
+
+fn refresh(path: &Path) -> Result<(), String> {
+    let (root, rel) = find_root(path)?;
+    let req = control::ControlRequest::Refresh {
+        path: rel.to_string_lossy().into_owned(),
+    };
+    let v = control::call_within(&root, &req, std::time::Duration::from_secs(3600))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let list = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (conflicts, failed) = (list("conflicts"), list("failed"));
+    for c in &conflicts {
+        println!("{c}");
+    }
+    eprintln!(
+        "prjfs: {}: {} directories listed, {} changes applied, {} kept as you changed them",
+        path.display(),
+        v["listed"],
+        v["applied"],
+        conflicts.len()
+    );
+    if !failed.is_empty() {
+        return Err(format!(
+            "could not list {} (see the daemon log): {}",
+            failed.len(),
+            failed.join(", ")
+        ));
+    }
     if conflicts.is_empty() {
         Ok(())
     } else {

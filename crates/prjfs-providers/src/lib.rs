@@ -3,6 +3,8 @@
 //! * [`dir`]: [`DirProvider`] projects a source directory, answering inline
 //!   ([`DirMode::Sync`]) or pended on a tokio runtime ([`DirMode::Async`]), with a
 //!   configurable store latency and per-callback counters.
+//! * [`git`]: [`git::GitProvider`] projects a revision of a local repository.
+//! * [`s3`]: [`s3::S3Provider`] projects an S3-compatible bucket (or a prefix).
 //! * [`testing`]: providers the library's tests use (never completing, slow,
 //!   misbehaving, panicking) over an in-memory tree. The test kit for providers
 //!   (mock instance, callback data builder, enumeration driver) is
@@ -11,6 +13,7 @@
 
 pub mod dir;
 pub mod git;
+pub mod s3;
 pub mod testing;
 
 pub use dir::{CallbackCounts, DirMode, DirOptions, DirProvider};
