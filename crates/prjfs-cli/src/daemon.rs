@@ -727,6 +727,7 @@ fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
                         "bytes_fetched": c.bytes_fetched,
                         "retries": c.retries,
                         "failures": c.failures,
+                        "in_flight": c.in_flight,
                     })
                 }),
                 "log": log,

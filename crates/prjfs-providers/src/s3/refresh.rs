@@ -9,6 +9,9 @@
 //!   and tombstones are refused by the instance and reported as conflicts; a
 //!   full item the store does not have (a local creation) is left alone
 //!   without a report.
+//! * A name whose entry is the same in the old and the new listing is not
+//!   touched; after a remount (no old listing) every placed item goes
+//!   through the instance, which compares ContentIds.
 //! * A placeholder whose ETag is unchanged stays as it is (hydrated or not);
 //!   a changed one becomes a placeholder of the new version; one whose object
 //!   is gone is removed. Names that appear or vanish without having been
@@ -110,6 +113,10 @@ impl S3Provider {
                 Some(Entry::Dir) if was_dir => {
                     subdirs.push(path);
                     continue;
+                }
+                // Unchanged since the listing its placeholder came from.
+                Some(entry) if old.as_ref().and_then(|o| o.get(&item.name)) == Some(entry) => {
+                    continue
                 }
                 Some(entry) => {
                     if was_dir {

@@ -93,6 +93,9 @@ pub struct S3Counters {
     pub retries: AtomicU64,
     /// Operations that failed (after retries), each logged once.
     pub failures: AtomicU64,
+    /// Requests sent whose response headers have not arrived (a cancelled
+    /// command drops its request, which leaves this count).
+    pub in_flight: AtomicU64,
 }
 
 /// A snapshot of [`S3Counters`].
@@ -110,6 +113,8 @@ pub struct S3Counts {
     pub retries: u64,
     /// Operations failed.
     pub failures: u64,
+    /// Requests awaiting their response headers.
+    pub in_flight: u64,
 }
 
 impl S3Counters {
@@ -123,6 +128,7 @@ impl S3Counters {
             bytes_fetched: get(&self.bytes_fetched),
             retries: get(&self.retries),
             failures: get(&self.failures),
+            in_flight: get(&self.in_flight),
         }
     }
 }
@@ -149,7 +155,25 @@ impl HttpService for CountingService {
             &self.counters.other_requests
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let _pending = InFlight::enter(&self.counters);
         self.inner.execute(req).await
+    }
+}
+
+/// One request in [`S3Counters::in_flight`] until dropped (answered, failed
+/// or abandoned).
+struct InFlight<'a>(&'a S3Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a S3Counters) -> Self {
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,3 @@
+//! Shared by the s3 tests.
+
+pub mod weed;
