@@ -477,3 +477,41 @@ fn paused_server_cancels_and_stopped_server_fails_within_bound() {
     assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"a.txt\n");
     m.unmount();
 }
+
+#[test]
+fn watch_interval_shows_new_and_deleted_objects() {
+    if !mount_available() || !weed_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(tmp.path());
+    weed.create_bucket(BUCKET);
+    let store = client(&weed);
+    let rt = runtime();
+    let put = |k: &str, v: &'static [u8]| {
+        rt.block_on(put_all(&store, vec![(k.to_string(), Bytes::from(v))]))
+    };
+    put("sub/old.txt", b"old\n");
+    let root = tmp.path().join("root");
+    let m = mount(&weed, &root, &["--watch-interval", "1"]);
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing(&root.join("sub")), ["old.txt"]);
+    assert_eq!(std::fs::read(root.join("sub/old.txt")).unwrap(), b"old\n");
+    put("sub/new.txt", b"new\n");
+    rt.block_on(store.delete(&Key::from("sub/old.txt")))
+        .unwrap();
+    // The kernel's cached listing is dropped by the refresh, not by time.
+    wait_for("the watch to apply the changes", || {
+        listing(&root.join("sub")) == ["new.txt"]
+    });
+    assert_eq!(std::fs::read(root.join("sub/new.txt")).unwrap(), b"new\n");
+    assert!(!root.join("sub/old.txt").exists());
+    m.unmount();
+}

@@ -327,3 +327,6 @@ impl AsyncProvider for S3Provider {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;
