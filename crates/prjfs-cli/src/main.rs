@@ -168,6 +168,18 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
     if let Some(rev) = v["revision"].as_str() {
         println!("revision:  {rev}");
     }
+    if v["s3"].is_object() {
+        println!(
+            "s3:        {} LIST, {} GET ({} bytes), {} other requests; {} retries, {} failures, {} in flight",
+            get("s3", "list_requests"),
+            get("s3", "get_requests"),
+            get("s3", "bytes_fetched"),
+            get("s3", "other_requests"),
+            get("s3", "retries"),
+            get("s3", "failures"),
+            get("s3", "in_flight")
+        );
+    }
     let log = &v["log"];
     match (log["file"].as_str(), log["live"].as_str()) {
         (Some(file), _) if log["exists"] == false => {
