@@ -1,6 +1,7 @@
-//! A SeaweedFS server (`weed mini`, one process) for the s3 provider's
-//! tests: a fresh data directory, every port picked free on 127.0.0.1,
-//! no authentication, ended by pid on drop.
+//! A SeaweedFS server (`weed mini`, one process) for `prjfs bench s3` and the
+//! s3 provider's tests (which include this file): a fresh data directory,
+//! every port picked free on 127.0.0.1, no authentication, ended by pid on
+//! drop. Panics on failure to start (a benchmark or test cannot go on).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -150,7 +151,8 @@ impl Weed {
     }
 
     /// Stop (`SIGSTOP`) or continue (`SIGCONT`) the server, by pid: a server
-    /// that accepts connections and answers nothing.
+    /// that accepts connections and answers nothing. (The tests use it.)
+    #[allow(dead_code)]
     pub fn pause(&self, paused: bool) {
         let pid = self.child.as_ref().expect("a running server").id();
         let signal = if paused { "-STOP" } else { "-CONT" };
