@@ -21,6 +21,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, PutPayload};
 use prjfs_testkit::{mount_available, CliMount};
+use support::gate::Gate;
 use support::weed::{weed_available, Weed};
 
 const BUCKET: &str = "prjfs-test";
@@ -58,8 +59,13 @@ fn client(weed: &Weed) -> Arc<AmazonS3> {
 }
 
 fn mount(weed: &Weed, root: &Path, extra: &[&str]) -> CliMount {
+    mount_at(&weed.endpoint, root, extra)
+}
+
+/// `prjfs mount --endpoint ENDPOINT --path-style --allow-http EXTRA.. s3://BUCKET ROOT`.
+fn mount_at(endpoint: &str, root: &Path, extra: &[&str]) -> CliMount {
     std::fs::create_dir_all(root).unwrap();
-    let mut args = vec!["--endpoint", &weed.endpoint, "--path-style", "--allow-http"];
+    let mut args = vec!["--endpoint", endpoint, "--path-style", "--allow-http"];
     args.extend_from_slice(extra);
     CliMount::new(&bin(), &args, Path::new(&format!("s3://{BUCKET}")), root)
 }
@@ -338,7 +344,8 @@ fn versions_never_mix_and_refresh_applies_changes() {
     put("gone.txt", b"to be deleted\n");
     put("dir/local.txt", b"store\n");
     let root = tmp.path().join("root");
-    let m = mount(&weed, &root, &[]);
+    let gate = Gate::start(weed.port());
+    let m = mount_at(&gate.endpoint, &root, &[]);
     let names = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -352,36 +359,29 @@ fn versions_never_mix_and_refresh_applies_changes() {
         ["dir", "gone.txt", "keep.txt", "v.bin", "w.txt"]
     );
 
-    // Overwritten while `cat` hydrates it: the file is one version whole.
+    // Overwritten while `cat` hydrates it: the proxy lets 1 MiB of the
+    // first ranges through and holds the rest while the object is replaced;
+    // the ranges asked after that are refused (If-Match), and the file is
+    // never a mix of the two versions.
+    gate.arm(1 << 20);
     let out = tmp.path().join("out");
-    let before = counter(&m, "bytes_fetched");
     let cat = Command::new("cat")
         .arg(root.join("v.bin"))
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the hydration to begin", || {
-        counter(&m, "bytes_fetched") > before
-    });
+    wait_for("1 MiB to pass and the rest to be held", || gate.held());
     put("v.bin", &b);
+    gate.open();
     let cat = cat.wait_with_output().unwrap();
-    let got = std::fs::read(&out).unwrap();
-    if cat.status.success() {
-        eprintln!("v.bin: hydrated whole before the overwrite landed");
-        assert!(got == a, "v.bin is not the version it was listed at");
-    } else {
-        eprintln!(
-            "v.bin: the overwrite failed the hydration: {}",
-            String::from_utf8_lossy(&cat.stderr).trim()
-        );
-        assert!(
-            String::from_utf8_lossy(&cat.stderr).contains("Input/output error"),
-            "cat: {}",
-            String::from_utf8_lossy(&cat.stderr)
-        );
-        assert!(daemon_log(&m).contains("the object changed since it was listed"));
-    }
+    let stderr = String::from_utf8_lossy(&cat.stderr);
+    assert!(!cat.status.success(), "a mixed hydration was served");
+    assert!(stderr.contains("Input/output error"), "cat: {stderr}");
+    assert!(daemon_log(&m).contains("the object changed since it was listed"));
+    // Still a placeholder (never read): nothing of either version is served.
+    let state = m.state(&root.join("v.bin"));
+    assert!(state.ends_with(": Placeholder (1)"), "{state}");
 
     // Overwritten before its first read: If-Match refuses the new bytes.
     put("w.txt", b"second, longer\n");

@@ -164,6 +164,12 @@ impl Weed {
         assert!(ok, "kill {signal} {pid}");
     }
 
+    /// Its S3 port. (The tests use it.)
+    #[allow(dead_code)]
+    pub fn port(&self) -> u16 {
+        self.s3_port
+    }
+
     /// Where its data is.
     #[allow(dead_code)]
     pub fn data(&self) -> &Path {
