@@ -479,7 +479,7 @@ fn paused_server_cancels_and_stopped_server_fails_within_bound() {
 }
 
 #[test]
-fn watch_interval_shows_new_and_deleted_objects() {
+fn watch_interval_then_remount_and_refresh() {
     if !mount_available() || !weed_available() {
         return;
     }
@@ -513,5 +513,16 @@ fn watch_interval_shows_new_and_deleted_objects() {
     });
     assert_eq!(std::fs::read(root.join("sub/new.txt")).unwrap(), b"new\n");
     assert!(!root.join("sub/old.txt").exists());
+    m.unmount();
+
+    // Remounted: the hydrated file is served from the root without a GET,
+    // and a refresh with no listing kept yet still applies a change.
+    let m = mount(&weed, &root, &[]);
+    assert_eq!(std::fs::read(root.join("sub/new.txt")).unwrap(), b"new\n");
+    assert_eq!(counter(&m, "get_requests"), 0);
+    put("sub/new.txt", b"newer\n");
+    let (ok, conflicts) = refresh(&root);
+    assert!(ok && conflicts.is_empty(), "{conflicts}");
+    assert_eq!(std::fs::read(root.join("sub/new.txt")).unwrap(), b"newer\n");
     m.unmount();
 }
