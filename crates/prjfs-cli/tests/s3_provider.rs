@@ -436,13 +436,19 @@ fn paused_server_cancels_and_stopped_server_fails_within_bound() {
     weed.create_bucket(BUCKET);
     let store = client(&weed);
     let rt = runtime();
-    let objects = ["a.txt", "b.txt", "c.txt"]
+    let mut objects = ["a.txt", "b.txt"]
         .map(|k| (k.to_string(), Bytes::from(format!("{k}\n"))))
         .to_vec();
+    objects.push(("d.bin".into(), Bytes::from(pattern(16 << 20, 3))));
     rt.block_on(put_all(&store, objects));
     let root = tmp.path().join("root");
     const BOUND: u64 = 3;
-    let m = mount(&weed, &root, &["--retry-bound", &BOUND.to_string()]);
+    let gate = Gate::start(weed.port());
+    let m = mount_at(
+        &gate.endpoint,
+        &root,
+        &["--retry-bound", &BOUND.to_string()],
+    );
     assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"a.txt\n");
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 3);
 
@@ -464,13 +470,31 @@ fn paused_server_cancels_and_stopped_server_fails_within_bound() {
     assert!(s["callbacks"]["cancelled"].as_u64().unwrap() >= 1, "{s}");
     weed.pause(false);
 
-    // The server stopped: EIO within the bound; hydrated files still read.
+    // The server stopped in the middle of a read (the proxy holds the
+    // answers after the first MiB): EIO within the bound; hydrated files
+    // are still read.
+    gate.arm(1 << 20);
+    let cat = Command::new("cat")
+        .arg(root.join("d.bin"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("1 MiB of d.bin to pass and the rest to be held", || {
+        gate.held()
+    });
     weed.stop();
     let started = Instant::now();
-    let err = std::fs::read(root.join("c.txt")).unwrap_err();
+    gate.open();
+    let cat = cat.wait_with_output().unwrap();
     let took = started.elapsed();
-    eprintln!("read with the server stopped: {err} after {took:?}");
-    assert_eq!(err.raw_os_error(), Some(libc_eio()));
+    let stderr = String::from_utf8_lossy(&cat.stderr);
+    eprintln!(
+        "read with the server stopped mid-read: {} after {took:?}",
+        stderr.trim()
+    );
+    assert!(!cat.status.success());
+    assert!(stderr.contains("Input/output error"), "cat: {stderr}");
     // The bound, plus room for a loaded machine.
     assert!(took < Duration::from_secs(BOUND + 20), "{took:?}");
     assert!(daemon_log(&m).contains("gave up after"));
