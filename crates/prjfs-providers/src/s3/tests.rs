@@ -63,3 +63,48 @@ fn a_kept_listing_is_replaced_only_by_a_refresh() {
     assert!(listings.get(Path::new("d/e")).is_none());
     assert!(listings.get(Path::new("de")).is_some());
 }
+
+#[test]
+fn only_answers_about_the_object_are_final() {
+    use super::store::transient;
+    use object_store::Error as E;
+    let source = || -> Box<dyn std::error::Error + Send + Sync> { "x".into() };
+    // Server errors, throttling and dropped connections reach object_store as
+    // Generic (its own retries are off): retried.
+    assert!(transient(&E::Generic {
+        store: "S3",
+        source: source()
+    }));
+    for e in [
+        E::NotFound {
+            path: "k".into(),
+            source: source(),
+        },
+        E::Precondition {
+            path: "k".into(),
+            source: source(),
+        },
+        E::PermissionDenied {
+            path: "k".into(),
+            source: source(),
+        },
+    ] {
+        assert!(!transient(&e), "{e}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_stops_within_the_bound() {
+    use super::store::{Backoff, S3Counters};
+    let counters = S3Counters::default();
+    let start = tokio::time::Instant::now();
+    let mut b = Backoff::new(Duration::from_secs(3));
+    let mut waits = 0;
+    while b.wait(&counters).await {
+        waits += 1;
+    }
+    // 0.1 + 0.2 + 0.4 + 0.8 + 1.6 > 3: four waits fit.
+    assert_eq!(waits, 4);
+    assert!(start.elapsed() <= Duration::from_secs(3));
+    assert_eq!(counters.snapshot().retries, 4);
+}
