@@ -24,6 +24,7 @@ use prjfs_providers::git::GitProvider;
 use prjfs_providers::s3::{S3Options, S3Provider};
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
+use crate::archive;
 use crate::control::{self, ControlRequest};
 use crate::log::{LogSink, RotatingLog, LOG_DIR, LOG_FILE, LOG_KEEP, LOG_LIMIT};
 use crate::source::Source;
@@ -154,7 +155,13 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         spec.parse::<FaultSpec>()
             .map_err(|e| format!("--inject-faults: {e}"))?;
     }
-    if !matches!(source, Source::Dir(_)) {
+    let not_dir = match &source {
+        Source::Dir(_) => None,
+        Source::Git { .. } => Some("git:"),
+        Source::Archive(_) => Some("an archive"),
+        Source::S3 { .. } => Some("s3://"),
+    };
+    if let Some(kind) = not_dir {
         let dir_only = [
             ("--watch", args.watch),
             ("--inject-faults", args.inject_faults.is_some()),
@@ -163,8 +170,7 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         ];
         if let Some((flag, _)) = dir_only.iter().find(|(_, set)| *set) {
             return Err(format!(
-                "{flag} applies to a directory source, not to {}",
-                source.display()
+                "{flag} applies to a directory source, not to {kind}"
             ));
         }
     }
@@ -180,6 +186,11 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         if let Some((flag, _)) = s3_only.iter().find(|(_, set)| *set) {
             return Err(format!("{flag} applies to an s3:// source"));
         }
+    }
+    if let Source::Archive(path) = &source {
+        // Index the archive here, where the terminal is (a progress bar), and
+        // report a bad archive before a daemon starts; the daemon reuses it.
+        archive::prepare(path, &root)?;
     }
     if args.foreground {
         return run_foreground(args, source, root);
@@ -400,6 +411,7 @@ fn attach_log(sink: &LogSink, instance: &VirtualizationInstance) -> Option<LogPl
 }
 
 fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), String> {
+    limit_malloc_arenas();
     let ready = args.ready_fd.map(|fd| {
         // SAFETY: the parent passed this fd number to us for exactly this use and
         // nothing else in this process owns it.
@@ -486,6 +498,18 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
             (p, marker)
         })
         .map_err(|e| format!("source {}: {e}", dir.display())),
+        Source::Archive(path) => {
+            archive::limit_malloc_caches();
+            archive::open(path, &root, None)
+                .map(|p| {
+                    let marker = RootMarker {
+                        source: path.to_string_lossy().into_owned(),
+                        provider: "archive".into(),
+                    };
+                    (p.to_provider(), marker)
+                })
+                .map_err(|e| format!("source {}: {e}", path.display()))
+        }
         Source::Git { repo, rev } => {
             crate::source::open_git(repo, rev.as_deref(), &root).map(|(p, marker)| {
                 git = Some(p.clone());
@@ -632,6 +656,19 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
     Ok(())
 }
 
+/// glibc gives every thread that allocates under contention its own arena
+/// (up to 8 per core) and memory freed in one is not reused by the others: the
+/// daemon's request and callback threads would each keep listings' and
+/// lookups' freed buffers. Two arenas (for 2 cores and more) bound that; the
+/// allocator lock is short next to a FUSE round trip.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator parameters; called before the
+    // daemon's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// The directory provider for `source`, behind `faults` when given: [`Flaky`]
 /// in front of the inline provider, [`FlakyAsync`] inside the async adapter (so
 /// its delays are timers of pended commands).
@@ -737,6 +774,8 @@ fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
                 "callbacks": {
                     "invoked": c.invoked,
                     "pending": c.pending,
+                    "running": c.running,
+                    "in_flight": c.pending + c.running,
                     "completed": c.completed,
                     "cancelled": c.cancelled,
                     "failed": c.failed,

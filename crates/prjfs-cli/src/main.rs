@@ -1,8 +1,10 @@
 //! `prjfs`: project a directory (and later other stores) into a root, lazily.
 
+mod archive;
 mod bench;
 mod control;
 mod daemon;
+mod hydrate;
 mod log;
 mod source;
 
@@ -24,8 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Project SOURCE (a directory, git:REPO[@REV] or s3://BUCKET[/PREFIX]) into ROOT. Returns when
-    /// the mount is ready.
+    /// Project SOURCE (a directory, git:REPO[@REV], a tar, tar.gz, tar.zst
+    /// or zip file, or s3://BUCKET[/PREFIX]) into ROOT. Returns when the
+    /// mount is ready.
     Mount(daemon::MountArgs),
     /// Unmount a prjfs root.
     Unmount {
@@ -46,6 +49,9 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Prefetch: read every file under PATH... through the mount (hydrating
+    /// it), --jobs at a time. Ctrl-C stops it, leaving no partial file.
+    Hydrate(hydrate::HydrateArgs),
     /// Move a mounted git projection to another revision. Items you changed
     /// are kept and printed as conflicts (one path per line; exit status 1).
     Switch {
@@ -72,6 +78,7 @@ fn main() -> ExitCode {
         Command::Unmount { root } => unmount(&root),
         Command::Status { root, json } => status(&root, json),
         Command::State { paths } => state(&paths),
+        Command::Hydrate(args) => hydrate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Switch { root, rev } => switch(&root, &rev),
         Command::Refresh { path } => refresh(&path),
@@ -197,8 +204,9 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         v["threads"], v["pool_threads"]
     );
     println!(
-        "callbacks: {} invoked, {} pending, {} completed, {} cancelled, {} failed",
+        "callbacks: {} invoked, {} running, {} pending, {} completed, {} cancelled, {} failed",
         get("callbacks", "invoked"),
+        get("callbacks", "running"),
         get("callbacks", "pending"),
         get("callbacks", "completed"),
         get("callbacks", "cancelled"),

@@ -1,6 +1,6 @@
-//! What `prjfs mount` projects: a directory, `git:REPO[@REV]` (a revision
-//! of a local repository) or `s3://BUCKET[/PREFIX]`, and the git-specific
-//! parts of the daemon: the
+//! What `prjfs mount` projects: a directory, an archive file,
+//! `git:REPO[@REV]` (a revision of a local repository) or
+//! `s3://BUCKET[/PREFIX]`, and the git-specific parts of the daemon: the
 //! revision a root projects (kept in `ROOT/.prjfs/git-revision` across
 //! mounts) and `prjfs switch`.
 
@@ -21,6 +21,9 @@ pub const REVISION_FILE: &str = "git-revision";
 pub enum Source {
     /// A directory (canonical).
     Dir(PathBuf),
+    /// An archive file (canonical): tar, tar.gz, tar.zst or zip, recognised
+    /// by content when it is opened.
+    Archive(PathBuf),
     /// A revision of a local repository.
     Git {
         /// The path given, canonical.
@@ -38,7 +41,7 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parse SOURCE: `git:REPO[@REV]` or a directory.
+    /// Parse SOURCE: `git:REPO[@REV]`, a directory, or a regular file (an archive).
     pub fn parse(arg: &Path) -> Result<Source, String> {
         let text = arg.to_string_lossy();
         if let Some(spec) = text.strip_prefix("s3://") {
@@ -55,8 +58,14 @@ impl Source {
             let dir = arg
                 .canonicalize()
                 .map_err(|e| format!("source {}: {e}", arg.display()))?;
+            if dir.is_file() {
+                return Ok(Source::Archive(dir));
+            }
             if !dir.is_dir() {
-                return Err(format!("source {}: not a directory", arg.display()));
+                return Err(format!(
+                    "source {}: not a directory, nor an archive file",
+                    arg.display()
+                ));
             }
             return Ok(Source::Dir(dir));
         };
@@ -84,7 +93,7 @@ impl Source {
     /// a source off the local file system.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Source::Dir(p) => Some(p),
+            Source::Dir(p) | Source::Archive(p) => Some(p),
             Source::Git { repo, .. } => Some(repo),
             Source::S3 { .. } => None,
         }
@@ -93,7 +102,7 @@ impl Source {
     /// The SOURCE argument that names this source again (for the daemon).
     pub fn arg(&self) -> OsString {
         match self {
-            Source::Dir(p) => p.clone().into_os_string(),
+            Source::Dir(p) | Source::Archive(p) => p.clone().into_os_string(),
             Source::Git { repo, rev } => {
                 let mut s = OsString::from("git:");
                 s.push(repo);

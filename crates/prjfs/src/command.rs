@@ -100,6 +100,9 @@ pub struct CommandStats {
     pub invoked: u64,
     /// Commands whose callback returned Pending and that are not finished yet.
     pub pending: u64,
+    /// Commands whose callback was invoked and has not returned yet (with
+    /// `pending`: the callbacks in flight).
+    pub running: u64,
     /// Commands finished with success (or "not found", a normal answer).
     pub completed: u64,
     /// Commands cancelled because the client went away (or at stop).
@@ -227,14 +230,20 @@ impl CommandTable {
 
     /// Counter snapshot.
     pub fn stats(&self) -> CommandStats {
-        let pending = self
-            .lock()
-            .values()
-            .filter(|e| matches!(e.phase, Phase::Pending))
-            .count() as u64;
+        let (pending, running) = {
+            let entries = self.lock();
+            let count = |phase: fn(&Phase) -> bool| {
+                entries.values().filter(|e| phase(&e.phase)).count() as u64
+            };
+            (
+                count(|p| matches!(p, Phase::Pending)),
+                count(|p| matches!(p, Phase::Running)),
+            )
+        };
         CommandStats {
             invoked: self.invoked.load(Ordering::Relaxed),
             pending,
+            running,
             completed: self.completed.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),

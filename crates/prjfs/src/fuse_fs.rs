@@ -701,7 +701,7 @@ fn readdirplus_reply(
         let mode = kind_mode(it.kind);
         let fits = match &it.entry {
             Some(attr) => {
-                let id = virt.count_lookup(dir, &it.name);
+                let id = virt.count_listed(dir, it);
                 let entry = entry_out(id, 0, &file_attr(attr), TTL, attr_ttl_of(it.kind, attr));
                 let fits = buf.push_plus(&entry, it.next_offset, mode, &it.name);
                 if fits {

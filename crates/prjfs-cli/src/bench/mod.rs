@@ -3,6 +3,7 @@
 //! bindfs is installed), printed as one table with prjfs/native and prjfs/bindfs
 //! ratios (and as JSON). See `bench/README.md` at the repository root.
 
+mod archive;
 mod async_load;
 mod fixture;
 mod git;
@@ -75,6 +76,10 @@ enum Workload {
         #[arg(long, default_value_t = 64 * 1024)]
         size: usize,
     },
+    /// A 10k-file tree as .tar, .tar.gz, .tar.zst and .zip: unpacking it (tar -x,
+    /// unzip) vs first mount, remount, 100 random members, read-all and daemon
+    /// RSS through prjfs. Not part of `all`.
+    Archive,
     /// A long run of random client operations, killed clients, provider faults
     /// and remounts against one root; fails if the daemon's RSS, fds or threads
     /// grow, a killed client is not let go within 1 s, or a file differs from a
@@ -192,6 +197,14 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     };
     if let Some(p) = params {
         record("async", async_load::bench_async(suite.dir(), &p))?;
+    }
+    if workload == Workload::Archive {
+        let p = if args.quick {
+            archive::ArchiveParams::quick()
+        } else {
+            archive::ArchiveParams::full()
+        };
+        record("archive", archive::bench_archive(suite.dir(), &p))?;
     }
     if let Workload::Git { files } = &workload {
         let files = if args.quick { 5_000 } else { *files };

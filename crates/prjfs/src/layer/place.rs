@@ -76,7 +76,7 @@ impl Layer {
         if basic.kind == FileKind::File {
             // A placeholder file is a record until something needs it on disk.
             let (uid, gid) = owner;
-            let origin = (origin != rel).then(|| origin.into_boxed_path());
+            let origin = (origin != rel).then(|| Box::new(origin));
             return self.put_virtual(
                 rel,
                 super::vstore::VRec {

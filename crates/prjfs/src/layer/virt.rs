@@ -28,7 +28,7 @@ pub(super) fn item(rel: &Path, rec: &VRec) -> Item {
         origin: Some(
             rec.origin
                 .as_deref()
-                .map_or_else(|| rel.to_path_buf(), Path::to_path_buf),
+                .map_or_else(|| rel.to_path_buf(), |p| p.to_path_buf()),
         ),
     }
 }
@@ -63,7 +63,7 @@ pub(super) fn record(rel: &Path, rec: &VRec) -> Record {
         origin: Some(
             rec.origin
                 .as_deref()
-                .map_or_else(|| rel.to_path_buf(), Path::to_path_buf),
+                .map_or_else(|| rel.to_path_buf(), |p| p.to_path_buf()),
         ),
         listed: rec.version.is_none(),
     }
@@ -151,7 +151,7 @@ impl Layer {
         &self,
         dir: &Path,
         provider_dir: &Path,
-        entries: Vec<(OsString, FileBasicInfo)>,
+        entries: Vec<(std::sync::Arc<std::ffi::OsStr>, FileBasicInfo)>,
     ) -> Result<Vec<Option<Attr>>> {
         let owner = self.default_owner()?;
         let moved = dir != provider_dir;
@@ -159,12 +159,12 @@ impl Layer {
             .iter()
             .map(|(_, b)| b.kind == FileKind::File)
             .collect();
-        let recs: Vec<(OsString, VRec)> = entries
+        let recs: Vec<(std::sync::Arc<std::ffi::OsStr>, VRec)> = entries
             .into_iter()
             .filter(|(_, b)| b.kind == FileKind::File)
             .map(|(name, basic)| {
                 let (uid, gid) = basic.owner.unwrap_or(owner);
-                let origin = moved.then(|| provider_dir.join(&name).into_boxed_path());
+                let origin = moved.then(|| Box::new(provider_dir.join(&*name)));
                 let rec = VRec {
                     size: basic.size,
                     mtime: super::time_pair(basic.mtime),

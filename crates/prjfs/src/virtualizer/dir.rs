@@ -1,7 +1,7 @@
 //! Directory handles: enumeration sessions with the provider (Start / Get / End),
 //! merged with what is on disk.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,8 +25,9 @@ const MAX_BUFFER: usize = 4 << 20;
 /// One entry of a listing as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirItem {
-    /// Name.
-    pub name: OsString,
+    /// Name; shared with the record a listing makes of a projected file and
+    /// with the node the kernel gets for it (one allocation for the three).
+    pub name: Arc<OsStr>,
     /// Kind.
     pub kind: FileKind,
     /// Inode number to report (on-disk items: the real one; virtual: synthetic).
@@ -455,14 +456,14 @@ impl Inner {
         let mut listed = Vec::new();
         let mut items = vec![
             DirItem {
-                name: ".".into(),
+                name: Arc::from(OsStr::new(".")),
                 kind: FileKind::Directory,
                 ino: dir_ino,
                 next_offset: 1,
                 entry: None,
             },
             DirItem {
-                name: "..".into(),
+                name: Arc::from(OsStr::new("..")),
                 kind: FileKind::Directory,
                 ino: 1,
                 next_offset: 2,
@@ -482,7 +483,7 @@ impl Inner {
             };
             let next_offset = items.len() as u64 + 1;
             items.push(DirItem {
-                name,
+                name: Arc::from(name),
                 kind,
                 ino,
                 next_offset,
@@ -509,7 +510,7 @@ impl Inner {
         if listed.is_empty() {
             return;
         }
-        let (idx, entries): (Vec<usize>, Vec<(OsString, FileBasicInfo)>) = listed
+        let (idx, entries): (Vec<usize>, Vec<(Arc<OsStr>, FileBasicInfo)>) = listed
             .into_iter()
             .map(|(i, b)| (i, (items[i].name.clone(), b)))
             .unzip();

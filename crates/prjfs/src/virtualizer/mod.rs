@@ -257,6 +257,12 @@ impl Virtualizer {
         self.inner.nodes.lookup(parent, name)
     }
 
+    /// [`Virtualizer::count_lookup`] of a listing's entry, whose name a new
+    /// node shares.
+    pub fn count_listed(&self, parent: u64, item: &DirItem) -> u64 {
+        self.inner.nodes.lookup_shared(parent, &item.name)
+    }
+
     /// The kernel dropped `n` lookups of `node`.
     pub fn forget(&self, node: u64, n: u64) {
         self.inner.nodes.forget(node, n);

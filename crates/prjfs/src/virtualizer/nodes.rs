@@ -24,8 +24,10 @@ type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 struct Node {
     /// The name used to build the node's path.
     primary: Name,
-    /// Further names of the same file (hard links made through the mount).
-    aliases: Vec<Name>,
+    /// Further names of the same file (hard links made through the mount);
+    /// boxed, as most nodes have none (8 bytes instead of 24 per node).
+    #[allow(clippy::box_collection)]
+    aliases: Option<Box<Vec<Name>>>,
     lookups: u64,
 }
 
@@ -135,6 +137,16 @@ impl NodeTable {
     /// born detached, with no path: named under an id not handed out yet, it
     /// would close a cycle once that id went to one of its descendants.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> u64 {
+        self.lookup_with(parent, name, || Arc::from(name))
+    }
+
+    /// [`NodeTable::lookup`] of a name the caller already holds shared (a
+    /// listing's): a new node keeps that allocation instead of its own copy.
+    pub fn lookup_shared(&self, parent: u64, name: &Arc<OsStr>) -> u64 {
+        self.lookup_with(parent, name, || Arc::clone(name))
+    }
+
+    fn lookup_with(&self, parent: u64, name: &OsStr, shared: impl FnOnce() -> Arc<OsStr>) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
         if let Some(id) = inner.get(parent, name) {
             inner
@@ -147,12 +159,12 @@ impl NodeTable {
         let id = inner.next;
         inner.next += 1;
         let live = parent == ROOT_ID || inner.nodes.contains_key(&parent);
-        let key = Inner::name(if live { parent } else { DETACHED }, name);
+        let key = (if live { parent } else { DETACHED }, shared());
         inner.nodes.insert(
             id,
             Node {
                 primary: key.clone(),
-                aliases: Vec::new(),
+                aliases: None,
                 lookups: 1,
             },
         );
@@ -172,7 +184,9 @@ impl NodeTable {
             return self.lookup(parent, name);
         };
         node.lookups += 1;
-        node.aliases.push(key.clone());
+        node.aliases
+            .get_or_insert_with(Default::default)
+            .push(key.clone());
         inner.insert(key, id);
         id
     }
@@ -185,13 +199,16 @@ impl NodeTable {
         };
         let is = |n: &Name| n.0 == parent && &*n.1 == name;
         if is(&node.primary) {
-            if node.aliases.is_empty() {
-                node.primary.0 = DETACHED;
-            } else {
-                node.primary = node.aliases.remove(0);
+            let next = node
+                .aliases
+                .as_mut()
+                .and_then(|a| (!a.is_empty()).then(|| a.remove(0)));
+            match next {
+                Some(name) => node.primary = name,
+                None => node.primary.0 = DETACHED,
             }
-        } else {
-            node.aliases.retain(|a| !is(a));
+        } else if let Some(a) = node.aliases.as_mut() {
+            a.retain(|a| !is(a));
         }
     }
 
@@ -224,7 +241,11 @@ impl NodeTable {
             if let Some(node) = inner.nodes.get_mut(&id) {
                 if node.primary == *old {
                     node.primary = new.clone();
-                } else if let Some(a) = node.aliases.iter_mut().find(|a| *a == old) {
+                } else if let Some(a) = node
+                    .aliases
+                    .as_mut()
+                    .and_then(|v| v.iter_mut().find(|a| *a == old))
+                {
                     *a = new.clone();
                 }
             }
@@ -255,7 +276,8 @@ impl NodeTable {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             let node = inner.nodes.remove(&id).expect("node exists");
-            for (parent, name) in std::iter::once(node.primary).chain(node.aliases) {
+            let aliases = node.aliases.map(|b| *b).unwrap_or_default();
+            for (parent, name) in std::iter::once(node.primary).chain(aliases) {
                 if inner.get(parent, &name) == Some(id) {
                     inner.remove(parent, &name);
                 }

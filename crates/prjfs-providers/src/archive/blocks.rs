@@ -1,0 +1,156 @@
+//! Reading ranges of a compressed archive's uncompressed stream: block `i` is
+//! the output between resume points `i` and `i + 1` (the last ends at the
+//! readable end), decoded from its point alone, and kept in a small LRU so that
+//! neighbouring members (a directory's files are neighbours in a tar) decode
+//! their block once.
+//!
+//! Invariants: the cache holds at most [`CACHE_BLOCKS`] blocks (with
+//! [`super::SPAN`] of 256 KiB: 8 MiB); the blocks in the middle of a member
+//! longer than two blocks are decoded, handed over and dropped, so a large
+//! file read does not evict everything; a block is decoded with no lock held
+//! (two threads may decode the same block at once and one result is kept).
+
+use std::fs::File;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use super::gzip;
+use super::index::{GzPoint, ZstdPoint};
+use super::zst;
+
+/// Blocks kept decoded.
+pub const CACHE_BLOCKS: usize = 32;
+
+/// How blocks are decoded.
+pub enum Points {
+    /// Gzip points; windows in the given file.
+    Gzip {
+        /// The resume points.
+        points: Vec<GzPoint>,
+        /// The windows file.
+        windows: File,
+    },
+    /// Zstd cache frames in the given file.
+    Zstd {
+        /// The resume points.
+        points: Vec<ZstdPoint>,
+        /// The cache file.
+        cache: File,
+        /// The cache file's length (the last frame's end).
+        cache_len: u64,
+    },
+}
+
+/// The uncompressed stream of a compressed archive.
+pub struct Blocks {
+    archive: File,
+    points: Points,
+    /// Output offset of each block's start, then the readable end.
+    bounds: Vec<u64>,
+    cache: Mutex<Vec<(usize, Arc<Vec<u8>>)>>,
+}
+
+impl Blocks {
+    /// A stream of `readable_end` bytes over `archive`, through `points`.
+    pub fn new(archive: File, points: Points, readable_end: u64) -> Self {
+        let mut bounds: Vec<u64> = match &points {
+            Points::Gzip { points, .. } => points.iter().map(|p| p.out).collect(),
+            Points::Zstd { points, .. } => points.iter().map(|p| p.out).collect(),
+        };
+        // Points at or past the readable end (a point recorded just before
+        // damage) start no block.
+        while bounds.last().is_some_and(|b| *b >= readable_end) {
+            bounds.pop();
+        }
+        bounds.push(readable_end);
+        Self {
+            archive,
+            points,
+            bounds,
+            cache: Mutex::new(Vec::with_capacity(CACHE_BLOCKS)),
+        }
+    }
+
+    /// Hand `[offset, offset + len)` of the stream to `sink` in order, as
+    /// (offset relative to `offset`, bytes). Fails if the range is not
+    /// readable or a block does not decode.
+    pub fn read(
+        &self,
+        offset: u64,
+        len: u64,
+        mut sink: impl FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let end = offset + len;
+        if end
+            > *self
+                .bounds
+                .last()
+                .expect("bounds end with the readable end")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the range lies past the readable end",
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let first = self.block_of(offset);
+        let last = self.block_of(end - 1);
+        for i in first..=last {
+            let keep = i == first || i == last;
+            let block = self.block(i, keep)?;
+            let start = self.bounds[i];
+            let from = offset.max(start) - start;
+            let to = end.min(self.bounds[i + 1]) - start;
+            sink(start + from - offset, &block[from as usize..to as usize])?;
+        }
+        Ok(())
+    }
+
+    fn block_of(&self, offset: u64) -> usize {
+        // The last block whose start is ≤ offset (bounds[0] is 0).
+        self.bounds[..self.bounds.len() - 1]
+            .partition_point(|b| *b <= offset)
+            .saturating_sub(1)
+    }
+
+    fn block(&self, i: usize, keep: bool) -> io::Result<Arc<Vec<u8>>> {
+        {
+            let mut cache = self.cache.lock().expect("block cache lock");
+            if let Some(at) = cache.iter().position(|(b, _)| *b == i) {
+                let hit = cache.remove(at);
+                let data = hit.1.clone();
+                cache.push(hit);
+                return Ok(data);
+            }
+        }
+        let len = (self.bounds[i + 1] - self.bounds[i]) as usize;
+        let mut out = Vec::new();
+        match &self.points {
+            Points::Gzip { points, windows } => {
+                gzip::decode_block(&self.archive, windows, &points[i], len, &mut out)?
+            }
+            Points::Zstd {
+                points,
+                cache,
+                cache_len,
+            } => {
+                let next = points.get(i + 1).map_or(*cache_len, |p| p.inp);
+                let clen = (next - points[i].inp) as usize;
+                zst::decode_block(cache, &points[i], clen, len, &mut out)?
+            }
+        }
+        let data = Arc::new(out);
+        if keep {
+            let mut cache = self.cache.lock().expect("block cache lock");
+            if !cache.iter().any(|(b, _)| *b == i) {
+                if cache.len() == CACHE_BLOCKS {
+                    cache.remove(0);
+                }
+                cache.push((i, data.clone()));
+            }
+        }
+        Ok(data)
+    }
+}

@@ -1,0 +1,144 @@
+//! Unit tests of the archive provider's random access: every block decoded
+//! from its resume point alone equals the same range of the whole stream.
+
+use std::io::{Read, Write};
+
+use super::blocks::{Blocks, Points};
+use super::gzip::GzIndexer;
+use super::zst::ZstdIndexer;
+
+/// 3 MiB of bytes that compress but not trivially (deflate then makes blocks
+/// of varied sizes with back references across them).
+fn sample() -> Vec<u8> {
+    let mut state = 7u64;
+    (0..3 << 20)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if (i / 1000) % 3 == 0 {
+                (state >> 33) as u8
+            } else {
+                b"abcdefgh ijklmnop\n"[(i + (state >> 60) as usize) % 18]
+            }
+        })
+        .collect()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn file_with(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::fs::File {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::File::open(path).unwrap()
+}
+
+/// Every range read through the blocks equals the original bytes.
+fn check_ranges(blocks: &Blocks, data: &[u8]) {
+    let ranges = [
+        (0, 10),
+        (1000, 300_000),
+        (262_000, 1_000),
+        (2_000_000, 1_145_728),
+        (0, data.len()),
+    ];
+    for (off, len) in ranges {
+        let mut got = Vec::new();
+        blocks
+            .read(off as u64, len as u64, |at, bytes| {
+                assert_eq!(at as usize, got.len());
+                got.extend_from_slice(bytes);
+                Ok(())
+            })
+            .unwrap();
+        assert!(got == data[off..off + len], "range {off}+{len}");
+    }
+    assert!(blocks
+        .read(data.len() as u64 - 5, 10, |_, _| Ok(()))
+        .is_err());
+}
+
+#[test]
+fn gzip_blocks_decode_from_their_points_also_across_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    // Two gzip members, as pigz or `cat a.gz b.gz` make.
+    let mut gz = gzip(&data[..1_234_567]);
+    gz.extend_from_slice(&gzip(&data[1_234_567..]));
+    let archive = file_with(tmp.path(), "a.gz", &gz);
+    let windows_path = tmp.path().join("windows");
+    let mut indexer = GzIndexer::new(
+        archive.try_clone().unwrap(),
+        std::fs::File::create(&windows_path).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    indexer.read_to_end(&mut out).unwrap();
+    let (points, end, damage) = indexer.finish().unwrap();
+    assert!(out == data);
+    assert_eq!(end, data.len() as u64);
+    assert_eq!(damage, None);
+    assert!(points.len() >= 8, "{} points", points.len());
+    assert!(
+        points.iter().any(|p| p.bits != 0),
+        "some points resume mid-byte"
+    );
+    let windows = std::fs::File::open(&windows_path).unwrap();
+    check_ranges(
+        &Blocks::new(archive, Points::Gzip { points, windows }, end),
+        &data,
+    );
+}
+
+#[test]
+fn a_truncated_gzip_delivers_what_precedes_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    let gz = gzip(&data);
+    let archive = file_with(tmp.path(), "cut.gz", &gz[..gz.len() / 2]);
+    let mut indexer = GzIndexer::new(archive, std::io::sink()).unwrap();
+    let mut out = Vec::new();
+    indexer.read_to_end(&mut out).unwrap();
+    let (_, end, damage) = indexer.finish().unwrap();
+    assert!(damage.unwrap().contains("truncated"));
+    assert_eq!(end, out.len() as u64);
+    assert!(out.len() > data.len() / 3 && out[..] == data[..out.len()]);
+}
+
+#[test]
+fn zstd_cache_frames_decode_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    let zst = zstd::bulk::compress(&data, 3).unwrap();
+    let archive = file_with(tmp.path(), "a.zst", &zst);
+    let cache_path = tmp.path().join("cache");
+    let mut indexer = ZstdIndexer::new(
+        archive.try_clone().unwrap(),
+        std::fs::File::create(&cache_path).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    indexer.read_to_end(&mut out).unwrap();
+    let (points, end, damage) = indexer.finish().unwrap();
+    assert!(out == data);
+    assert_eq!((end, damage), (data.len() as u64, None));
+    assert_eq!(points.len(), data.len().div_ceil(super::SPAN as usize));
+    let cache = std::fs::File::open(&cache_path).unwrap();
+    let cache_len = cache.metadata().unwrap().len();
+    check_ranges(
+        &Blocks::new(
+            archive,
+            Points::Zstd {
+                points,
+                cache,
+                cache_len,
+            },
+            end,
+        ),
+        &data,
+    );
+}
