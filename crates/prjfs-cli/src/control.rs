@@ -25,6 +25,11 @@ pub enum ControlRequest {
         /// The revision.
         rev: String,
     },
+    /// List an s3:// projection again and apply what changed.
+    Refresh {
+        /// Relative path of the directory (empty: the root).
+        path: String,
+    },
 }
 
 /// The abstract socket name of a root (`\0prjfs-ctl:<root>`, shortened by hash when

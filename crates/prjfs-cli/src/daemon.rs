@@ -24,6 +24,7 @@ use prjfs::{
 use prjfs_providers::dir::watch::SourceWatcher;
 use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
 use prjfs_providers::git::GitProvider;
+use prjfs_providers::s3::{S3Options, S3Provider};
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
 use crate::archive;
@@ -80,14 +81,43 @@ pub struct MountArgs {
     /// source directory.
     #[arg(long)]
     pub watch: bool,
+    /// s3:// sources: the S3-compatible endpoint, e.g. `http://127.0.0.1:8333`
+    /// (default: `AWS_ENDPOINT`, else AWS).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// s3:// sources: the region (default: `AWS_DEFAULT_REGION`, `AWS_REGION`,
+    /// else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// s3:// sources: address the bucket in the path (`ENDPOINT/BUCKET/KEY`),
+    /// as local servers (MinIO, SeaweedFS, Garage) want.
+    #[arg(long)]
+    pub path_style: bool,
+    /// s3:// sources: allow a plain-HTTP endpoint.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// s3:// sources: send unsigned requests (public buckets). Also the case
+    /// with --endpoint and no `AWS_ACCESS_KEY_ID`.
+    #[arg(long)]
+    pub anonymous: bool,
+    /// s3:// sources: seconds one request may spend retrying transient
+    /// failures (with backoff) before the file operation fails with EIO.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub retry_bound: u64,
+    /// s3:// sources: list the placed directories again every SECS seconds and
+    /// apply new, changed and deleted objects (what `prjfs refresh ROOT` does;
+    /// local changes are never overwritten).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch_interval: Option<u64>,
     /// Stay in the foreground (logs to stderr) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
     /// Internal: fd on which a foreground daemon reports readiness.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
-    /// The directory to project, or `git:REPO[@REV]`: the tree of a revision
-    /// (default `HEAD`; a branch, tag or commit id) of a local repository.
+    /// The directory to project, `git:REPO[@REV]`: the tree of a revision
+    /// (default `HEAD`; a branch, tag or commit id) of a local repository, or
+    /// `s3://BUCKET[/PREFIX]`: a bucket of an S3-compatible object store.
     pub source: PathBuf,
     /// The (empty, or earlier prjfs) directory to project into.
     pub root: PathBuf,
@@ -115,12 +145,14 @@ fn check_paths(args: &MountArgs) -> Result<(Source, PathBuf), String> {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
         Err(e) => return Err(format!("root {}: {e}", root.display())),
     }
-    if source.path().starts_with(&root) || root.starts_with(source.path()) {
-        return Err(format!(
-            "source {} and root {} must not contain each other",
-            source.path().display(),
-            root.display()
-        ));
+    if let Some(path) = source.path() {
+        if path.starts_with(&root) || root.starts_with(path) {
+            return Err(format!(
+                "source {} and root {} must not contain each other",
+                path.display(),
+                root.display()
+            ));
+        }
     }
     Ok((source, root))
 }
@@ -136,6 +168,7 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         Source::Dir(_) => None,
         Source::Git { .. } => Some("git:"),
         Source::Archive(_) => Some("an archive"),
+        Source::S3 { .. } => Some("s3://"),
     };
     if let Some(kind) = not_dir {
         let dir_only = [
@@ -148,6 +181,19 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
             return Err(format!(
                 "{flag} applies to a directory source, not to {kind}"
             ));
+        }
+    }
+    if !matches!(source, Source::S3 { .. }) {
+        let s3_only = [
+            ("--endpoint", args.endpoint.is_some()),
+            ("--region", args.region.is_some()),
+            ("--path-style", args.path_style),
+            ("--allow-http", args.allow_http),
+            ("--anonymous", args.anonymous),
+            ("--watch-interval", args.watch_interval.is_some()),
+        ];
+        if let Some((flag, _)) = s3_only.iter().find(|(_, set)| *set) {
+            return Err(format!("{flag} applies to an s3:// source"));
         }
     }
     if let Source::Archive(path) = &source {
@@ -198,6 +244,25 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
         cmd.arg("--notify-log").arg(crate::absolute(file)?);
     }
     cmd.arg("--latency").arg(args.latency.to_string());
+    if let Some(url) = &args.endpoint {
+        cmd.arg("--endpoint").arg(url);
+    }
+    if let Some(region) = &args.region {
+        cmd.arg("--region").arg(region);
+    }
+    if args.path_style {
+        cmd.arg("--path-style");
+    }
+    if args.allow_http {
+        cmd.arg("--allow-http");
+    }
+    if args.anonymous {
+        cmd.arg("--anonymous");
+    }
+    cmd.arg("--retry-bound").arg(args.retry_bound.to_string());
+    if let Some(secs) = args.watch_interval {
+        cmd.arg("--watch-interval").arg(secs.to_string());
+    }
     cmd.arg(source.arg()).arg(&root);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -420,7 +485,27 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         return fail(ready, msg);
     }
     let mut git = None;
+    let mut s3 = None;
     let opened = match &source {
+        Source::S3 { bucket, prefix } => {
+            let mut options = S3Options::new(bucket.clone(), prefix);
+            options.endpoint = args.endpoint.clone();
+            options.region = args.region.clone();
+            options.path_style = args.path_style;
+            options.allow_http = args.allow_http;
+            options.anonymous = args.anonymous;
+            options.retry_bound = Duration::from_secs(args.retry_bound);
+            S3Provider::new(options)
+                .map(|p| {
+                    s3 = Some(p.clone());
+                    let marker = RootMarker {
+                        source: source.display(),
+                        provider: "s3".into(),
+                    };
+                    (p.to_provider(), marker)
+                })
+                .map_err(|e| format!("source {}: {e}", source.display()))
+        }
         Source::Dir(dir) => open_provider(
             dir,
             DirOptions {
@@ -523,6 +608,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         let instance = instance.clone();
         let source = source.clone();
         let git = git.clone();
+        let s3 = s3.clone();
         std::thread::Builder::new()
             .name("prjfs-control".into())
             .spawn(move || {
@@ -532,6 +618,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
                             instance: &instance,
                             source: &source,
                             git: git.as_ref(),
+                            s3: s3.as_ref(),
                             log: &log,
                             pool,
                             concurrent,
@@ -558,6 +645,27 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         }
         _ => None,
     };
+    if let (Some(s3), Some(secs)) = (&s3, args.watch_interval) {
+        let s3 = s3.clone();
+        let handle = instance.handle();
+        // Ends with the process; a refresh after stop fails harmlessly.
+        std::thread::Builder::new()
+            .name("prjfs-s3-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(secs));
+                let r = s3.refresh_blocking(&handle, Path::new(""));
+                if r.applied > 0 || !r.conflicts.is_empty() || !r.failed.is_empty() {
+                    tracing::info!(
+                        "s3 refresh: {} directories listed, {} changes applied, {} conflicts, {} failed",
+                        r.listed,
+                        r.applied,
+                        r.conflicts.len(),
+                        r.failed.len()
+                    );
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
     if sink.is_some() {
         quiet_stderr();
     }
@@ -618,6 +726,7 @@ struct Served<'a> {
     instance: &'a VirtualizationInstance,
     source: &'a Source,
     git: Option<&'a GitProvider>,
+    s3: Option<&'a S3Provider>,
     log: &'a serde_json::Value,
     pool: usize,
     concurrent: usize,
@@ -629,6 +738,7 @@ fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
         instance,
         source,
         git,
+        s3,
         log,
         pool,
         concurrent,
@@ -681,6 +791,18 @@ fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
                         "headers": c.headers.load(std::sync::atomic::Ordering::Relaxed),
                     })
                 }),
+                "s3": s3.map(|p| {
+                    let c = p.counts();
+                    serde_json::json!({
+                        "list_requests": c.list_requests,
+                        "get_requests": c.get_requests,
+                        "other_requests": c.other_requests,
+                        "bytes_fetched": c.bytes_fetched,
+                        "retries": c.retries,
+                        "failures": c.failures,
+                        "in_flight": c.in_flight,
+                    })
+                }),
                 "log": log,
                 "pid": std::process::id(),
                 "threads": concurrent,
@@ -720,6 +842,29 @@ fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
             Some(git) => crate::source::switch(instance, &instance.handle(), git, &rev),
             None => serde_json::json!({
                 "error": format!("{}: not a git projection (switch needs git:REPO)", source.display())
+            }),
+        },
+        ControlRequest::Refresh { path } => match s3 {
+            Some(s3) => {
+                let r = s3.refresh_blocking(&instance.handle(), Path::new(&path));
+                let paths = |v: &[PathBuf]| -> Vec<String> {
+                    v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+                };
+                tracing::info!(
+                    "s3 refresh {path:?}: {} directories listed, {} changes applied, {} conflicts",
+                    r.listed,
+                    r.applied,
+                    r.conflicts.len()
+                );
+                serde_json::json!({
+                    "listed": r.listed,
+                    "applied": r.applied,
+                    "conflicts": paths(&r.conflicts),
+                    "failed": paths(&r.failed),
+                })
+            }
+            None => serde_json::json!({
+                "error": format!("{}: not an s3:// projection (refresh needs s3://BUCKET)", source.display())
             }),
         },
         ControlRequest::State { path } => match virt.state_of_path(Path::new(&path)) {

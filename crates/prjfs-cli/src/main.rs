@@ -27,8 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Project SOURCE (a directory, git:REPO[@REV], or a tar, tar.gz, tar.zst
-    /// or zip file) into ROOT. Returns when the mount is ready.
+    /// Project SOURCE (a directory, git:REPO[@REV], a tar, tar.gz, tar.zst
+    /// or zip file, or s3://BUCKET[/PREFIX]) into ROOT. Returns when the
+    /// mount is ready.
     Mount(daemon::MountArgs),
     /// Unmount a prjfs root.
     Unmount {
@@ -60,6 +61,13 @@ enum Command {
         /// A branch, tag, commit id or any revision git understands.
         rev: String,
     },
+    /// List an s3:// projection (or PATH in it, and below) again and apply new,
+    /// changed and deleted objects. Items you changed are kept and printed as
+    /// conflicts (one path per line; exit status 1).
+    Refresh {
+        /// The mounted root, or a directory inside it.
+        path: PathBuf,
+    },
     /// Benchmarks comparing prjfs with the same work on the underlying file system.
     Bench(bench::BenchArgs),
 }
@@ -74,6 +82,7 @@ fn main() -> ExitCode {
         Command::Hydrate(args) => hydrate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Switch { root, rev } => switch(&root, &rev),
+        Command::Refresh { path } => refresh(&path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +176,18 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
     if let Some(rev) = v["revision"].as_str() {
         println!("revision:  {rev}");
     }
+    if v["s3"].is_object() {
+        println!(
+            "s3:        {} LIST, {} GET ({} bytes), {} other requests; {} retries, {} failures, {} in flight",
+            get("s3", "list_requests"),
+            get("s3", "get_requests"),
+            get("s3", "bytes_fetched"),
+            get("s3", "other_requests"),
+            get("s3", "retries"),
+            get("s3", "failures"),
+            get("s3", "in_flight")
+        );
+    }
     let log = &v["log"];
     match (log["file"].as_str(), log["live"].as_str()) {
         (Some(file), _) if log["exists"] == false => {
@@ -241,6 +262,51 @@ fn switch(root: &Path, rev: &str) -> Result<(), String> {
         v["changed"],
         conflicts.len()
     );
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} paths have local changes and were left as they are (listed above)",
+            conflicts.len()
+        ))
+    }
+}
+
+fn refresh(path: &Path) -> Result<(), String> {
+    let (root, rel) = find_root(path)?;
+    let req = control::ControlRequest::Refresh {
+        path: rel.to_string_lossy().into_owned(),
+    };
+    let v = control::call_within(&root, &req, std::time::Duration::from_secs(3600))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let list = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (conflicts, failed) = (list("conflicts"), list("failed"));
+    for c in &conflicts {
+        println!("{c}");
+    }
+    eprintln!(
+        "prjfs: {}: {} directories listed, {} changes applied, {} kept as you changed them",
+        path.display(),
+        v["listed"],
+        v["applied"],
+        conflicts.len()
+    );
+    if !failed.is_empty() {
+        return Err(format!(
+            "could not list {} (see the daemon log): {}",
+            failed.len(),
+            failed.join(", ")
+        ));
+    }
     if conflicts.is_empty() {
         Ok(())
     } else {

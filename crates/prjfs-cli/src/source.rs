@@ -1,5 +1,6 @@
-//! What `prjfs mount` projects: a directory, an archive file, or
-//! `git:REPO[@REV]` (a revision of a local repository), and the git-specific parts of the daemon: the
+//! What `prjfs mount` projects: a directory, an archive file,
+//! `git:REPO[@REV]` (a revision of a local repository) or
+//! `s3://BUCKET[/PREFIX]`, and the git-specific parts of the daemon: the
 //! revision a root projects (kept in `ROOT/.prjfs/git-revision` across
 //! mounts) and `prjfs switch`.
 
@@ -30,12 +31,29 @@ pub enum Source {
         /// The revision given after `@`, if any.
         rev: Option<String>,
     },
+    /// A bucket of an S3-compatible object store, or a prefix of it.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The prefix, without slashes at either end (may be empty).
+        prefix: String,
+    },
 }
 
 impl Source {
     /// Parse SOURCE: `git:REPO[@REV]`, a directory, or a regular file (an archive).
     pub fn parse(arg: &Path) -> Result<Source, String> {
         let text = arg.to_string_lossy();
+        if let Some(spec) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = spec.split_once('/').unwrap_or((spec, ""));
+            if bucket.is_empty() {
+                return Err(format!("source {text}: no bucket after s3://"));
+            }
+            return Ok(Source::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
         let Some(spec) = text.strip_prefix("git:") else {
             let dir = arg
                 .canonicalize()
@@ -71,11 +89,13 @@ impl Source {
         Ok(Source::Git { repo, rev })
     }
 
-    /// The path the source lives at (for the containment check).
-    pub fn path(&self) -> &Path {
+    /// The path the source lives at (for the containment check); `None` for
+    /// a source off the local file system.
+    pub fn path(&self) -> Option<&Path> {
         match self {
-            Source::Dir(p) | Source::Archive(p) => p,
-            Source::Git { repo, .. } => repo,
+            Source::Dir(p) | Source::Archive(p) => Some(p),
+            Source::Git { repo, .. } => Some(repo),
+            Source::S3 { .. } => None,
         }
     }
 
@@ -92,6 +112,8 @@ impl Source {
                 }
                 s
             }
+            Source::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}").into(),
+            Source::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}").into(),
         }
     }
 

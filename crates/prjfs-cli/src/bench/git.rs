@@ -91,7 +91,7 @@ fn repository(base: &Path, files: usize) -> Result<(PathBuf, String, String), St
 }
 
 /// Read every file below `top`; returns (files, bytes).
-fn read_all(top: &Path) -> Result<(u64, u64), String> {
+pub(super) fn read_all(top: &Path) -> Result<(u64, u64), String> {
     let mut dirs = vec![top.to_path_buf()];
     let (mut files, mut bytes) = (0, 0);
     while let Some(dir) = dirs.pop() {

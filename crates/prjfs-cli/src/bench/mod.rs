@@ -9,7 +9,9 @@ mod fixture;
 mod git;
 mod machine;
 mod report;
+mod s3;
 mod soak;
+pub(crate) mod weed;
 mod workloads;
 
 use std::path::PathBuf;
@@ -91,6 +93,18 @@ enum Workload {
         /// Files in the repository.
         #[arg(long, default_value_t = 100_000)]
         files: usize,
+    },
+    /// A bucket on a local SeaweedFS server (`weed mini`, started and
+    /// stopped here): prjfs mount s3:// beside the object_store client
+    /// directly: first-pass walk, read-all, a big sequential read. Not part
+    /// of `all`.
+    S3 {
+        /// Small objects.
+        #[arg(long, default_value_t = 5_000)]
+        files: usize,
+        /// The big object, in MiB.
+        #[arg(long, default_value_t = 200)]
+        big_mib: usize,
     },
 }
 
@@ -195,6 +209,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     if let Workload::Git { files } = &workload {
         let files = if args.quick { 5_000 } else { *files };
         record("git", git::bench_git(&base, suite.dir(), files))?;
+    }
+    if let Workload::S3 { files, big_mib } = &workload {
+        record("s3", s3::bench_s3(suite.dir(), *files, *big_mib << 20))?;
     }
     let measured = start.elapsed();
     fixture::progress("removing the scratch trees");
