@@ -140,7 +140,10 @@ impl Monitor {
         let thread = std::thread::spawn(move || {
             let mut last = 0;
             let mut samples = 0;
-            while !s.load(Ordering::SeqCst) {
+            // At least one sample, also when the scenario ends before this
+            // thread first runs (a loaded machine): stop is read after it.
+            loop {
+                let stopping = s.load(Ordering::SeqCst);
                 let st = t.stats();
                 let done = finished(&st);
                 // Read after the stats: a command is counted as inserted first.
@@ -156,6 +159,9 @@ impl Monitor {
                 // mid-start may disagree; they are compared once all is quiet.)
                 last = done;
                 samples += 1;
+                if stopping {
+                    break;
+                }
                 std::thread::yield_now();
             }
             samples
