@@ -538,6 +538,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
             archive::limit_malloc_caches();
             archive::open(path, &root, None)
                 .map(|p| {
+                    archive::warn_damage(path, &p);
                     let marker = RootMarker {
                         source: path.to_string_lossy().into_owned(),
                         provider: "archive".into(),
