@@ -63,6 +63,7 @@ mod tests_rw;
 mod update;
 mod virt;
 mod vstore;
+mod vstore_hold;
 mod xattr;
 mod xattr_user;
 
@@ -83,6 +84,7 @@ pub(crate) use hydrate::insert_range;
 pub use hydrate::Hydration;
 pub use rename::RenameFlags;
 pub use update::{refusal, UpdateOutcome};
+pub use vstore::PlaceholderLogStats;
 
 use crate::types::{FileKind, OnDiskState, VersionInfo};
 use meta::Record;
@@ -345,6 +347,12 @@ impl Layer {
     /// otherwise written within 50 ms, and when the layer is dropped).
     pub fn sync(&self) {
         self.vstore.sync();
+    }
+
+    /// The placeholder log's counters: records, entries not written yet,
+    /// batches written, the log's length.
+    pub fn log_stats(&self) -> PlaceholderLogStats {
+        self.vstore.stats()
     }
 
     /// The xattr holding each item's record: `trusted.prjfs.meta` as root, else
