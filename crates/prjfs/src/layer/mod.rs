@@ -322,13 +322,11 @@ impl Layer {
             mutate: Mutex::new(()),
             vstore: vstore::VStore::detached(),
         };
-        let store =
-            vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p)).map_err(|e| {
-                LayerError::Io {
-                    op: "open placeholder log",
-                    path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
-                    source: e,
-                }
+        let store = vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p))
+            .map_err(|e| LayerError::Io {
+                op: "open placeholder log",
+                path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
+                source: e,
             })?;
         layer.vstore = store;
         Ok(layer)
@@ -638,12 +636,19 @@ impl Layer {
     }
 
     /// Count the items under the root by state (the root itself excluded; symlinks
-    /// not followed; the hidden directory skipped).
+    /// not followed; the hidden directory skipped). Not a snapshot while
+    /// clients change the tree: a directory renamed or removed after its
+    /// parent was listed is skipped.
     pub fn count_states(&self) -> Result<StateCounts> {
         let mut counts = StateCounts::default();
         let mut pending = vec![PathBuf::new()];
         while let Some(dir) = pending.pop() {
-            for (name, item) in self.list_dir(&dir)? {
+            let items = match self.list_dir(&dir) {
+                Ok(items) => items,
+                Err(LayerError::NotFound { .. }) if !dir.as_os_str().is_empty() => continue,
+                Err(e) => return Err(e),
+            };
+            for (name, item) in items {
                 let s = item.state;
                 let slot = if s.contains(OnDiskState::TOMBSTONE) {
                     &mut counts.tombstone
