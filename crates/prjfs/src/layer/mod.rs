@@ -322,7 +322,7 @@ impl Layer {
             mutate: Mutex::new(()),
             vstore: vstore::VStore::detached(),
         };
-        let store = vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p))
+        let store = vstore::VStore::open(hidden.as_fd(), |p, rec| layer.keeps_virtual(p, rec))
             .map_err(|e| LayerError::Io {
                 op: "open placeholder log",
                 path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
