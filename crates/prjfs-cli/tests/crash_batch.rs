@@ -45,7 +45,7 @@
 //!   renamed out of a projected directory: both names);
 //! * every other path shows the provider's projection: kind, mode, size and
 //!   mtime, and the bytes of every local file, of the in-flight operation's
-//!   paths and of a sample of placeholders (everything at a chain's end);
+//!   paths and of a sample of placeholders (another sample each time);
 //! * no name the client deleted or renamed away is there (the walk must list
 //!   exactly the model's names);
 //! * the state counts of `prjfs status` equal the states of the visible items;
@@ -95,7 +95,7 @@ const SUB_FILES: usize = 25;
 /// write into one page is whole or absent after a kill.
 const PAGE: usize = 4096;
 /// Percentage of placeholders a (non-final) check reads.
-const SAMPLE_PERCENT: u64 = 10;
+const SAMPLE_PERCENT: u64 = 15;
 
 // ---------------------------------------------------------------------------
 // The model
@@ -404,13 +404,18 @@ impl Worker {
         dir.join(format!("{stem}{}", self.next_name))
     }
 
-    fn next_op(&mut self) -> Op {
+    /// The next operation; with `only_records`, one that only creates and
+    /// changes records (a listing, lookups, opens) and forces no batch write.
+    fn next_op(&mut self, only_records: bool) -> Op {
         let files = self.paths(false);
         let dirs = self.paths(true);
         let mut parents = dirs.clone();
         parents.push(PathBuf::new());
         loop {
-            let op = match self.rng.random_range(0..100) {
+            let roll = self
+                .rng
+                .random_range(0..if only_records { 42 } else { 100 });
+            let op = match roll {
                 0..=19 if !dirs.is_empty() => Op::List {
                     dir: self.pick(&dirs),
                 },
@@ -673,23 +678,37 @@ impl Progress {
         }
     }
 
+    fn done(&self) -> usize {
+        self.state.lock().expect("progress lock").0
+    }
+
     fn ended(&self) -> bool {
         self.state.lock().expect("progress lock").1
     }
 }
 
+/// What the test tells its worker.
+#[derive(Default)]
+struct Signals {
+    /// The daemon was killed: calls may fail from now on.
+    killed: AtomicBool,
+    /// Only operations that leave record batches to the flusher's tick.
+    only_records: AtomicBool,
+}
+
 fn run_worker(
     w: Worker,
     root: PathBuf,
-    killed: Arc<AtomicBool>,
+    signals: Arc<Signals>,
     progress: Arc<Progress>,
 ) -> (Worker, Outcome) {
-    let r = work(w, &root, &killed, &progress);
+    let r = work(w, &root, &signals, &progress);
     progress.update(|p| p.1 = true);
     r
 }
 
-fn work(mut w: Worker, root: &Path, killed: &AtomicBool, progress: &Progress) -> (Worker, Outcome) {
+fn work(mut w: Worker, root: &Path, signals: &Signals, progress: &Progress) -> (Worker, Outcome) {
+    let killed = &signals.killed;
     let mut ops = 0;
     let mut killed_at: Option<Instant> = None;
     loop {
@@ -705,7 +724,7 @@ fn work(mut w: Worker, root: &Path, killed: &AtomicBool, progress: &Progress) ->
                 return (w, o);
             }
         }
-        let op = w.next_op();
+        let op = w.next_op(signals.only_records.load(Ordering::SeqCst));
         let mut acked = 0;
         match exec(root, &w.tree, &op, &mut acked) {
             Ok(()) => {
@@ -923,15 +942,19 @@ fn check_counts(mount: &CliMount, seen: &BTreeMap<PathBuf, Seen>) -> Vec<String>
     if let Some(e) = status.get("error") {
         return vec![format!("prjfs status reports an error: {e}")];
     }
-    // States again: reading a placeholder in the walk hydrated it.
+    // The state of a file the walk read is read again: reading a placeholder
+    // hydrated it. Nothing else changed since the walk.
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     let mut failures = Vec::new();
     for (rel, s) in seen {
-        if s.state().is_some() {
-            match state_xattr(&mount.root.join(rel)) {
-                Ok(st) => *counts.entry(category(st)).or_default() += 1,
-                Err(e) => failures.push(e),
-            }
+        let state = match s {
+            Seen::File { data: Some(_), .. } => state_xattr(&mount.root.join(rel)).map(Some),
+            _ => Ok(s.state()),
+        };
+        match state {
+            Ok(Some(st)) => *counts.entry(category(st)).or_default() += 1,
+            Ok(None) => {}
+            Err(e) => failures.push(e),
         }
     }
     failures.extend(
@@ -1190,6 +1213,9 @@ enum Kill {
     Pending,
     /// With the log writer held mid-batch.
     Hold,
+    /// The same, the workload restricted to listings, lookups and opens
+    /// before the hold is armed: the held batch is the flusher's.
+    HoldTick,
 }
 
 /// One crash: run the workload on `mount`, kill at the condition, remount,
@@ -1202,7 +1228,6 @@ fn crash_iteration(
     worker: &mut Option<Worker>,
     rng: &mut StdRng,
     how: Kill,
-    full: bool,
     stats: &mut Stats,
 ) -> CliMount {
     let started = Instant::now();
@@ -1219,11 +1244,12 @@ fn crash_iteration(
     w.rng = StdRng::seed_from_u64(rng.random());
     // Operations acknowledged before the kill condition is looked at.
     let warmup = rng.random_range(1..=12);
-    let killed = Arc::new(AtomicBool::new(false));
+    let signals = Arc::new(Signals::default());
+    let killed = &signals.killed;
     let progress = Arc::new(Progress::default());
     let handle = {
-        let (root, killed, progress) = (mount.root.clone(), killed.clone(), progress.clone());
-        std::thread::spawn(move || run_worker(w, root, killed, progress))
+        let (root, signals, progress) = (mount.root.clone(), signals.clone(), progress.clone());
+        std::thread::spawn(move || run_worker(w, root, signals, progress))
     };
     // The worker ends early only by a failure: then the kill comes at once.
     progress.wait_for(warmup);
@@ -1245,7 +1271,13 @@ fn crash_iteration(
                 }
             }
         }
-        Kill::Hold => {
+        Kill::Hold | Kill::HoldTick => {
+            if how == Kill::HoldTick {
+                // The operation in flight may still force a batch; once it is
+                // done, the next ones leave theirs to the flusher's tick.
+                signals.only_records.store(true, Ordering::SeqCst);
+                progress.wait_for(progress.done() + 1);
+            }
             let mut armed = Armed::arm(&chain.fifo);
             held = armed.wait(&|| progress.ended());
             if held.is_some() {
@@ -1314,7 +1346,7 @@ fn crash_iteration(
         .unwrap_or_default();
     let salt = chain.seed * 1000 + iteration as u64;
     let read = |rel: &Path, state: u32| {
-        full || is_local(state) || touched.iter().any(|t| rel.starts_with(t)) || sampled(rel, salt)
+        is_local(state) || touched.iter().any(|t| rel.starts_with(t)) || sampled(rel, salt)
     };
     let mut tree = w.tree.clone();
     let mut summary = String::from("no operation in flight");
@@ -1422,10 +1454,12 @@ fn run_chain(dir: &Path, source: &Path, initial: &Tree, seed: u64, n: usize, sta
         seed,
         source,
         root: std::path::absolute(&root).expect("absolute root"),
-        args: if seed % 2 == 0 {
-            vec!["--async"]
-        } else {
+        // Callbacks answered inline, or pended and completed by the provider's
+        // workers.
+        args: if seed % 2 == 1 {
             vec![]
+        } else {
+            vec!["--async"]
         },
         fifo,
         under,
@@ -1438,22 +1472,9 @@ fn run_chain(dir: &Path, source: &Path, initial: &Tree, seed: u64, n: usize, sta
         next_name: 0,
     });
     for i in 0..n {
-        // Alternate, starting with a hold: every chain hits the window.
-        let how = if i % 2 == 0 {
-            Kill::Hold
-        } else {
-            Kill::Pending
-        };
-        mount = crash_iteration(
-            &chain,
-            i,
-            mount,
-            &mut worker,
-            &mut rng,
-            how,
-            i + 1 == n,
-            stats,
-        );
+        // Starting with a hold: every chain hits the window.
+        let how = [Kill::Hold, Kill::Pending, Kill::HoldTick, Kill::Pending][i % 4];
+        mount = crash_iteration(&chain, i, mount, &mut worker, &mut rng, how, stats);
     }
     mount.unmount();
     let left = chain.tmp_entries();
@@ -1478,6 +1499,9 @@ fn run_chain(dir: &Path, source: &Path, initial: &Tree, seed: u64, n: usize, sta
         "seed {seed}: a clean mount found a torn placeholder log"
     );
     again.unmount();
+    // Long runs (PRJFS_BATCH_ITERS) keep one root at a time on disk.
+    drop(chain);
+    std::fs::remove_dir_all(&root).expect("remove the chain's root");
 }
 
 fn env_num(name: &str, default: u64) -> u64 {

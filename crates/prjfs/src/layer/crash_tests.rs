@@ -574,9 +574,9 @@ fn records_left_behind_by_a_directory_exchange_are_dropped() {
     // The exchange reached the disk, the log's move of the records did not.
     rustix::fs::renameat_with(
         rustix::fs::CWD,
-        &dir.path().join("a"),
+        dir.path().join("a"),
         rustix::fs::CWD,
-        &dir.path().join("b"),
+        dir.path().join("b"),
         rustix::fs::RenameFlags::EXCHANGE,
     )
     .expect("exchange");
