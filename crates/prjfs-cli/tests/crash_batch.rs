@@ -701,11 +701,23 @@ impl Progress {
         self.changed.notify_all();
     }
 
-    /// Wait until `n` operations are done or the worker ended.
+    /// Wait until `n` operations are done or the worker ended; a worker that
+    /// makes no progress for a minute is a hang, and fails the test.
     fn wait_for(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
         let mut st = self.state.lock().expect("progress lock");
         while st.0 < n && !st.1 {
-            st = self.changed.wait(st).expect("progress lock");
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the workload hangs: {} of {n} operations done",
+                st.0
+            );
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .expect("progress lock")
+                .0;
         }
     }
 
