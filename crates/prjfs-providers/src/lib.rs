@@ -17,6 +17,7 @@
 pub mod archive;
 pub mod dir;
 pub mod git;
+pub mod readahead;
 pub mod s3;
 pub mod testing;
 

@@ -16,7 +16,6 @@
 //! timer (no thread held while waiting), the I/O runs in `spawn_blocking`, then the
 //! command completes — the way VFS for Git pends.
 
-pub mod prefetch;
 pub mod store;
 pub mod watch;
 
@@ -26,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prefetch::{Prefetch, PrefetchCounters};
+use crate::readahead::{PrefetchCounters, ReadAhead};
 use prjfs::{
     AsyncAdapter, AsyncProvider, CallbackData, CallbackResult, Collation, DirEntryBuffer,
     EnumerationId, Enumerations, FileDataWriter, Notification, Outcome, Placeholder, Provider,
@@ -59,7 +58,7 @@ pub struct DirOptions {
     /// come in the order of the callbacks' collation (the root's).
     pub collation: Collation,
     /// Read the listings of a listed directory's subdirectories ahead, on a
-    /// thread of the provider's ([`prefetch`]): a walk then finds them ready.
+    /// thread of the provider's ([`crate::readahead`]): a walk then finds them ready.
     /// Ignored with a `latency` (which simulates a slow store on every
     /// enumeration).
     pub prefetch: bool,
@@ -140,7 +139,7 @@ struct Inner {
     /// Told of every notification (which are all accepted).
     notification_hook: std::sync::OnceLock<NotificationHook>,
     /// The listing read-ahead, when on.
-    prefetch: Option<Arc<Prefetch>>,
+    prefetch: Option<Arc<ReadAhead<store::DirLister>>>,
 }
 
 impl Drop for Inner {
@@ -164,8 +163,12 @@ impl DirProvider {
                 counters: CallbackCounters::default(),
                 enumerations: Enumerations::new(),
                 notification_hook: std::sync::OnceLock::new(),
-                prefetch: (options.prefetch && options.latency.is_zero())
-                    .then(|| Prefetch::new(source.clone(), options.collation)),
+                prefetch: (options.prefetch && options.latency.is_zero()).then(|| {
+                    ReadAhead::new(store::DirLister {
+                        source: source.clone(),
+                        collation: options.collation,
+                    })
+                }),
                 source,
             }),
         })
@@ -225,7 +228,7 @@ impl DirProvider {
 
     /// The listing read-ahead's counters, when it is on.
     pub fn prefetch_counters(&self) -> Option<&PrefetchCounters> {
-        self.inner.prefetch.as_deref().map(Prefetch::counters)
+        self.inner.prefetch.as_deref().map(ReadAhead::counters)
     }
 
     /// How many enumeration sessions are open (started and not ended).

@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::readahead::Lister;
 use prjfs::names::{compare_with, validate_name};
 use prjfs::{
     Collation, DirEntry, FileBasicInfo, FileKind, PlaceholderInfo, ProviderError, VersionInfo,
@@ -131,6 +132,48 @@ pub fn placeholder_info(
         symlink_target,
     };
     Ok((info, item))
+}
+
+/// The directory provider's [`Lister`] for [`crate::readahead::ReadAhead`]: a
+/// listing read ahead is current while the source directory keeps its inode
+/// and its modification and change times (any name added, removed or renamed
+/// in it changes them), for at most a second (the attributes of its entries).
+pub struct DirLister {
+    /// Canonical path of the source directory.
+    pub source: PathBuf,
+    /// How names in paths are matched.
+    pub collation: Collation,
+}
+
+/// `(dev, ino, mtime, ctime)` of a directory.
+pub type DirStamp = (u64, u64, (i64, i64), (i64, i64));
+
+fn stamp_of(m: &Metadata) -> DirStamp {
+    (
+        m.dev(),
+        m.ino(),
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+    )
+}
+
+impl Lister for DirLister {
+    type Stamp = DirStamp;
+    const MAX_AGE: Option<Duration> = Some(Duration::from_secs(1));
+
+    fn stamp(&self, rel: &Path) -> Result<DirStamp, ProviderError> {
+        Ok(stamp_of(
+            &resolve(&self.source, rel, self.collation)?.metadata,
+        ))
+    }
+
+    fn list(&self, rel: &Path) -> Result<(DirStamp, Vec<DirEntry>), ProviderError> {
+        let dir = resolve(&self.source, rel, self.collation)?;
+        // The stamp is taken before the names are read: a change made while
+        // reading leaves a stamp that no longer matches.
+        let stamp = stamp_of(&dir.metadata);
+        Ok((stamp, list_resolved(&dir, self.collation)?))
+    }
 }
 
 /// The entries of the directory `rel`, sorted by `collation` (ties by bytes), with

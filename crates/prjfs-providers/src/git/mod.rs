@@ -26,7 +26,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use gix::ObjectId;
@@ -35,6 +35,7 @@ use prjfs::{
     FileBasicInfo, FileKind, Outcome, PlaceholderInfo, Provider, ProviderError, VersionInfo,
 };
 
+use crate::readahead::{Lister, ReadAhead};
 use tree::{EntryKind, TreeCache, TreeEntry};
 
 /// [`VersionInfo::provider_id`] of every item the git provider describes.
@@ -104,6 +105,45 @@ struct Inner {
     trees: TreeCache,
     enumerations: Enumerations,
     counters: GitCounters,
+    /// Listings of subdirectories read ahead of a walk ([`crate::readahead`]).
+    read_ahead: Arc<ReadAhead<GitLister>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.read_ahead.stop();
+    }
+}
+
+/// The git provider's [`Lister`]: a listing is that of the commit projected
+/// when it was taken, current while that commit is (a `switch` makes every
+/// listing read ahead before it stale). Holds the provider weakly: the
+/// read-ahead's thread must not keep it alive.
+struct GitLister(Weak<Inner>);
+
+impl GitLister {
+    fn provider(&self) -> Result<GitProvider, ProviderError> {
+        self.0
+            .upgrade()
+            .map(|inner| GitProvider { inner })
+            .ok_or(ProviderError::Io(libc::ESHUTDOWN))
+    }
+}
+
+impl Lister for GitLister {
+    type Stamp = ObjectId;
+    const MAX_AGE: Option<Duration> = None;
+
+    fn stamp(&self, _rel: &Path) -> Result<ObjectId, ProviderError> {
+        Ok(self.provider()?.view().commit)
+    }
+
+    fn list(&self, rel: &Path) -> Result<(ObjectId, Vec<DirEntry>), ProviderError> {
+        let git = self.provider()?;
+        let view = git.view();
+        let entries = git.list_in(&view, rel)?;
+        Ok((view.commit, entries))
+    }
 }
 
 impl GitProvider {
@@ -117,7 +157,7 @@ impl GitProvider {
         let git_dir = repo.git_dir().to_path_buf();
         let view = resolve(&repo, rev)?;
         Ok(GitProvider {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|weak| Inner {
                 repo: repo.into_sync(),
                 handles: Mutex::new(Vec::new()),
                 git_dir,
@@ -125,6 +165,7 @@ impl GitProvider {
                 trees: TreeCache::default(),
                 enumerations: Enumerations::new(),
                 counters: GitCounters::default(),
+                read_ahead: ReadAhead::new(GitLister(weak.clone())),
             }),
         })
     }
@@ -145,6 +186,11 @@ impl GitProvider {
     /// The commit `rev` names in the repository now.
     pub fn resolve(&self, rev: &str) -> Result<View, GitError> {
         resolve(&self.repo(), rev)
+    }
+
+    /// The listing read-ahead's counters.
+    pub fn read_ahead_counters(&self) -> &crate::readahead::PrefetchCounters {
+        self.inner.read_ahead.counters()
     }
 
     /// What was read so far.
@@ -266,9 +312,13 @@ impl GitProvider {
 
     /// The entries of the directory `rel` in the current view.
     pub fn list(&self, rel: &Path) -> Result<Vec<DirEntry>, ProviderError> {
+        self.list_in(&self.view(), rel)
+    }
+
+    /// The entries of the directory `rel` in `view`.
+    fn list_in(&self, view: &View, rel: &Path) -> Result<Vec<DirEntry>, ProviderError> {
         let repo = self.repo();
-        let view = self.view();
-        let dir = self.entry(&repo, &view, rel)?;
+        let dir = self.entry(&repo, view, rel)?;
         match dir.kind {
             EntryKind::Tree => {}
             EntryKind::Submodule => return Ok(Vec::new()),
@@ -281,7 +331,7 @@ impl GitProvider {
             .map_err(|e| object_error(rel, &e))?;
         let mut out = Vec::with_capacity(tree.entries.len());
         for e in &tree.entries {
-            let info = self.info(&repo, &view, &rel.join(&e.name), e)?;
+            let info = self.info(&repo, view, &rel.join(&e.name), e)?;
             out.push(DirEntry {
                 name: e.name.clone(),
                 basic: info.basic,
@@ -361,7 +411,7 @@ fn object_error(rel: &Path, e: &GitError) -> ProviderError {
 
 impl Provider for GitProvider {
     fn start_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult {
-        let entries = self.list(&cb.path)?;
+        let entries = self.inner.read_ahead.list(&cb.path)?;
         self.inner.enumerations.start(cb, id, entries)
     }
 
@@ -424,3 +474,6 @@ impl Provider for GitProvider {
         Ok(Outcome::Done)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
-//! Listing read-ahead: when a client lists a directory, the listings of its
+//! Listing read-ahead for providers whose listings are local and cheap to
+//! take: when a client lists a directory, the listings of its
 //! subdirectories are read on a background thread, so that a walk (`find`,
-//! `ls -R`, `os.walk`, `git status`) that descends next finds them ready and its
-//! enumeration callback answers without reading the source on the walk's time.
+//! `ls -R`, `os.walk`, `git status`) that descends next finds them ready and
+//! its enumeration callback answers without reading the store on the walk's
+//! time. The directory provider and the git provider use it.
 //!
 //! Only the provider reads ahead; the library and the callbacks it makes are
 //! unchanged (an enumeration callback still comes only for a directory a client
@@ -9,32 +11,40 @@
 //! changes.
 //!
 //! Invariants:
-//! * A listing read ahead is used at most once, and only if it is fresh: taken
-//!   less than [`FRESH`] ago and the source directory still has the identity and
-//!   change times (`ino`, `mtime`, `ctime`) it had *before* it was read. Any entry
-//!   added, removed or renamed in the directory since changes those, so a used
-//!   listing has exactly the names a listing taken now would have; the attributes
-//!   of its entries are at most [`FRESH`] old (a file rewritten in place in that
-//!   window shows its old size and times until the next listing, as it would if
-//!   it had changed right after an ordinary listing).
-//! * At most [`MAX_READY`] listings and [`MAX_QUEUED`] requests are held; further
-//!   requests are dropped (reading ahead is only ever an optimisation).
-//! * The thread ends when the provider is dropped ([`Prefetch::stop`]).
+//! * A listing read ahead is used at most once, and only if it is current:
+//!   the [`Lister`]'s stamp of the directory now equals the stamp taken
+//!   *before* the listing was read, and it is younger than
+//!   [`Lister::MAX_AGE`] when the lister sets one. (The directory provider's
+//!   stamp is the source directory's inode and change times, so a used
+//!   listing has the names a listing now would have and attributes at most
+//!   `MAX_AGE` old; the git provider's is the projected commit, which fixes
+//!   the whole listing.)
+//! * At most [`MAX_READY`] listings and [`MAX_QUEUED`] requests are held;
+//!   further requests are dropped (reading ahead is only ever an
+//!   optimisation).
+//! * The thread ends when the owner calls [`ReadAhead::stop`] (its provider is
+//!   dropped); it holds the lister, which must not own the provider (a `Weak`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use prjfs::{Collation, DirEntry, FileKind, ProviderError};
+use prjfs::{DirEntry, FileKind, ProviderError};
 
-use super::store;
-
-/// How old a listing read ahead may be when it is used.
-pub const FRESH: Duration = Duration::from_secs(1);
+/// How a provider lists a directory for [`ReadAhead`].
+pub trait Lister: Send + Sync + 'static {
+    /// What says whether a listing taken earlier is still the listing now.
+    type Stamp: PartialEq + Send + 'static;
+    /// How long a listing read ahead stays usable at most (`None`: as long as
+    /// its stamp matches).
+    const MAX_AGE: Option<Duration>;
+    /// The stamp of the directory `rel` now.
+    fn stamp(&self, rel: &Path) -> Result<Self::Stamp, ProviderError>;
+    /// The listing of `rel`, with the stamp taken before it was read.
+    fn list(&self, rel: &Path) -> Result<(Self::Stamp, Vec<DirEntry>), ProviderError>;
+}
 /// Listings held ready at most.
 const MAX_READY: usize = 64;
 /// Directories waiting to be read at most.
@@ -42,40 +52,37 @@ const MAX_QUEUED: usize = 256;
 /// Subdirectories of one listing that are read ahead at most.
 const PER_LISTING: usize = 64;
 
-/// What identifies a directory's set of names at one moment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+struct Ready<S> {
+    taken: Instant,
+    stamp: S,
+    entries: Vec<DirEntry>,
 }
 
-impl Stamp {
-    fn of(m: &Metadata) -> Self {
+struct State<S> {
+    queue: VecDeque<PathBuf>,
+    /// Paths in `queue` or being read by the thread.
+    pending: HashSet<PathBuf>,
+    ready: HashMap<PathBuf, Ready<S>>,
+    started: bool,
+    stopped: bool,
+}
+
+impl<S> Default for State<S> {
+    fn default() -> Self {
         Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
+            queue: VecDeque::new(),
+            pending: HashSet::new(),
+            ready: HashMap::new(),
+            started: false,
+            stopped: false,
         }
     }
 }
 
-struct Ready {
-    taken: Instant,
-    stamp: Stamp,
-    entries: Vec<DirEntry>,
-}
-
-#[derive(Default)]
-struct State {
-    queue: VecDeque<PathBuf>,
-    /// Paths in `queue` or being read by the thread.
-    pending: HashSet<PathBuf>,
-    ready: HashMap<PathBuf, Ready>,
-    started: bool,
-    stopped: bool,
+impl<S> Ready<S> {
+    fn young<L: Lister>(&self) -> bool {
+        L::MAX_AGE.is_none_or(|max| self.taken.elapsed() < max)
+    }
 }
 
 /// Counters of the read-ahead, for tests and `status`.
@@ -90,21 +97,19 @@ pub struct PrefetchCounters {
 }
 
 /// The read-ahead of one provider.
-pub struct Prefetch {
-    source: PathBuf,
-    collation: Collation,
-    state: Mutex<State>,
+pub struct ReadAhead<L: Lister> {
+    lister: L,
+    state: Mutex<State<L::Stamp>>,
     wake: Condvar,
     counters: PrefetchCounters,
 }
 
-impl Prefetch {
-    /// A read-ahead of the source directory `source` (canonical), resolving
-    /// paths under `collation`. Its thread starts with the first request.
-    pub fn new(source: PathBuf, collation: Collation) -> Arc<Self> {
+impl<L: Lister> ReadAhead<L> {
+    /// A read-ahead through `lister`. Its thread starts with the first
+    /// request.
+    pub fn new(lister: L) -> Arc<Self> {
         Arc::new(Self {
-            source,
-            collation,
+            lister,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             counters: PrefetchCounters::default(),
@@ -120,18 +125,20 @@ impl Prefetch {
     /// is fresh, else read now. Either way its subdirectories are then queued.
     pub fn list(self: &Arc<Self>, rel: &Path) -> Result<Vec<DirEntry>, ProviderError> {
         let held = self.lock().ready.remove(rel);
-        let dir = store::resolve(&self.source, rel, self.collation)?;
-        let entries = match held {
-            Some(r) if r.taken.elapsed() < FRESH && r.stamp == Stamp::of(&dir.metadata) => {
+        let current = match held {
+            Some(r) if r.young::<L>() && self.lister.stamp(rel)? == r.stamp => Some(r.entries),
+            Some(_) => {
+                self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => None,
+        };
+        let entries = match current {
+            Some(entries) => {
                 self.counters.used.fetch_add(1, Ordering::Relaxed);
-                r.entries
+                entries
             }
-            held => {
-                if held.is_some() {
-                    self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                }
-                store::list_resolved(&dir, self.collation)?
-            }
+            None => self.lister.list(rel)?.1,
         };
         self.queue_children(rel, &entries);
         Ok(entries)
@@ -164,7 +171,7 @@ impl Prefetch {
             st.started = true;
             let this = self.clone();
             let spawned = std::thread::Builder::new()
-                .name("prjfs-dir-prefetch".into())
+                .name("prjfs-read-ahead".into())
                 .spawn(move || this.run());
             if spawned.is_err() {
                 // No thread: no read-ahead; listings are read when asked for.
@@ -195,7 +202,7 @@ impl Prefetch {
             let mut st = self.lock();
             st.pending.remove(&path);
             if let Some(ready) = listed {
-                st.ready.retain(|_, r| r.taken.elapsed() < FRESH);
+                st.ready.retain(|_, r| r.young::<L>());
                 if st.ready.len() < MAX_READY {
                     self.counters.read.fetch_add(1, Ordering::Relaxed);
                     st.ready.insert(path, ready);
@@ -206,13 +213,9 @@ impl Prefetch {
 
     /// Read `rel` now; `None` if it cannot be read (the client's own listing
     /// will report why).
-    fn read_ahead(&self, rel: &Path) -> Option<Ready> {
+    fn read_ahead(&self, rel: &Path) -> Option<Ready<L::Stamp>> {
         let taken = Instant::now();
-        let dir = store::resolve(&self.source, rel, self.collation).ok()?;
-        // The stamp is taken before the names are read: a change made while
-        // reading leaves a stamp that no longer matches.
-        let stamp = Stamp::of(&dir.metadata);
-        let entries = store::list_resolved(&dir, self.collation).ok()?;
+        let (stamp, entries) = self.lister.list(rel).ok()?;
         Some(Ready {
             taken,
             stamp,
@@ -229,7 +232,7 @@ impl Prefetch {
         self.wake.notify_all();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<L::Stamp>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
