@@ -168,6 +168,13 @@ fn counter(m: &CliMount, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("s3.{name} in status"))
 }
 
+/// No GetFileData is queued, running or pended, and no request awaits its
+/// answer: every fetch started so far has ended, and the counters are final.
+fn settled(m: &CliMount) -> bool {
+    let s = m.status();
+    s["callbacks"]["in_flight"] == 0 && s["callbacks"]["queued"] == 0 && s["s3"]["in_flight"] == 0
+}
+
 /// Wait for `cond`, failing after a minute.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -231,7 +238,9 @@ fn bucket_projection_equals_download() {
         "{lists} LIST requests for {MANY} objects"
     );
 
-    // 1 MiB in the middle of the big object, read by dd.
+    // 1 MiB in the middle of the big object, read by dd: the chunks it
+    // touches are fetched, not the object (ranged hydration). Counted once
+    // every fetch the read started has ended, readahead included.
     let before = counter(&m, "bytes_fetched");
     let mid = BIG / 2 / (1 << 20);
     let piece = tmp.path().join("piece");
@@ -239,9 +248,10 @@ fn bucket_projection_equals_download() {
         .arg(format!("if={}", root.join("big.bin").display()))
         .arg(format!("of={}", piece.display()))
         .args(["bs=1M", &format!("skip={mid}"), "count=1", "status=none"]));
+    wait_for("the fetches of the read to end", || settled(&m));
     let fetched = counter(&m, "bytes_fetched") - before;
     eprintln!(
-        "1 MiB read at {} MiB of {} MiB: {fetched} bytes fetched by the time dd returned ({:.1}x)",
+        "1 MiB read at {} MiB of {} MiB: {fetched} bytes fetched in all ({:.2}x the bytes read)",
         mid,
         BIG >> 20,
         fetched as f64 / (1 << 20) as f64
@@ -250,6 +260,13 @@ fn bucket_projection_equals_download() {
         std::fs::read(&piece).unwrap(),
         &big[mid << 20..(mid + 1) << 20]
     );
+    assert!(
+        fetched <= 2 << 20,
+        "reading 1 MiB fetched {fetched} bytes, more than twice that"
+    );
+    // Partly present is not hydrated.
+    let state = m.state(&root.join("big.bin"));
+    assert!(state.ends_with(": Placeholder (1)"), "{state}");
 
     // The tree and every byte equal a download of the bucket.
     let download_dir = tmp.path().join("download");
