@@ -250,6 +250,12 @@ fn needs_hydration(st_mode: u32, rec: &Option<Record>) -> bool {
 }
 
 impl Layer {
+    /// A fresh stream id, never equal to a [`Hydration::stream_id`] of this
+    /// layer: for another stream onto one hydration.
+    pub fn new_stream_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Start hydrating the placeholder file at `rel`: a fresh temp file receives the
     /// content. Fails unless `rel` is a placeholder file that is not hydrated.
     pub fn begin_hydration(&self, rel: &Path) -> Result<Hydration> {

@@ -317,6 +317,11 @@ impl Inner {
         });
         fetching.insert(node, fetch.clone());
         drop(fetching);
+        if fetch.ranged.is_some() {
+            // Its commands start with the requests that need chunks, each
+            // with a stream of its own onto the temp file.
+            return Ok(Some((fetch, None)));
+        }
         let stream_id = hydration.stream_id();
         self.streams.lock().expect("streams lock").insert(
             stream_id,
@@ -325,10 +330,6 @@ impl Inner {
                 fetch: fetch.clone(),
             },
         );
-        if fetch.ranged.is_some() {
-            // Its commands start with the requests that need chunks.
-            return Ok(Some((fetch, None)));
-        }
         let mut data = self.callback_data(ctx, origin);
         data.file_id = fh;
         data.data_stream_id = stream_id;

@@ -34,7 +34,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use super::fetch::{wake_of, End, Fetch, Waiter, Wake, WakeFn};
+use super::fetch::{wake_of, End, Fetch, Stream, Waiter, Wake, WakeFn};
 use super::{Inner, RequestCtx};
 use crate::command::{CallbackKind, CommandOutcome};
 use crate::layer::Hydration;
@@ -46,7 +46,8 @@ pub(crate) struct Partial {
     pub(super) config: RangedHydration,
     /// The placeholder's size.
     pub(super) size: u64,
-    /// The temp file, shared with the `streams` entry until it is put in place.
+    /// The temp file, shared with the `streams` entries of the commands in
+    /// flight.
     pub(super) hydration: Arc<Hydration>,
     /// Where the provider finds the content, and which version.
     pub(super) origin: PathBuf,
@@ -338,9 +339,20 @@ impl Inner {
         end: u64,
     ) {
         let partial = fetch.ranged.as_ref().expect("a ranged fetch");
+        // A stream per command, gone when the command ends: a provider still
+        // writing for a cancelled command is refused (`UnknownStream`), as
+        // after a whole-file fetch.
+        let stream_id = self.layer.new_stream_id();
+        self.streams.lock().expect("streams lock").insert(
+            stream_id,
+            Stream {
+                hydration: partial.hydration.clone(),
+                fetch: fetch.clone(),
+            },
+        );
         let mut data = self.callback_data(ctx, partial.origin.clone());
         data.file_id = fh;
-        data.data_stream_id = partial.hydration.stream_id();
+        data.data_stream_id = stream_id;
         data.version = partial.version.clone();
         let inner = self.clone();
         let ended = fetch.clone();
@@ -350,7 +362,14 @@ impl Inner {
             data,
             None,
             move |p, cb| p.get_file_data(cb, start, end - start),
-            move |outcome| inner.end_chunk(node, &ended, key, start, end, outcome),
+            move |outcome| {
+                inner
+                    .streams
+                    .lock()
+                    .expect("streams lock")
+                    .remove(&stream_id);
+                inner.end_chunk(node, &ended, key, start, end, outcome)
+            },
         );
         let mut s = fetch.lock();
         if let Some(f) = s.ranged.inflight.iter_mut().find(|f| f.key == key) {
@@ -403,7 +422,7 @@ impl Inner {
             }
             CommandOutcome::Cancelled => Some(End::Retry),
         };
-        let (woken, finish) = {
+        let (woken, finish, idle) = {
             let mut s = fetch.lock();
             s.ranged.inflight.retain(|f| f.key != key);
             let failure = failure.or_else(|| {
@@ -423,6 +442,7 @@ impl Inner {
                 s.waiters = waiting;
                 woken = failed.into_iter().map(|w| (w, failure)).collect();
             }
+            let idle = s.ranged.inflight.is_empty() && s.waiters.is_empty();
             let finish = s.end.is_none()
                 && !s.ranged.finishing
                 && s.ranged.inflight.is_empty()
@@ -430,13 +450,16 @@ impl Inner {
             if finish {
                 s.ranged.finishing = true;
             }
-            (woken, finish)
+            (woken, finish, idle)
         };
         for (w, failure) in woken {
             (w.wake)(wake_of(failure));
         }
         if finish {
             self.finish_partial(node, fetch);
+        } else if idle && self.nodes.path(node).is_none() {
+            // Forgotten while this command ran.
+            self.forget_partial(node);
         }
     }
 
@@ -444,10 +467,6 @@ impl Inner {
     /// file in place (where the node is now), leave the table, wake everyone.
     fn finish_partial(&self, node: u64, fetch: &Arc<Fetch>) {
         let partial = fetch.ranged.as_ref().expect("a ranged fetch");
-        self.streams
-            .lock()
-            .expect("streams lock")
-            .remove(&partial.hydration.stream_id());
         let end = match self.path(node) {
             Ok(path) => {
                 let r = self
@@ -489,14 +508,9 @@ impl Inner {
             }
         });
         if idle {
-            let f = fetching.remove(&node);
-            drop(fetching);
-            if let Some(p) = f.as_ref().and_then(|f| f.ranged.as_ref()) {
-                self.streams
-                    .lock()
-                    .expect("streams lock")
-                    .remove(&p.hydration.stream_id());
-            }
+            // Its commands' streams are gone with them: this drops the
+            // last holder of the temp file, which unlinks it.
+            fetching.remove(&node);
         }
     }
 }
