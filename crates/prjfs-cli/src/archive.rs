@@ -60,6 +60,10 @@ pub fn prepare(archive: &Path, root: &Path) -> Result<(), String> {
             root.display()
         ));
     }
+    if ArchiveProvider::index_is_current(archive, &state_dir(root)?) {
+        // The daemon loads (and fully checks) the stored index itself.
+        return Ok(());
+    }
     let started = Instant::now();
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
@@ -92,13 +96,19 @@ pub fn prepare(archive: &Path, root: &Path) -> Result<(), String> {
             started.elapsed().as_secs_f64()
         );
     }
-    if let Some(damage) = &report.damage {
+    Ok(())
+}
+
+/// Say what a damaged archive's index could not read, on every mount (the
+/// daemon calls this once it has the provider; its early lines reach the
+/// terminal of `prjfs mount`).
+pub fn warn_damage(archive: &Path, provider: &ArchiveProvider) {
+    if let Some(damage) = &provider.report().damage {
         eprintln!(
             "prjfs: warning: {}: {damage}; members not read whole give EIO",
             archive.display()
         );
     }
-    Ok(())
 }
 
 /// The archive provider decodes blocks of a few hundred KiB on many threads.

@@ -65,6 +65,10 @@ pub struct MountArgs {
     /// directory's listing until a change through the mount.
     #[arg(long)]
     pub no_listing_cache: bool,
+    /// A directory source: do not read the listings of a listed directory's
+    /// subdirectories ahead (on by default: a walk then finds them ready).
+    #[arg(long)]
+    pub no_read_ahead: bool,
     /// For testing only: put random provider faults in front of the directory
     /// provider (SPEC: comma-separated seed=N, fail=P, panic=P, slow=P:MS,
     /// stall=DIR:MS; see `prjfs_providers::testing::FaultSpec`). Used by `prjfs
@@ -235,6 +239,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if args.no_listing_cache {
         cmd.arg("--no-listing-cache");
+    }
+    if args.no_read_ahead {
+        cmd.arg("--no-read-ahead");
     }
     if args.watch {
         cmd.arg("--watch");
@@ -513,6 +520,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
             DirOptions {
                 mode,
                 latency: Duration::from_millis(args.latency),
+                prefetch: !args.no_read_ahead,
                 ..Default::default()
             },
             faults.clone(),
@@ -530,6 +538,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
             archive::limit_malloc_caches();
             archive::open(path, &root, None)
                 .map(|p| {
+                    archive::warn_damage(path, &p);
                     let marker = RootMarker {
                         source: path.to_string_lossy().into_owned(),
                         provider: "archive".into(),

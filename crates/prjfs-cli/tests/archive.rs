@@ -487,6 +487,15 @@ fn check_truncated(kind: &str) {
     // The mount is still up and answers.
     assert!(root.join("m00").exists());
     m.unmount();
+    // A remount reuses the index and says again what it could not read.
+    let (out, m) = mount(&archive, &root);
+    let m = m.expect("remount of the truncated archive");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("indexed") && stderr.contains("warning") && stderr.contains("EIO"),
+        "{kind}: the remount reuses the index and warns again: {stderr}"
+    );
+    m.unmount();
 }
 
 #[test]

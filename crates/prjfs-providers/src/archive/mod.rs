@@ -131,6 +131,25 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 }
 
 impl ArchiveProvider {
+    /// Whether `state_dir` holds an index stored for `archive` as it is now
+    /// (its fingerprint only: [`ArchiveProvider::open`] checks the whole index
+    /// and rebuilds one that is damaged). Costs the fingerprint and one small
+    /// read, not a load: `prjfs mount` asks this before its daemon opens the
+    /// archive, so that a remount loads the index once.
+    pub fn index_is_current(archive: &Path, state_dir: &Path) -> bool {
+        let current = || -> io::Result<bool> {
+            let file = File::open(archive)?;
+            if !file.metadata()?.is_file() {
+                return Ok(false);
+            }
+            let mut head = [0u8; persist::FINGERPRINT_END];
+            let mut stored = File::open(state_dir.join(INDEX_FILE))?;
+            io::Read::read_exact(&mut stored, &mut head)?;
+            Ok(persist::stored_fingerprint(&head) == Some(persist::fingerprint(&file)?))
+        };
+        current().unwrap_or(false)
+    }
+
     /// Open `archive`, reusing the index in `state_dir` (created if missing)
     /// when the archive is unchanged, else building it (one pass, `progress`
     /// told how far it is) and storing it there.

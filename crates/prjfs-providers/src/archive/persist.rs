@@ -183,6 +183,26 @@ impl Reader<'_> {
     }
 }
 
+/// The fingerprint an index file starts with, read from the first bytes of
+/// the file only (nothing else is checked; [`decode`] checks the whole).
+pub fn stored_fingerprint(head: &[u8]) -> Option<Fingerprint> {
+    let mut r = Reader(head);
+    if r.take(4)? != MAGIC || r.u32()? != VERSION {
+        return None;
+    }
+    let size = r.u64()?;
+    let mtime_ns = i128::from_le_bytes(r.take(16)?.try_into().ok()?);
+    let head_tail = r.u64()?;
+    Some(Fingerprint {
+        size,
+        mtime_ns,
+        head_tail,
+    })
+}
+
+/// Bytes of an index file that hold its fingerprint.
+pub const FINGERPRINT_END: usize = 4 + 4 + 8 + 16 + 8;
+
 /// Parse an index file; `None` if it is not a valid index of this version.
 pub fn decode(bytes: &[u8]) -> Option<Index> {
     if bytes.len() < 12 {

@@ -1,5 +1,6 @@
-//! Unit tests of the archive provider's random access: every block decoded
-//! from its resume point alone equals the same range of the whole stream.
+//! Unit tests of the archive provider: random access (every block decoded
+//! from its resume point alone equals the same range of the whole stream) and
+//! the check of a stored index.
 
 use std::io::{Read, Write};
 
@@ -141,4 +142,30 @@ fn zstd_cache_frames_decode_alone() {
         ),
         &data,
     );
+}
+
+#[test]
+fn index_is_current_checks_the_stored_fingerprint_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("a.tar");
+    let state = tmp.path().join("state");
+    let write = |body: &[u8]| {
+        let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "f", body).unwrap();
+        b.finish().unwrap();
+    };
+    write(b"one");
+    assert!(!super::ArchiveProvider::index_is_current(&archive, &state));
+    drop(super::ArchiveProvider::open(&archive, &state, None).unwrap());
+    assert!(super::ArchiveProvider::index_is_current(&archive, &state));
+    // New content of the same size: the head hash differs.
+    write(b"two");
+    assert!(!super::ArchiveProvider::index_is_current(&archive, &state));
+    // A missing archive is not current either.
+    std::fs::remove_file(&archive).unwrap();
+    assert!(!super::ArchiveProvider::index_is_current(&archive, &state));
 }

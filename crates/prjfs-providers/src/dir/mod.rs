@@ -16,6 +16,7 @@
 //! timer (no thread held while waiting), the I/O runs in `spawn_blocking`, then the
 //! command completes — the way VFS for Git pends.
 
+pub mod prefetch;
 pub mod store;
 pub mod watch;
 
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prefetch::{Prefetch, PrefetchCounters};
 use prjfs::{
     AsyncAdapter, AsyncProvider, CallbackData, CallbackResult, Collation, DirEntryBuffer,
     EnumerationId, Enumerations, FileDataWriter, Notification, Outcome, Placeholder, Provider,
@@ -56,6 +58,11 @@ pub struct DirOptions {
     /// to the root's collation ([`prjfs::StartOptions::collation`]). Listings
     /// come in the order of the callbacks' collation (the root's).
     pub collation: Collation,
+    /// Read the listings of a listed directory's subdirectories ahead, on a
+    /// thread of the provider's ([`prefetch`]): a walk then finds them ready.
+    /// Ignored with a `latency` (which simulates a slow store on every
+    /// enumeration).
+    pub prefetch: bool,
 }
 
 /// Invocation counters, one per callback kind; incremented when the callback's work
@@ -132,6 +139,16 @@ struct Inner {
     enumerations: Enumerations,
     /// Told of every notification (which are all accepted).
     notification_hook: std::sync::OnceLock<NotificationHook>,
+    /// The listing read-ahead, when on.
+    prefetch: Option<Arc<Prefetch>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(p) = &self.prefetch {
+            p.stop();
+        }
+    }
 }
 
 impl DirProvider {
@@ -143,11 +160,13 @@ impl DirProvider {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                source,
                 options,
                 counters: CallbackCounters::default(),
                 enumerations: Enumerations::new(),
                 notification_hook: std::sync::OnceLock::new(),
+                prefetch: (options.prefetch && options.latency.is_zero())
+                    .then(|| Prefetch::new(source.clone(), options.collation)),
+                source,
             }),
         })
     }
@@ -204,6 +223,11 @@ impl DirProvider {
         }
     }
 
+    /// The listing read-ahead's counters, when it is on.
+    pub fn prefetch_counters(&self) -> Option<&PrefetchCounters> {
+        self.inner.prefetch.as_deref().map(Prefetch::counters)
+    }
+
     /// How many enumeration sessions are open (started and not ended).
     pub fn open_sessions(&self) -> usize {
         self.inner.enumerations.open_sessions()
@@ -212,8 +236,10 @@ impl DirProvider {
     /// List `cb.path` whole into session `id`; searching, restarts and
     /// resuming after a full buffer are the session's ([`Enumerations`]).
     fn start_session(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult {
-        let collation = self.inner.options.collation;
-        let entries = store::list_dir(&self.inner.source, &cb.path, collation)?;
+        let entries = match &self.inner.prefetch {
+            Some(p) => p.list(&cb.path)?,
+            None => store::list_dir(&self.inner.source, &cb.path, self.inner.options.collation)?,
+        };
         self.inner.enumerations.start(cb, id, entries)
     }
 

@@ -142,7 +142,11 @@ pub fn list_dir(
     rel: &Path,
     collation: Collation,
 ) -> Result<Vec<DirEntry>, ProviderError> {
-    let dir = resolve(root, rel, collation)?;
+    list_resolved(&resolve(root, rel, collation)?, collation)
+}
+
+/// [`list_dir`] of a directory already found by [`resolve`].
+pub fn list_resolved(dir: &Resolved, collation: Collation) -> Result<Vec<DirEntry>, ProviderError> {
     if !dir.metadata.is_dir() {
         return Err(ProviderError::NotFound);
     }

@@ -613,3 +613,68 @@ fn async_file_data_is_written_in_chunks_through_the_writer() {
     assert_eq!(inst.writes(1).len(), 3);
     assert_eq!(inst.stream_bytes(1), content);
 }
+
+/// Wait (up to [`WAIT`]) until `done` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn read_ahead_listings_are_used_once_and_only_while_fresh() {
+    let src = tempfile::tempdir().unwrap();
+    for d in ["p", "q"] {
+        fs::create_dir(src.path().join(d)).unwrap();
+        fs::write(src.path().join(d).join("one"), b"1").unwrap();
+    }
+    let dir = DirProvider::new(
+        src.path(),
+        DirOptions {
+            prefetch: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let counters = dir.prefetch_counters().expect("read-ahead is on");
+    let read = || counters.read.load(std::sync::atomic::Ordering::Relaxed);
+    let used = || counters.used.load(std::sync::atomic::Ordering::Relaxed);
+    let stale = || counters.stale.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Listing the root reads `p` and `q` ahead.
+    assert_eq!(list(&dir, "", 16).0, ["p", "q"]);
+    wait_until("both subdirectories read ahead", || read() == 2);
+
+    // `p` unchanged: its listing is the one read ahead.
+    assert_eq!(list(&dir, "p", 16).0, ["one"]);
+    assert_eq!((used(), stale()), (1, 0));
+
+    // A name added to `q` after it was read ahead: the held listing is
+    // stale, and the client's listing has the new name.
+    fs::write(src.path().join("q/two"), b"2").unwrap();
+    assert_eq!(list(&dir, "q", 16).0, ["one", "two"]);
+    assert_eq!((used(), stale()), (1, 1));
+
+    // Used once: listing `p` again reads the source.
+    fs::write(src.path().join("p/zz"), b"").unwrap();
+    assert_eq!(list(&dir, "p", 16).0, ["one", "zz"]);
+    assert_eq!(used(), 1);
+}
+
+#[test]
+fn read_ahead_is_off_by_default_and_with_latency() {
+    let src = source();
+    assert!(sync_dir(src.path()).prefetch_counters().is_none());
+    let slow = DirProvider::new(
+        src.path(),
+        DirOptions {
+            prefetch: true,
+            latency: Duration::from_millis(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(slow.prefetch_counters().is_none());
+}
