@@ -307,7 +307,11 @@ impl Inner {
                 hydration: hydration.clone(),
                 origin: origin.clone(),
                 version: item.version.clone(),
+                last_use: std::sync::atomic::AtomicU64::new(0),
             });
+        if ranged.is_some() {
+            super::ranged::evict_partials(&mut fetching);
+        }
         let fetch = Arc::new(Fetch {
             streams: ranged.is_some() || item.attr.size > STREAM_MIN,
             command: AtomicU64::new(0),

@@ -31,7 +31,9 @@
 //!   commands that no other waiter needs (readahead included); the provider
 //!   hears CancelCommand, the chunks already present stay.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::fetch::{wake_of, End, Fetch, Stream, Waiter, Wake, WakeFn};
@@ -52,6 +54,46 @@ pub(crate) struct Partial {
     /// Where the provider finds the content, and which version.
     pub(super) origin: PathBuf,
     pub(super) version: Option<VersionInfo>,
+    /// When a request last used it ([`USE_CLOCK`]).
+    pub(super) last_use: AtomicU64,
+}
+
+/// Orders the uses of partly present files, for evicting the least recently
+/// used.
+pub(super) static USE_CLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// Partly present files kept at most, beyond those in use (a request waits
+/// in it or a command fills it): each holds two descriptors and the space of
+/// its chunks. Making another one drops the least recently used idle one.
+pub(super) const MAX_PARTIAL_FILES: usize = 256;
+
+/// Of `partials` (node, idle, last use), the idle ones to drop so that one
+/// more fits within `max`, least recently used first.
+fn eviction(partials: &[(u64, bool, u64)], max: usize) -> Vec<u64> {
+    let excess = (partials.len() + 1).saturating_sub(max);
+    let mut idle: Vec<&(u64, bool, u64)> = partials.iter().filter(|p| p.1).collect();
+    idle.sort_by_key(|p| p.2);
+    idle.into_iter().take(excess).map(|p| p.0).collect()
+}
+
+/// Make room for one more partly present file in `fetching` (the table,
+/// locked by the caller).
+pub(super) fn evict_partials(fetching: &mut HashMap<u64, Arc<Fetch>>) {
+    let partials: Vec<(u64, bool, u64)> = fetching
+        .iter()
+        .filter_map(|(node, f)| {
+            let p = f.ranged.as_ref()?;
+            let s = f.lock();
+            let idle = s.waiters.is_empty() && s.ranged.inflight.is_empty() && !s.ranged.finishing;
+            Some((*node, idle, p.last_use.load(Ordering::Relaxed)))
+        })
+        .collect();
+    if partials.len() < MAX_PARTIAL_FILES {
+        return;
+    }
+    for node in eviction(&partials, MAX_PARTIAL_FILES) {
+        fetching.remove(&node);
+    }
 }
 
 /// A command in flight, for `[start, end)` (whole chunks; the last may end at
@@ -228,6 +270,9 @@ impl Inner {
         wake: WakeFn,
     ) {
         let partial = fetch.ranged.as_ref().expect("a ranged fetch");
+        partial
+            .last_use
+            .store(USE_CLOCK.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         let may_fetch = self.may_call_provider(ctx).is_ok();
         // `Ok(id)`: waiting as waiter `id`; `Err(wake)`: to answer now.
         let (waiting, starts) = {
@@ -709,6 +754,16 @@ mod tests {
         ));
         assert!(needs_part(None, 10 * MIB, 2 * MIB, 3 * MIB, &present));
         assert!(!needs_part(None, 10 * MIB, 0, MIB, &present));
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_idle_partials() {
+        let p = [(1, true, 30), (2, false, 5), (3, true, 10), (4, true, 20)];
+        assert_eq!(eviction(&p, 10), Vec::<u64>::new());
+        assert_eq!(eviction(&p, 4), [3]);
+        assert_eq!(eviction(&p, 3), [3, 4]);
+        // Busy ones are never dropped, even past the bound.
+        assert_eq!(eviction(&p, 1), [3, 4, 1]);
     }
 
     #[test]
