@@ -289,8 +289,13 @@ impl Layer {
             Err(e) => return Err(LayerError::io("statat", rel, e)),
         };
         let name = self.temp_name("hy");
-        let flags =
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if !self
+            .spares
+            .take(super::spare::Kind::File, self.tmp.as_fd(), &name)
+        {
+            flags |= OFlags::CREATE | OFlags::EXCL;
+        }
         let fd = rustix::fs::openat(&*self.tmp, &name, flags, Mode::from_raw_mode(0o600))
             .map_err(|e| LayerError::io("create hydration file", rel, e))?;
         Ok(Hydration {

@@ -53,6 +53,7 @@ mod ops;
 mod path;
 mod place;
 mod rename;
+mod spare;
 mod temp;
 #[cfg(test)]
 mod tests;
@@ -94,6 +95,8 @@ use path::Loc;
 /// Clients never see it: lookups of it in the root answer `ENOENT`.
 pub const HIDDEN_DIR: &str = ".prjfs";
 const TMP_DIR: &str = "tmp";
+/// Spare inodes made ahead of need ([`spare`]).
+const SPARE_DIR: &str = "spare";
 
 /// Attributes of an item as a client should see them (projected values for
 /// placeholders, on-disk values otherwise).
@@ -192,11 +195,14 @@ pub struct Layer {
     mutate: Mutex<()>,
     /// Placeholder files without an on-disk item.
     vstore: Arc<vstore::VStore>,
+    /// Empty files and directories made ahead of need.
+    spares: spare::Spares,
 }
 
 impl Drop for Layer {
     fn drop(&mut self) {
         self.vstore.stop();
+        self.spares.release();
     }
 }
 
@@ -309,6 +315,8 @@ impl Layer {
         let hidden = ensure_dir(root_fd.as_fd(), HIDDEN_DIR, HIDDEN_DIR)?;
         let tmp = ensure_dir(hidden.as_fd(), TMP_DIR, ".prjfs/tmp")?;
         remove_contents(tmp.as_fd()).map_err(|e| LayerError::io("clean", ".prjfs/tmp", e))?;
+        let spare = ensure_dir(hidden.as_fd(), SPARE_DIR, ".prjfs/spare")?;
+        remove_contents(spare.as_fd()).map_err(|e| LayerError::io("clean", ".prjfs/spare", e))?;
         let mut layer = Layer {
             root: root_fd,
             tmp: Arc::new(tmp),
@@ -319,6 +327,7 @@ impl Layer {
             next_id: AtomicU64::new(1),
             mutate: Mutex::new(()),
             vstore: vstore::VStore::detached(),
+            spares: spare::Spares::new(spare),
         };
         let store =
             vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p)).map_err(|e| {
@@ -339,6 +348,13 @@ impl Layer {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         rustix::fs::openat(self.root.as_fd(), HIDDEN_DIR, flags, Mode::empty())
             .map_err(|e| LayerError::io("openat", HIDDEN_DIR, e))
+    }
+
+    /// Stop making spare inodes and remove those made (at unmount: a root at
+    /// rest keeps none). Placing and hydrating still work, allocating inodes
+    /// on their own time as without spares.
+    pub fn release_spares(&self) {
+        self.spares.release();
     }
 
     /// Write the placeholder records still in memory to the log now (they are

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 use super::error::{LayerError, Result};
 use super::meta::{self, Record};
 use super::ops::Slot;
-use super::{path, time_pair, timespec, xattr, Layer};
+use super::{path, spare, time_pair, timespec, xattr, Layer};
 use crate::types::{FileKind, OnDiskState, PlaceholderInfo, VERSION_ID_MAX};
 
 impl Layer {
@@ -192,17 +192,18 @@ impl Layer {
             }
             kind => {
                 let fd = if kind == FileKind::Directory {
-                    rustix::fs::mkdirat(tmp, tmp_name, Mode::from_raw_mode(0o700))
-                        .map_err(io("mkdirat"))?;
+                    if !self.spares.take(spare::Kind::Dir, tmp, tmp_name) {
+                        rustix::fs::mkdirat(tmp, tmp_name, Mode::from_raw_mode(0o700))
+                            .map_err(io("mkdirat"))?;
+                    }
                     let flags =
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                     rustix::fs::openat(tmp, tmp_name, flags, Mode::empty()).map_err(io("openat"))?
                 } else {
-                    let flags = OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC;
+                    let mut flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    if !self.spares.take(spare::Kind::File, tmp, tmp_name) {
+                        flags |= OFlags::CREATE | OFlags::EXCL;
+                    }
                     rustix::fs::openat(tmp, tmp_name, flags, Mode::from_raw_mode(0o600))
                         .map_err(io("openat"))?
                 };

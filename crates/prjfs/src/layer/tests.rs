@@ -832,3 +832,97 @@ fn root_lookup_and_statfs() {
     assert_eq!(root.state, OnDiskState::FULL);
     assert!(layer.statfs().expect("statfs").f_bsize > 0);
 }
+
+fn spare_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join(".prjfs/spare"))
+        .expect("spare dir should exist")
+        .count()
+}
+
+/// Wait (up to 30 s) until `.prjfs/spare` holds `n` items.
+fn wait_for_spares(root: &Path, n: usize) {
+    let start = std::time::Instant::now();
+    while spare_count(root) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "spares never reached {n}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn spare_inodes_are_made_ahead_taken_whole_and_released() {
+    let (dir, layer) = new_layer();
+    let root = dir.path();
+    assert_eq!(
+        spare_count(root),
+        0,
+        "nothing is made before it is asked for"
+    );
+    // The first directory placeholder starts the stock and makes its own.
+    layer
+        .write_placeholder(Path::new("d0"), &dir_info())
+        .expect("placeholder");
+    wait_for_spares(root, 32);
+    // The stock is full, so its thread waits: the next placement takes one of
+    // these very inodes.
+    let stocked: std::collections::HashSet<u64> = std::fs::read_dir(root.join(".prjfs/spare"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().ino())
+        .collect();
+    layer
+        .write_placeholder(Path::new("d1"), &dir_info())
+        .expect("placeholder");
+    let d1 = std::fs::metadata(root.join("d1")).unwrap();
+    assert!(stocked.contains(&d1.ino()), "d1 is a spare directory");
+    for i in 2..=8 {
+        layer
+            .write_placeholder(Path::new(&format!("d{i}")), &dir_info())
+            .expect("placeholder");
+    }
+    // A hydration asks for a file: the stock of files starts too.
+    layer
+        .write_placeholder(Path::new("d0/f"), &file_info(5))
+        .expect("placeholder");
+    hydrate(&layer, "d0/f", b"hello");
+    wait_for_spares(root, 64);
+    hydrate_each(&layer);
+    // Every placed item is what it was without spares.
+    for i in 0..=8 {
+        let item = layer
+            .lookup(Path::new(&format!("d{i}")))
+            .unwrap()
+            .expect("placed");
+        assert_eq!(item.kind, FileKind::Directory);
+        assert_eq!(item.state, P);
+        assert_eq!(item.attr.mode & 0o7777, 0o750, "d{i} has the info's mode");
+    }
+    assert_eq!(read_all(&layer, "d0/f"), b"hello");
+    assert!(tmp_entries(root).is_empty());
+    layer.release_spares();
+    assert_eq!(spare_count(root), 0, "released spares are removed");
+    // After a release, placing still works (without spares).
+    layer
+        .write_placeholder(Path::new("late"), &dir_info())
+        .expect("placeholder after release");
+    assert_eq!(spare_count(root), 0);
+    drop(layer);
+    // Spares a crash left are removed when the layer opens again.
+    std::fs::create_dir(root.join(".prjfs/spare/d99")).unwrap();
+    std::fs::write(root.join(".prjfs/spare/f99"), b"").unwrap();
+    let _layer = Layer::open(root).expect("reopen");
+    assert_eq!(spare_count(root), 0);
+}
+
+/// Hydrate ten more files, which take spare files.
+fn hydrate_each(layer: &Layer) {
+    for i in 0..10 {
+        let rel = format!("d1/g{i}");
+        layer
+            .write_placeholder(Path::new(&rel), &file_info(3))
+            .expect("placeholder");
+        hydrate(layer, &rel, b"abc");
+        assert_eq!(read_all(layer, &rel), b"abc");
+    }
+}

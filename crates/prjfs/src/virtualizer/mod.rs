@@ -274,6 +274,7 @@ impl Virtualizer {
         }
         self.inner.scheduler.stop();
         self.inner.layer.sync();
+        self.inner.layer.release_spares();
     }
 
     /// Path of a node.
