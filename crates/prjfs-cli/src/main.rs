@@ -222,6 +222,12 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("states", "full"),
         get("states", "tombstone")
     );
+    println!(
+        "records:   {} placeholder files as records, {} log entries pending, {} batches written",
+        get("placeholder_log", "records"),
+        get("placeholder_log", "pending_entries"),
+        get("placeholder_log", "batches_written")
+    );
     let raised: Vec<String> = v["notifications"]
         .as_object()
         .into_iter()

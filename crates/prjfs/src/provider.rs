@@ -625,6 +625,33 @@ impl InstanceHandle {
     pub fn placed_children(&self, path: &Path) -> Result<Vec<PlacedItem>, InstanceError> {
         self.0.placed_children(path)
     }
+
+    /// Every item placed below the directory `dir` (not `dir` itself), as its
+    /// path and what [`InstanceHandle::placed_children`] says of it, children
+    /// before their directory (depth first, post-order): the order in which a
+    /// provider deletes a subtree whose old content it no longer knows, so that
+    /// each directory is empty of projected items when its turn comes. A
+    /// snapshot: items placed while the caller works through it are not in it.
+    pub fn placed_below(&self, dir: &Path) -> Result<Vec<(PathBuf, PlacedItem)>, InstanceError> {
+        let mut out = Vec::new();
+        self.collect_below(dir, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect_below(
+        &self,
+        dir: &Path,
+        out: &mut Vec<(PathBuf, PlacedItem)>,
+    ) -> Result<(), InstanceError> {
+        for child in self.placed_children(dir)? {
+            let path = dir.join(&child.name);
+            if child.kind == FileKind::Directory && !child.state.contains(OnDiskState::TOMBSTONE) {
+                self.collect_below(&path, out)?;
+            }
+            out.push((path, child));
+        }
+        Ok(())
+    }
 }
 
 /// Convenience for providers: the last component of `cb.path` as an owned name.

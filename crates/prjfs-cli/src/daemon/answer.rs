@@ -55,6 +55,8 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                 }),
                 Err(e) => return serde_json::json!({ "error": format!("counting states: {e}") }),
             };
+            // One snapshot: log_bytes is the log's length while these entries pend.
+            let plog = virt.layer().log_stats();
             let mut log = log.clone();
             if let Some(live) = log["live"].as_str() {
                 log["exists"] = Path::new(live).exists().into();
@@ -110,6 +112,13 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                     "by_kind": by_kind,
                 },
                 "states": states,
+                "placeholder_log": {
+                    "records": plog.records,
+                    "pending_entries": plog.pending_entries,
+                    "pending_bytes": plog.pending_bytes,
+                    "batches_written": plog.batches_written,
+                    "log_bytes": plog.log_bytes,
+                },
                 "updates": {
                     "applied": stats.updates_applied,
                     "refused": stats.updates_refused,

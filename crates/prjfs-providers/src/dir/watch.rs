@@ -218,18 +218,10 @@ impl Applier {
 
     /// Delete what is placed below `rel`, depth first, then `rel`.
     fn delete_tree(&self, rel: &Path) -> Result<(), InstanceError> {
-        for child in self.instance.placed_children(rel)? {
-            let path = rel.join(&child.name);
-            if child.kind == FileKind::Directory {
-                let r = self.delete_tree(&path);
-                if !self.note(&path, r) {
-                    return Err(InstanceError::Stopped);
-                }
-            } else {
-                let r = self.instance.delete_file(&path, UpdateFlags::NONE);
-                if !self.note(&path, r) {
-                    return Err(InstanceError::Stopped);
-                }
+        for (path, _) in self.instance.placed_below(rel)? {
+            let r = self.instance.delete_file(&path, UpdateFlags::NONE);
+            if !self.note(&path, r) {
+                return Err(InstanceError::Stopped);
             }
         }
         self.instance.delete_file(rel, UpdateFlags::NONE)

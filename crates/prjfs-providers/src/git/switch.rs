@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use prjfs::{FileKind, InstanceError, InstanceHandle, OnDiskState, UpdateFlags};
+use prjfs::{InstanceError, InstanceHandle, UpdateFlags};
 
 use super::tree::{self, Change};
 use super::{GitError, GitProvider, View};
@@ -84,25 +84,17 @@ impl GitProvider {
         note(path, result, report);
     }
 
-    /// Delete what is placed below the directory `dir`, depth first.
+    /// Delete what is placed below the directory `dir`, depth first (a
+    /// tombstone there is the user's change: its refusal is a conflict).
     fn delete_below(&self, instance: &InstanceHandle, dir: &Path, report: &mut SwitchReport) {
-        let children = match instance.placed_children(dir) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("switch: listing {}: {e}", dir.display());
-                return;
+        match instance.placed_below(dir) {
+            Ok(placed) => {
+                for (path, _) in placed {
+                    let r = instance.delete_file(&path, UpdateFlags::NONE);
+                    note(&path, r, report);
+                }
             }
-        };
-        for child in children {
-            let path = dir.join(&child.name);
-            if child.kind == FileKind::Directory && !child.state.contains(OnDiskState::TOMBSTONE) {
-                self.delete_below(instance, &path, report);
-            }
-            note(
-                &path,
-                instance.delete_file(&path, UpdateFlags::NONE),
-                report,
-            );
+            Err(e) => tracing::warn!("switch: listing {}: {e}", dir.display()),
         }
     }
 }

@@ -155,28 +155,19 @@ impl S3Provider {
     }
 }
 
-/// Delete what is placed below the directory `dir`, depth first.
+/// Delete what is placed below the directory `dir`, depth first; tombstones
+/// stay (the user deleted what the bucket no longer has either).
 fn delete_below(instance: &InstanceHandle, dir: &Path, report: &mut RefreshReport) {
-    let children = match instance.placed_children(dir) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("s3 refresh: listing {}: {e}", dir.display());
-            return;
+    match instance.placed_below(dir) {
+        Ok(placed) => {
+            for (path, item) in placed {
+                if !item.state.contains(OnDiskState::TOMBSTONE) {
+                    let r = instance.delete_file(&path, UpdateFlags::NONE);
+                    note(&path, r, report);
+                }
+            }
         }
-    };
-    for child in children {
-        let path = dir.join(&child.name);
-        if child.state.contains(OnDiskState::TOMBSTONE) {
-            continue;
-        }
-        if child.kind == FileKind::Directory {
-            delete_below(instance, &path, report);
-        }
-        note(
-            &path,
-            instance.delete_file(&path, UpdateFlags::NONE),
-            report,
-        );
+        Err(e) => tracing::warn!("s3 refresh: listing {}: {e}", dir.display()),
     }
 }
 

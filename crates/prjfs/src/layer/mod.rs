@@ -64,6 +64,7 @@ mod tests_rw;
 mod update;
 mod virt;
 mod vstore;
+mod vstore_hold;
 mod xattr;
 mod xattr_user;
 
@@ -84,6 +85,7 @@ pub(crate) use hydrate::insert_range;
 pub use hydrate::Hydration;
 pub use rename::RenameFlags;
 pub use update::{refusal, UpdateOutcome};
+pub use vstore::PlaceholderLogStats;
 
 use crate::types::{FileKind, OnDiskState, VersionInfo};
 use meta::Record;
@@ -329,13 +331,11 @@ impl Layer {
             vstore: vstore::VStore::detached(),
             spares: spare::Spares::new(spare),
         };
-        let store =
-            vstore::VStore::open(hidden.as_fd(), |p, _| layer.keeps_virtual(p)).map_err(|e| {
-                LayerError::Io {
-                    op: "open placeholder log",
-                    path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
-                    source: e,
-                }
+        let store = vstore::VStore::open(hidden.as_fd(), |p, rec| layer.keeps_virtual(p, rec))
+            .map_err(|e| LayerError::Io {
+                op: "open placeholder log",
+                path: PathBuf::from(HIDDEN_DIR).join(vstore::LOG_NAME),
+                source: e,
             })?;
         layer.vstore = store;
         Ok(layer)
@@ -361,6 +361,12 @@ impl Layer {
     /// otherwise written within 50 ms, and when the layer is dropped).
     pub fn sync(&self) {
         self.vstore.sync();
+    }
+
+    /// The placeholder log's counters: records, entries not written yet,
+    /// batches written, the log's length.
+    pub fn log_stats(&self) -> PlaceholderLogStats {
+        self.vstore.stats()
     }
 
     /// The xattr holding each item's record: `trusted.prjfs.meta` as root, else
@@ -646,12 +652,19 @@ impl Layer {
     }
 
     /// Count the items under the root by state (the root itself excluded; symlinks
-    /// not followed; the hidden directory skipped).
+    /// not followed; the hidden directory skipped). Not a snapshot while
+    /// clients change the tree: a directory renamed or removed after its
+    /// parent was listed is skipped.
     pub fn count_states(&self) -> Result<StateCounts> {
         let mut counts = StateCounts::default();
         let mut pending = vec![PathBuf::new()];
         while let Some(dir) = pending.pop() {
-            for (name, item) in self.list_dir(&dir)? {
+            let items = match self.list_dir(&dir) {
+                Ok(items) => items,
+                Err(LayerError::NotFound { .. }) if !dir.as_os_str().is_empty() => continue,
+                Err(e) => return Err(e),
+            };
+            for (name, item) in items {
                 let s = item.state;
                 let slot = if s.contains(OnDiskState::TOMBSTONE) {
                     &mut counts.tombstone

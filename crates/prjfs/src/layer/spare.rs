@@ -78,6 +78,8 @@ struct Shared {
 /// The spares of one layer.
 pub(super) struct Spares {
     shared: Arc<Shared>,
+    /// The thread, once started; joined by [`Spares::release`].
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Spares {
@@ -100,6 +102,7 @@ impl Spares {
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
             }),
+            thread: Mutex::new(None),
         }
     }
 
@@ -121,9 +124,12 @@ impl Spares {
                 let spawned = std::thread::Builder::new()
                     .name("prjfs-spares".into())
                     .spawn(move || shared.fill());
-                if spawned.is_err() {
+                match spawned {
+                    Ok(handle) => {
+                        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle)
+                    }
                     // No thread: no spares; callers create their items.
-                    st.stopped = true;
+                    Err(_) => st.stopped = true,
                 }
             }
             self.shared.wake.notify_one();
@@ -143,12 +149,21 @@ impl Spares {
     }
 
     /// Stop making spares and remove those in stock (at unmount: the root
-    /// keeps no spare). Later [`Spares::take`]s find none.
+    /// keeps no spare). Later [`Spares::take`]s find none. Returns once the
+    /// thread has ended (it removes a spare it was making when stopped), so
+    /// no spare is left behind.
     pub(super) fn release(&self) {
-        let (files, dirs) = {
+        {
             let mut st = self.shared.lock();
             st.stopped = true;
             self.shared.wake.notify_all();
+        }
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        let (files, dirs) = {
+            let mut st = self.shared.lock();
             (
                 std::mem::take(&mut st.files.names),
                 std::mem::take(&mut st.dirs.names),

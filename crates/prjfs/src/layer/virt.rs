@@ -71,9 +71,16 @@ pub(super) fn record(rel: &Path, rec: &VRec) -> Record {
 
 impl Layer {
     /// Whether a replayed record at `rel` still stands: its directory is on disk
-    /// and projected (the root, or a placeholder directory not made full), and
-    /// nothing is on disk at its name.
-    pub(super) fn keeps_virtual(&self, rel: &Path) -> bool {
+    /// and projected (the root, or a placeholder directory not made full), the
+    /// provider knows the record by a path in that directory's (its origin's
+    /// parent is the directory's origin), and nothing is on disk at its name.
+    ///
+    /// The origin check matters after a crash between a directory rename on
+    /// disk and the log's entry moving its records: the records are then
+    /// replayed where the directory was, and after a `RENAME_EXCHANGE` the
+    /// other directory is there. Dropped, they come back from a listing of
+    /// the directory that is there, as the provider projects it.
+    pub(super) fn keeps_virtual(&self, rel: &Path, rec: &VRec) -> bool {
         let Some(parent) = rel.parent() else {
             return false;
         };
@@ -83,7 +90,14 @@ impl Layer {
                     if p.kind == FileKind::Directory
                         && p.state.contains(OnDiskState::PLACEHOLDER)
                         && !p.state.contains(OnDiskState::FULL)
-                        && !p.state.contains(OnDiskState::TOMBSTONE) => {}
+                        && !p.state.contains(OnDiskState::TOMBSTONE) =>
+                {
+                    let provider_path = rec.origin.as_deref().map_or(rel, |o| o.as_path());
+                    // A directory record without an origin (format 1) is not checked.
+                    if p.origin.is_some() && p.origin.as_deref() != provider_path.parent() {
+                        return false;
+                    }
+                }
                 _ => return false,
             }
         }

@@ -24,6 +24,8 @@
 //!   compacted.
 //! * The log is a sequence of entries `len u32 | body | crc32(body) u32`; a torn
 //!   or corrupt tail ends the replay (a crash mid-append loses that batch only).
+//! * Entries reach the log in the order they were appended: one buffer, written
+//!   whole under the store's lock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -38,6 +40,7 @@ use std::time::Duration;
 use rustix::fs::{Mode, OFlags};
 
 use super::meta::crc32;
+use super::vstore_hold::{self, Why};
 use crate::types::VersionInfo;
 
 /// Name of the log in `.prjfs`.
@@ -88,8 +91,32 @@ struct State {
     next_serial: u64,
     /// Encoded entries not yet written.
     pending: Vec<u8>,
+    /// Entries in `pending`, and where the last one starts.
+    pending_entries: u64,
+    last_entry: usize,
+    /// Batches written, and the log's length (the compacted image plus them).
+    batches: u64,
+    log_len: u64,
     log: Option<File>,
     stopping: bool,
+    /// The test-only hold ([`vstore_hold`]): a FIFO, when enabled.
+    hold: Option<PathBuf>,
+}
+
+/// The placeholder log's counters ([`super::Layer::log_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlaceholderLogStats {
+    /// Records (placeholder files without an on-disk item) in memory.
+    pub records: u64,
+    /// Log entries (records put, removed, or moved with a directory) appended
+    /// since the last batch was written: what a crash now would lose.
+    pub pending_entries: u64,
+    /// Their encoded bytes.
+    pub pending_bytes: u64,
+    /// Batches written since the log was opened (and compacted).
+    pub batches_written: u64,
+    /// The log's length in bytes: the compacted image and the batches since.
+    pub log_bytes: u64,
 }
 
 /// The records of one root. `Send + Sync`.
@@ -302,25 +329,42 @@ impl State {
 
     /// Write what is pending. On a write error the records stay in memory and
     /// the log is abandoned: later batches cannot be replayed after a gap.
-    fn flush(&mut self) {
+    fn flush(&mut self, why: Why) {
         if self.pending.is_empty() {
             return;
         }
         let Some(log) = self.log.as_mut() else {
-            self.pending.clear();
+            self.clear_pending();
             return;
         };
-        if let Err(e) = log.write_all(&self.pending) {
-            tracing::error!(
-                "writing the placeholder log failed ({e}); placeholders not yet fetched \
-                 will come from the provider again after a remount"
-            );
-            self.log = None;
+        if let Some(fifo) = &self.hold {
+            vstore_hold::hold_if_armed(fifo, log, &self.pending, self.last_entry, why);
         }
+        match log.write_all(&self.pending) {
+            Ok(()) => {
+                self.batches += 1;
+                self.log_len += self.pending.len() as u64;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "writing the placeholder log failed ({e}); placeholders not yet fetched \
+                     will come from the provider again after a remount"
+                );
+                self.log = None;
+            }
+        }
+        self.clear_pending();
+    }
+
+    fn clear_pending(&mut self) {
         self.pending.clear();
+        self.pending_entries = 0;
+        self.last_entry = 0;
     }
 
     fn append(&mut self, body: &[u8]) -> bool {
+        self.last_entry = self.pending.len();
+        self.pending_entries += 1;
         frame(&mut self.pending, body);
         self.pending.len() >= FLUSH_BYTES
     }
@@ -339,8 +383,13 @@ impl VStore {
             len: 0,
             next_serial: 0,
             pending: Vec::new(),
+            pending_entries: 0,
+            last_entry: 0,
+            batches: 0,
+            log_len: 0,
             log: None,
             stopping: false,
+            hold: vstore_hold::from_env(),
         };
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat(hidden, LOG_NAME, flags, Mode::empty()) {
@@ -383,6 +432,7 @@ impl VStore {
         let mut f = File::from(fd);
         f.write_all(&image)?;
         rustix::fs::renameat(hidden, tmp.as_str(), hidden, LOG_NAME)?;
+        state.log_len = image.len() as u64;
         let afd = rustix::fs::openat(
             hidden,
             LOG_NAME,
@@ -409,8 +459,13 @@ impl VStore {
                 len: 0,
                 next_serial: 0,
                 pending: Vec::new(),
+                pending_entries: 0,
+                last_entry: 0,
+                batches: 0,
+                log_len: 0,
                 log: None,
                 stopping: true,
+                hold: None,
             }),
             tick: Condvar::new(),
         })
@@ -424,6 +479,18 @@ impl VStore {
     /// How many records there are.
     pub(crate) fn len(&self) -> usize {
         self.lock().len
+    }
+
+    /// The counters of the store and its log.
+    pub(crate) fn stats(&self) -> PlaceholderLogStats {
+        let st = self.lock();
+        PlaceholderLogStats {
+            records: st.len as u64,
+            pending_entries: st.pending_entries,
+            pending_bytes: st.pending.len() as u64,
+            batches_written: st.batches,
+            log_bytes: st.log_len,
+        }
     }
 
     /// The record at `path`.
@@ -456,7 +523,7 @@ impl VStore {
         let mut st = self.lock();
         st.apply(Entry::Put(path.to_path_buf(), rec));
         if st.append(&body) {
-            st.flush();
+            st.flush(Why::Full);
         }
     }
 
@@ -472,7 +539,7 @@ impl VStore {
         let body = encode_put(path, &rec);
         st.apply(Entry::Put(path.to_path_buf(), rec));
         if st.append(&body) {
-            st.flush();
+            st.flush(Why::Full);
         }
         true
     }
@@ -491,6 +558,8 @@ impl VStore {
             len,
             next_serial,
             pending,
+            pending_entries,
+            last_entry,
             ..
         } = &mut *guard;
         let mut out = Vec::with_capacity(recs.len());
@@ -503,6 +572,8 @@ impl VStore {
             for (name, mut rec) in recs {
                 *next_serial += 1;
                 rec.serial = *next_serial;
+                *last_entry = pending.len();
+                *pending_entries += 1;
                 frame(pending, &encode_put(&dir.join(&*name), &rec));
                 out.push(view(&rec));
                 built.push((name, rec));
@@ -516,6 +587,8 @@ impl VStore {
                     std::collections::btree_map::Entry::Vacant(e) => {
                         *next_serial += 1;
                         rec.serial = *next_serial;
+                        *last_entry = pending.len();
+                        *pending_entries += 1;
                         frame(pending, &encode_put(&dir.join(&**e.key()), &rec));
                         out.push(view(&rec));
                         e.insert(rec);
@@ -528,7 +601,7 @@ impl VStore {
             dirs.remove(dir);
         }
         if guard.pending.len() >= FLUSH_BYTES {
-            guard.flush();
+            guard.flush(Why::Full);
         }
         out
     }
@@ -545,7 +618,7 @@ impl VStore {
         let mut st = self.lock();
         let old = st.remove(path)?;
         st.append(&encode_paths(OP_DEL, &[path]));
-        st.flush();
+        st.flush(Why::Remove);
         Some(old)
     }
 
@@ -558,7 +631,7 @@ impl VStore {
         }
         st.move_tree(from, to);
         st.append(&encode_paths(OP_MOVE_TREE, &[from, to]));
-        st.flush();
+        st.flush(Why::Move);
     }
 
     /// Two directories swapped names (`RENAME_EXCHANGE`).
@@ -570,14 +643,14 @@ impl VStore {
 
     /// Write every pending record now.
     pub(crate) fn sync(&self) {
-        self.lock().flush();
+        self.lock().flush(Why::Sync);
     }
 }
 
 impl Drop for VStore {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        st.flush();
+        st.flush(Why::Sync);
     }
 }
 
@@ -620,7 +693,7 @@ fn flusher(store: Weak<VStore>) {
             .tick
             .wait_timeout(st, FLUSH_INTERVAL)
             .unwrap_or_else(|e| e.into_inner());
-        st.flush();
+        st.flush(Why::Tick);
         drop(st);
         drop(s);
     }
@@ -630,7 +703,7 @@ impl VStore {
     /// Stop the flusher thread (after a last flush).
     pub(crate) fn stop(&self) {
         let mut st = self.lock();
-        st.flush();
+        st.flush(Why::Sync);
         st.stopping = true;
         drop(st);
         self.tick.notify_all();
@@ -736,5 +809,29 @@ mod tests {
         assert_eq!(s.children(Path::new("k")).len(), 1);
         assert!(!s.put_new(Path::new("k/keep"), rec(9)));
         assert_eq!(s.get(Path::new("k/keep")).unwrap().size, 1);
+    }
+
+    #[test]
+    fn counters_follow_appends_and_batches() {
+        let (_d, fd) = hidden();
+        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
+        let opened = s.stats();
+        assert_eq!(opened.log_bytes, LOG_MAGIC.len() as u64);
+        s.put(Path::new("d/one"), rec(1));
+        s.put(Path::new("d/two"), rec(2));
+        let before = s.stats();
+        assert_eq!((before.records, before.pending_entries), (2, 2));
+        assert!(before.pending_bytes > 0);
+        s.sync();
+        let after = s.stats();
+        assert_eq!((after.pending_entries, after.pending_bytes), (0, 0));
+        assert_eq!(after.batches_written, opened.batches_written + 1);
+        assert_eq!(after.log_bytes, opened.log_bytes + before.pending_bytes);
+        let log = rustix::fs::openat(fd.as_fd(), LOG_NAME, OFlags::RDONLY, Mode::empty()).unwrap();
+        assert_eq!(
+            rustix::fs::fstat(&log).unwrap().st_size as u64,
+            after.log_bytes
+        );
+        s.stop();
     }
 }
