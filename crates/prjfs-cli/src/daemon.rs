@@ -571,6 +571,9 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
                 "",
             )]
         }),
+        // An object store serves any byte range cheaply: big objects are
+        // fetched as they are read.
+        ranged_hydration: s3.as_ref().map(S3Provider::ranged_hydration),
         ..Default::default()
     };
     // A daemon that was just killed may hold its socket for a few more

@@ -178,11 +178,12 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
     }
     if v["s3"].is_object() {
         println!(
-            "s3:        {} LIST, {} GET ({} bytes), {} other requests; {} retries, {} failures, {} in flight",
+            "s3:        {} LIST, {} GET ({} bytes), {} other requests; {} throttled, {} retries, {} failures, {} in flight",
             get("s3", "list_requests"),
             get("s3", "get_requests"),
             get("s3", "bytes_fetched"),
             get("s3", "other_requests"),
+            get("s3", "throttled"),
             get("s3", "retries"),
             get("s3", "failures"),
             get("s3", "in_flight")

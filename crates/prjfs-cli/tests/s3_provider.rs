@@ -4,7 +4,8 @@
 //! unicode, directory markers, 5000 small objects and a big one, projected
 //! and compared with a download made through `object_store`; the LIST
 //! requests a 5000-object directory costs; a ranged read in the middle of the
-//! big object; an object overwritten during its hydration; a paused server
+//! big object, and scattered reads then a write of another (ranged
+//! hydration); an object overwritten during its hydration; a paused server
 //! (a killed client cancels its GET) and a stopped one (EIO within the retry
 //! bound, hydrated files still served); `prjfs refresh`.
 
@@ -168,6 +169,13 @@ fn counter(m: &CliMount, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("s3.{name} in status"))
 }
 
+/// No GetFileData is queued, running or pended, and no request awaits its
+/// answer: every fetch started so far has ended, and the counters are final.
+fn settled(m: &CliMount) -> bool {
+    let s = m.status();
+    s["callbacks"]["in_flight"] == 0 && s["callbacks"]["queued"] == 0 && s["s3"]["in_flight"] == 0
+}
+
 /// Wait for `cond`, failing after a minute.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -231,7 +239,9 @@ fn bucket_projection_equals_download() {
         "{lists} LIST requests for {MANY} objects"
     );
 
-    // 1 MiB in the middle of the big object, read by dd.
+    // 1 MiB in the middle of the big object, read by dd: the chunks it
+    // touches are fetched, not the object (ranged hydration). Counted once
+    // every fetch the read started has ended, readahead included.
     let before = counter(&m, "bytes_fetched");
     let mid = BIG / 2 / (1 << 20);
     let piece = tmp.path().join("piece");
@@ -239,9 +249,10 @@ fn bucket_projection_equals_download() {
         .arg(format!("if={}", root.join("big.bin").display()))
         .arg(format!("of={}", piece.display()))
         .args(["bs=1M", &format!("skip={mid}"), "count=1", "status=none"]));
+    wait_for("the fetches of the read to end", || settled(&m));
     let fetched = counter(&m, "bytes_fetched") - before;
     eprintln!(
-        "1 MiB read at {} MiB of {} MiB: {fetched} bytes fetched by the time dd returned ({:.1}x)",
+        "1 MiB read at {} MiB of {} MiB: {fetched} bytes fetched in all ({:.2}x the bytes read)",
         mid,
         BIG >> 20,
         fetched as f64 / (1 << 20) as f64
@@ -250,6 +261,13 @@ fn bucket_projection_equals_download() {
         std::fs::read(&piece).unwrap(),
         &big[mid << 20..(mid + 1) << 20]
     );
+    assert!(
+        fetched <= 2 << 20,
+        "reading 1 MiB fetched {fetched} bytes, more than twice that"
+    );
+    // Partly present is not hydrated.
+    let state = m.state(&root.join("big.bin"));
+    assert!(state.ends_with(": Placeholder (1)"), "{state}");
 
     // The tree and every byte equal a download of the bucket.
     let download_dir = tmp.path().join("download");
@@ -548,5 +566,83 @@ fn watch_interval_then_remount_and_refresh() {
     let (ok, conflicts) = refresh(&root);
     assert!(ok && conflicts.is_empty(), "{conflicts}");
     assert_eq!(std::fs::read(root.join("sub/new.txt")).unwrap(), b"newer\n");
+    m.unmount();
+}
+
+/// Ranged hydration against the real server: scattered reads of a big
+/// object fetch only the chunks they touch (the file stays a placeholder),
+/// a write that keeps the old bytes fetches the rest first, and every byte
+/// of the object is fetched exactly once in all.
+#[test]
+fn scattered_reads_fetch_their_chunks_and_a_write_fetches_the_rest_once() {
+    if !mount_available() || !weed_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(tmp.path());
+    weed.create_bucket(BUCKET);
+    let store = client(&weed);
+    let rt = runtime();
+    const SIZE: usize = 24 << 20;
+    let data = pattern(SIZE, 9);
+    rt.block_on(put_all(
+        &store,
+        vec![("r.bin".to_string(), Bytes::from(data.clone()))],
+    ));
+    let root = tmp.path().join("root");
+    let m = mount(&weed, &root, &[]);
+    let file = root.join("r.bin");
+
+    // Three reads of 64 KiB, far apart.
+    let offsets = [1 << 20, (10 << 20) + 100, 20 << 20];
+    for at in offsets {
+        let piece = tmp.path().join("piece");
+        sh(Command::new("dd")
+            .arg(format!("if={}", file.display()))
+            .arg(format!("of={}", piece.display()))
+            .args([
+                "iflag=skip_bytes,count_bytes",
+                "bs=64K",
+                &format!("skip={at}"),
+                "count=65536",
+                "status=none",
+            ]));
+        assert_eq!(std::fs::read(&piece).unwrap(), &data[at..at + 65536]);
+    }
+    wait_for("the fetches of the reads to end", || settled(&m));
+    let fetched = counter(&m, "bytes_fetched");
+    eprintln!("3 reads of 64 KiB: {fetched} bytes fetched");
+    // Each read's chunks (256 KiB, two where a read crosses a boundary), and
+    // the kernel's own readahead behind it: far from the 24 MiB.
+    assert!(fetched <= 3 << 20, "{fetched} bytes fetched");
+    let state = m.state(&file);
+    assert!(state.ends_with(": Placeholder (1)"), "{state}");
+
+    // A write in place needs the whole file: the missing chunks first.
+    let mut dd = Command::new("dd")
+        .arg(format!("of={}", file.display()))
+        .args([
+            "bs=1",
+            "seek=5000000",
+            "count=1",
+            "conv=notrunc",
+            "status=none",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut dd.stdin.take().unwrap(), b"X").unwrap();
+    assert!(dd.wait().unwrap().success());
+    wait_for("the fetches of the write to end", || settled(&m));
+    assert_eq!(
+        counter(&m, "bytes_fetched"),
+        SIZE as u64,
+        "every byte fetched once"
+    );
+    let state = m.state(&file);
+    assert!(state.ends_with(": Full (8)"), "{state}");
+    let mut expected = data;
+    expected[5_000_000] = b'X';
+    assert!(std::fs::read(&file).unwrap() == expected, "other bytes");
     m.unmount();
 }

@@ -59,6 +59,12 @@ pub struct StartOptions {
     /// client path pays nothing for them. `Some(vec![])`: the default mask
     /// ([`crate::notifications::DEFAULT_MASK`]) everywhere.
     pub notification_mappings: Option<Vec<crate::notifications::NotificationMapping>>,
+    /// Demand-driven hydration of big files (see [`crate::RangedHydration`]):
+    /// for a provider that serves byte ranges cheaply, reads of a file of at
+    /// least `min_file_size` fetch the chunks they touch (and a readahead
+    /// window) instead of the whole file. `None` (the default): every
+    /// hydration is of the whole file.
+    pub ranged_hydration: Option<crate::types::RangedHydration>,
 }
 
 impl Default for StartOptions {
@@ -72,6 +78,7 @@ impl Default for StartOptions {
             passthrough: true,
             cache_listings: false,
             notification_mappings: None,
+            ranged_hydration: None,
         }
     }
 }
@@ -266,6 +273,7 @@ impl VirtualizationInstance {
                 inline_callbacks: pool > concurrent,
                 lazy_enumeration: options.cache_listings,
                 notification_mappings: options.notification_mappings.clone(),
+                ranged_hydration: options.ranged_hydration.map(|r| r.normalized()),
                 ..Default::default()
             },
         );

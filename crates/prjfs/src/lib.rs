@@ -157,7 +157,7 @@ pub use provider::{
     ProviderError,
 };
 pub use types::{
-    Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, UpdateFailure,
-    UpdateFlags, VersionInfo,
+    Collation, DirEntry, FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, RangedHydration,
+    UpdateFailure, UpdateFlags, VersionInfo,
 };
 pub use virtualizer::VirtualizerStats;

@@ -34,7 +34,9 @@
 //! which callbacks" in the repository's `SEMANTICS.md`. In short: lookups of
 //! names not on disk ask [`Provider::get_placeholder_info`], the first read of
 //! a placeholder file (or a change that needs its old bytes) asks
-//! [`Provider::get_file_data`] for the whole file, listings of the root and of
+//! [`Provider::get_file_data`] for the whole file (or, for a provider started
+//! with [`crate::StartOptions::ranged_hydration`], for the chunks a read of a
+//! big file touches), listings of the root and of
 //! placeholder directories run an enumeration session, and a client that gives
 //! up (Ctrl-C, kill) or an instance that stops brings
 //! [`Provider::cancel_command`]. [`Provider::notification`] is invoked only
@@ -282,9 +284,17 @@ pub trait Provider: Send + Sync + 'static {
     /// needs its content: its first `read`, or a change that keeps its old
     /// bytes (the first write through a handle opened for writing without
     /// `O_TRUNC`, a truncation to a non-zero size, a hard link, an `fallocate`
-    /// that keeps bytes). Always for the whole file (offset 0, the placeholder's
+    /// that keeps bytes). For the whole file (offset 0, the placeholder's
     /// size), at its origin path with its VersionInfo in `cb.version`, and at
     /// most one at a time per file: other clients wait for the same command.
+    /// With [`crate::StartOptions::ranged_hydration`], reads of a file of at
+    /// least its `min_file_size` ask instead for runs of whole chunks (the
+    /// last may end at the size): several commands per file may then be in
+    /// flight, for disjoint ranges, each with a `data_stream_id` of its own
+    /// onto the one partly present file, and every range of one placeholder
+    /// must come from the version `cb.version` names (or fail), since they
+    /// are fetched at different times. A change that needs the whole file
+    /// asks for every run still missing.
     /// Hydrated and full files are read from disk and never reach the provider.
     fn get_file_data(&self, cb: &CallbackData, byte_offset: u64, length: u64) -> CallbackResult;
 

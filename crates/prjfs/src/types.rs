@@ -233,3 +233,57 @@ impl std::fmt::Display for UpdateFailure {
         f.write_str(&self.names().join("|"))
     }
 }
+
+/// Demand-driven (ranged) hydration, for providers that serve any byte range
+/// of a file cheaply (an object store's ranged GET): a big placeholder file
+/// is fetched in aligned chunks as clients read them, plus a readahead window
+/// that grows on sequential reads, instead of whole at its first read
+/// ([`crate::StartOptions::ranged_hydration`]). Present chunks are answered
+/// from a partial file; when every chunk is present the file is hydrated
+/// exactly as a whole-file hydration leaves it. A provider that opts in must
+/// serve every range of one placeholder from the version its ContentId names
+/// (or fail), since chunks are fetched at different times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangedHydration {
+    /// Chunk size in bytes (a power of two, at least 4 KiB): the unit
+    /// fetched, tracked and answered. A read waits for every chunk it touches.
+    pub chunk_size: u64,
+    /// Files smaller than this are hydrated whole at their first read.
+    pub min_file_size: u64,
+    /// How many bytes a run of sequential reads covers before chunks beyond
+    /// them are fetched ahead: a lone read of up to this much (with the
+    /// kernel's own readahead behind it) fetches only the chunks it touches.
+    pub readahead_after: u64,
+    /// Largest readahead window, in bytes: how far beyond a sequential read
+    /// chunks are fetched before a client asks for them. The window is twice
+    /// what the run has read beyond `readahead_after`, up to this.
+    pub max_readahead: u64,
+}
+
+impl Default for RangedHydration {
+    /// 256 KiB chunks, for files of 8 MiB and more, readahead after 2 MiB
+    /// read in sequence, up to 32 MiB. The chunk is small because the kernel
+    /// reads 128 KiB ahead of a read on its own: a lone 1 MiB read then
+    /// fetches 1.25 MiB (with 1 MiB chunks it would fetch 2 MiB).
+    fn default() -> Self {
+        Self {
+            chunk_size: 256 << 10,
+            min_file_size: 8 << 20,
+            readahead_after: 2 << 20,
+            max_readahead: 32 << 20,
+        }
+    }
+}
+
+impl RangedHydration {
+    /// These settings with the chunk size rounded up to a power of two of at
+    /// least 4 KiB and the readahead to at least one chunk.
+    pub fn normalized(self) -> Self {
+        let chunk_size = self.chunk_size.max(4096).next_power_of_two();
+        Self {
+            chunk_size,
+            max_readahead: self.max_readahead.max(chunk_size),
+            ..self
+        }
+    }
+}

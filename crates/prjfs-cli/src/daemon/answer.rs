@@ -93,6 +93,7 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                         "retries": c.retries,
                         "failures": c.failures,
                         "in_flight": c.in_flight,
+                        "throttled": c.throttled,
                     })
                 }),
                 "log": log,

@@ -45,7 +45,7 @@ use object_store::ObjectStore;
 use prjfs::{
     AsyncAdapter, AsyncProvider, CallbackData, DirEntry, DirEntryBuffer, EnumerationId,
     Enumerations, FileBasicInfo, FileDataWriter, FileKind, Placeholder, PlaceholderInfo, Provider,
-    ProviderError, VersionInfo,
+    ProviderError, RangedHydration, VersionInfo,
 };
 
 use listing::{Dir, Entry, Listings};
@@ -144,6 +144,15 @@ impl S3Provider {
     /// The options given.
     pub fn options(&self) -> &S3Options {
         &self.inner.options
+    }
+
+    /// The demand-driven hydration this provider is made for (its
+    /// opt-in, [`prjfs::StartOptions::ranged_hydration`]): every range is
+    /// served by ranged GETs of the listed version (`If-Match`), so a big
+    /// object is fetched in 1 MiB chunks as it is read, with a readahead
+    /// of up to 32 MiB for sequential reads, instead of whole.
+    pub fn ranged_hydration(&self) -> RangedHydration {
+        RangedHydration::default()
     }
 
     /// The requests made so far.

@@ -6,11 +6,14 @@
 //! * Every request the provider makes passes through [`CountingService`], so
 //!   the counters are the requests the server saw (retries included), not the
 //!   calls the provider meant to make.
-//! * `object_store`'s own retries are off: [`super::retry`] is the one place
-//!   that retries, with one bound for a whole operation.
+//! * `object_store`'s own retries are off: [`Backoff`] is the one place
+//!   that retries, with one bound for a whole operation. `object_store`
+//!   (0.12) neither reads `Retry-After` nor passes an answer's headers on
+//!   in its errors, so [`CountingService`] notes the wait a throttling
+//!   answer asks for and [`Backoff`] honours it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -96,6 +99,11 @@ pub struct S3Counters {
     /// Requests sent whose response headers have not arrived (a cancelled
     /// command drops its request, which leaves this count).
     pub in_flight: AtomicU64,
+    /// Answers that asked the client to slow down (503 SlowDown, 429).
+    pub throttled: AtomicU64,
+    /// The latest instant a throttling answer's `Retry-After` asked the
+    /// client to wait until: no retry is made before it.
+    retry_after: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A snapshot of [`S3Counters`].
@@ -115,6 +123,8 @@ pub struct S3Counts {
     pub failures: u64,
     /// Requests awaiting their response headers.
     pub in_flight: u64,
+    /// Throttling answers (503, 429).
+    pub throttled: u64,
 }
 
 impl S3Counters {
@@ -129,8 +139,37 @@ impl S3Counters {
             retries: get(&self.retries),
             failures: get(&self.failures),
             in_flight: get(&self.in_flight),
+            throttled: get(&self.throttled),
         }
     }
+
+    /// The server asked for no request before `wait` from now (a
+    /// throttling answer's `Retry-After`).
+    pub fn note_retry_after(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut slot = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none_or(|t| t < until) {
+            *slot = Some(until);
+        }
+    }
+
+    /// How long from now the server asked the client to wait, if it did.
+    fn retry_after(&self) -> Option<Duration> {
+        let slot = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        slot.and_then(|t| t.checked_duration_since(tokio::time::Instant::now()))
+    }
+}
+
+/// The wait a throttling answer asks for: `Retry-After` in seconds. An
+/// HTTP date (which S3-compatible servers do not send) is not read; the
+/// backoff alone then spaces the retries.
+fn retry_after(response: &HttpResponse) -> Option<Duration> {
+    parse_retry_after(response.headers().get("retry-after")?.to_str().ok()?)
+}
+
+/// A `Retry-After` value in seconds.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Counts each request by kind, then hands it to the real client.
@@ -155,8 +194,21 @@ impl HttpService for CountingService {
             &self.counters.other_requests
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let _pending = InFlight::enter(&self.counters);
-        self.inner.execute(req).await
+        let pending = InFlight::enter(&self.counters);
+        let response = self.inner.execute(req).await;
+        drop(pending);
+        if let Ok(r) = &response {
+            let status = r.status().as_u16();
+            if status == 503 || status == 429 {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                // object_store hides the answer's headers from its error:
+                // the one place that sees them keeps what it asked for.
+                if let Some(wait) = retry_after(r) {
+                    self.counters.note_retry_after(wait);
+                }
+            }
+        }
+        response
     }
 }
 
@@ -257,8 +309,11 @@ pub fn transient(e: &object_store::Error) -> bool {
     )
 }
 
-/// Backoff for one operation: 100 ms doubling to 2 s, until `bound` has passed
-/// since the operation began.
+/// Backoff for one operation: 100 ms doubling to 2 s, or longer when the
+/// server's latest throttling answer asked for a longer wait
+/// (`Retry-After`), until `bound` has passed since the operation began: a
+/// retry is never made sooner than the server asked, so a wait the bound
+/// cannot hold ends the operation instead.
 pub struct Backoff {
     deadline: tokio::time::Instant,
     next: Duration,
@@ -277,10 +332,13 @@ impl Backoff {
     /// leaves no room for one.
     pub async fn wait(&mut self, counters: &S3Counters) -> bool {
         let now = tokio::time::Instant::now();
-        if now + self.next > self.deadline {
+        let wait = counters
+            .retry_after()
+            .map_or(self.next, |asked| asked.max(self.next));
+        if now + wait > self.deadline {
             return false;
         }
-        tokio::time::sleep(self.next).await;
+        tokio::time::sleep(wait).await;
         self.next = (self.next * 2).min(Duration::from_secs(2));
         counters.retries.fetch_add(1, Ordering::Relaxed);
         true

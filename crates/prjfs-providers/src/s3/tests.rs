@@ -108,3 +108,31 @@ async fn backoff_stops_within_the_bound() {
     assert!(start.elapsed() <= Duration::from_secs(3));
     assert_eq!(counters.snapshot().retries, 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn backoff_waits_as_long_as_the_server_asked() {
+    use super::store::{Backoff, S3Counters};
+    let counters = S3Counters::default();
+    let start = tokio::time::Instant::now();
+    let mut b = Backoff::new(Duration::from_secs(3));
+    // A throttling answer asked for 2 s: the first retry waits that long,
+    // not 100 ms.
+    counters.note_retry_after(Duration::from_secs(2));
+    assert!(b.wait(&counters).await);
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    // A wait the bound cannot hold ends the operation at once.
+    counters.note_retry_after(Duration::from_secs(5));
+    let before = tokio::time::Instant::now();
+    assert!(!b.wait(&counters).await);
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    assert_eq!(counters.snapshot().retries, 1);
+}
+
+#[test]
+fn retry_after_is_read_in_seconds() {
+    use super::store::parse_retry_after;
+    assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+    assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+    assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    assert_eq!(parse_retry_after("-1"), None);
+}

@@ -6,8 +6,8 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
@@ -36,8 +36,13 @@ pub struct Hydration {
     tmp: Arc<OwnedFd>,
     /// Written ranges `[start, end)`: sorted, disjoint and non-adjacent.
     ranges: Mutex<Vec<(u64, u64)>>,
+    /// True once the hydration is finishing or finished: writes are refused.
+    /// Writes hold it shared for their whole duration and finishing holds it
+    /// exclusively, so a write either lands before the file is checked and
+    /// put in place, or is refused; never into a file already in place.
+    sealed: RwLock<bool>,
     /// Set once the temp file has been renamed into place.
-    placed: bool,
+    placed: AtomicBool,
     /// `(st_dev, st_ino)` of the placeholder: the content belongs to that item,
     /// wherever it has been renamed to by the time the hydration finishes.
     /// For a placeholder kept as a record: `(0, serial)` of the record.
@@ -61,6 +66,10 @@ impl Hydration {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| LayerError::InvalidArgument("write beyond the largest offset".into()))?;
+        let sealed = self.sealed.read().unwrap_or_else(|e| e.into_inner());
+        if *sealed {
+            return Err(self.sealed_error());
+        }
         self.file
             .write_all_at(data, offset)
             .map_err(|e| LayerError::Io {
@@ -74,7 +83,16 @@ impl Hydration {
         // data that a failed write did not deliver.
         let mut ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
         insert_range(&mut ranges, offset, end);
+        drop(ranges);
+        drop(sealed);
         Ok(())
+    }
+
+    fn sealed_error(&self) -> LayerError {
+        LayerError::InvalidState {
+            path: Path::new(".prjfs/tmp").to_path_buf(),
+            reason: "the hydration is finished: no more data is taken".into(),
+        }
     }
 
     /// Copy up to `len` bytes from `src` at `src_offset` into the content at
@@ -103,6 +121,10 @@ impl Hydration {
             )),
             source: e,
         };
+        let sealed = self.sealed.read().unwrap_or_else(|e| e.into_inner());
+        if *sealed {
+            return Err(self.sealed_error());
+        }
         let mut copied = 0u64;
         let mut kernel_copy = true;
         while copied < len {
@@ -151,6 +173,7 @@ impl Hydration {
             insert_range(&mut ranges, offset + copied - n as u64, offset + copied);
         }
         debug_assert!(offset + copied <= end);
+        drop(sealed);
         Ok(copied)
     }
 
@@ -192,7 +215,7 @@ impl Hydration {
 
 impl Drop for Hydration {
     fn drop(&mut self) {
-        if !self.placed {
+        if !self.placed.load(Ordering::SeqCst) {
             let _ = rustix::fs::unlinkat(&*self.tmp, &self.name, AtFlags::empty());
         }
     }
@@ -227,6 +250,12 @@ fn needs_hydration(st_mode: u32, rec: &Option<Record>) -> bool {
 }
 
 impl Layer {
+    /// A fresh stream id, never equal to a [`Hydration::stream_id`] of this
+    /// layer: for another stream onto one hydration.
+    pub fn new_stream_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Start hydrating the placeholder file at `rel`: a fresh temp file receives the
     /// content. Fails unless `rel` is a placeholder file that is not hydrated.
     pub fn begin_hydration(&self, rel: &Path) -> Result<Hydration> {
@@ -275,7 +304,8 @@ impl Layer {
             name,
             tmp: Arc::clone(&self.tmp),
             ranges: Mutex::new(Vec::new()),
-            placed: false,
+            sealed: RwLock::new(false),
+            placed: AtomicBool::new(false),
             item,
             origin,
         })
@@ -292,7 +322,16 @@ impl Layer {
     /// file is garbage for the next [`Layer::open`]; the rename replaces it with the
     /// complete file in one step.
     pub fn finish_hydration(&self, h: Hydration, rel: &Path) -> Result<()> {
-        let mut h = h;
+        self.finish_shared_hydration(&h, rel)
+    }
+
+    /// [`Layer::finish_hydration`] of a hydration others may still hold (a
+    /// partly present file whose GetFileData commands shared it): writes
+    /// still running end first, later ones are refused. A hydration that
+    /// fails to finish takes no more data.
+    pub fn finish_shared_hydration(&self, h: &Hydration, rel: &Path) -> Result<()> {
+        let mut sealed = h.sealed.write().unwrap_or_else(|e| e.into_inner());
+        *sealed = true;
         let comps = path::components(rel)?;
         let _guard = self.lock();
         let loc = self.locate_existing_parent(rel, &comps)?;
@@ -367,7 +406,7 @@ impl Layer {
         .map_err(|e| LayerError::io("set attributes", rel, e))?;
         rustix::fs::renameat(&*self.tmp, &h.name, dir, &loc.name)
             .map_err(|e| LayerError::io("renameat", rel, e))?;
-        h.placed = true;
+        h.placed.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -379,7 +418,7 @@ impl Layer {
     /// record goes. One new inode per hydrated file.
     fn finish_virtual(
         &self,
-        mut h: Hydration,
+        h: &Hydration,
         rel: &Path,
         loc: &super::path::Loc,
         vrec: super::vstore::VRec,
@@ -425,7 +464,7 @@ impl Layer {
             rustix::fs::RenameFlags::NOREPLACE,
         )
         .map_err(|e| LayerError::io("renameat", rel, e))?;
-        h.placed = true;
+        h.placed.store(true, Ordering::SeqCst);
         self.vstore.remove(rel);
         Ok(())
     }

@@ -23,6 +23,11 @@
 //!   fetch of their own. Requests the kernel sends in the background (readahead)
 //!   are never interrupted, so waiting for every waiter to give up could keep a
 //!   signalled client waiting on a slow provider.
+//!
+//! With [`crate::RangedHydration`] on, a read of a big file makes a *ranged*
+//! fetch instead ([`super::ranged`]): the same table entry, waiters and temp
+//! file, but several GetFileData commands for chunks, and an entry that stays
+//! while the file is partly present.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,35 +55,37 @@ pub(crate) enum Wake {
     Interrupted,
 }
 
-type WakeFn = Box<dyn FnOnce(Wake) + Send>;
+pub(super) type WakeFn = Box<dyn FnOnce(Wake) + Send>;
 
 /// How a fetch ended.
 #[derive(Clone, Copy, Debug)]
-enum End {
+pub(super) enum End {
     Done,
     Failed(Errno),
     Retry,
 }
 
-struct Waiter {
-    id: u64,
+pub(super) struct Waiter {
+    pub(super) id: u64,
     /// `[start, end)` to wait for; `None`: the end of the fetch.
-    range: Option<(u64, u64)>,
-    wake: WakeFn,
+    pub(super) range: Option<(u64, u64)>,
+    pub(super) wake: WakeFn,
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Arrived ranges: sorted, disjoint and non-adjacent.
-    ranges: Vec<(u64, u64)>,
-    waiters: Vec<Waiter>,
-    next_waiter: u64,
-    end: Option<End>,
+    pub(super) ranges: Vec<(u64, u64)>,
+    pub(super) waiters: Vec<Waiter>,
+    pub(super) next_waiter: u64,
+    pub(super) end: Option<End>,
+    /// A ranged fetch's commands and readahead ([`super::ranged`]).
+    pub(super) ranged: super::ranged::RangedState,
 }
 
 impl State {
-    fn covers(&self, start: u64, end: u64) -> bool {
-        start >= end || self.ranges.iter().any(|&(s, e)| s <= start && end <= e)
+    pub(super) fn covers(&self, start: u64, end: u64) -> bool {
+        super::ranged::covers(&self.ranges, start, end)
     }
 }
 
@@ -90,10 +97,14 @@ pub(crate) const STREAM_MIN: u64 = 1 << 20;
 pub(crate) struct Fetch {
     /// Reads are answered as their range arrives (files over [`STREAM_MIN`]).
     streams: bool,
-    /// The command running GetFileData (0 until invoked).
+    /// The command running GetFileData (0 until invoked); unused by a ranged
+    /// fetch, whose commands are in its state.
     command: AtomicU64,
-    reader: Arc<File>,
+    pub(super) reader: Arc<File>,
     state: Mutex<State>,
+    /// A ranged fetch: what its commands need. `None`: one GetFileData of
+    /// the whole file.
+    pub(super) ranged: Option<super::ranged::Partial>,
 }
 
 /// What starting a new fetch needs.
@@ -115,7 +126,7 @@ pub(crate) struct Stream {
 }
 
 impl Fetch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -143,7 +154,7 @@ impl Fetch {
     }
 
     /// The fetch ended: wake every waiter.
-    fn finish(&self, end: End) {
+    pub(super) fn finish(&self, end: End) {
         let waiters = {
             let mut s = self.lock();
             s.end = Some(end);
@@ -155,7 +166,7 @@ impl Fetch {
     }
 }
 
-fn wake_of(end: End) -> Wake {
+pub(super) fn wake_of(end: End) -> Wake {
     match end {
         End::Done => Wake::Done,
         End::Failed(e) => Wake::Failed(e),
@@ -179,11 +190,14 @@ impl Inner {
         range: Option<(u64, u64)>,
         wake: WakeFn,
     ) {
-        let (fetch, start) = match self.fetch_of(ctx, node, path, item, fh) {
+        let (fetch, start) = match self.fetch_of(ctx, node, path, item, fh, range) {
             Ok(Some(f)) => f,
             Ok(None) => return wake(Wake::Done),
             Err(e) => return wake(Wake::Failed(e)),
         };
+        if fetch.ranged.is_some() {
+            return self.wait_ranged(ctx, node, &fetch, fh, range, wake);
+        }
         let id = {
             let mut s = fetch.lock();
             if let Some(end) = s.end {
@@ -230,7 +244,8 @@ impl Inner {
     }
 
     /// The running fetch of `node`, or a new one with what starting it needs;
-    /// `None` when the item needs nothing fetched (any more).
+    /// `None` when the item needs nothing fetched (any more). A new fetch for
+    /// a read (`range`) of a big file is ranged when the instance says so.
     fn fetch_of(
         self: &Arc<Self>,
         ctx: &RequestCtx,
@@ -238,9 +253,17 @@ impl Inner {
         path: &Path,
         item: &Item,
         fh: u64,
+        range: Option<(u64, u64)>,
     ) -> Result<Option<Joined>, Errno> {
         let mut fetching = self.fetching.lock().expect("fetching lock");
         if let Some(f) = fetching.get(&node) {
+            // A partly present file outlives the requests that made it: it
+            // serves only while the item is still a placeholder needing data
+            // (an O_TRUNC open, say, made it full and local since).
+            if f.ranged.is_some() && self.item(path).is_ok_and(|i| !needs_data(&i)) {
+                fetching.remove(&node);
+                return Ok(None);
+            }
             return Ok(Some((f.clone(), None)));
         }
         // Under the lock: a fetch that ended since `item` was read has put the
@@ -272,14 +295,37 @@ impl Inner {
             }
         };
         let reader = hydration.reader().map_err(|e| e.errno())?;
+        // The provider finds content by the path the placeholder was created at.
+        let origin = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
+        let ranged = self
+            .options
+            .ranged_hydration
+            .filter(|r| range.is_some() && item.attr.size >= r.min_file_size.max(1))
+            .map(|config| super::ranged::Partial {
+                config,
+                size: item.attr.size,
+                hydration: hydration.clone(),
+                origin: origin.clone(),
+                version: item.version.clone(),
+                last_use: std::sync::atomic::AtomicU64::new(0),
+            });
+        if ranged.is_some() {
+            super::ranged::evict_partials(&mut fetching);
+        }
         let fetch = Arc::new(Fetch {
-            streams: item.attr.size > STREAM_MIN,
+            streams: ranged.is_some() || item.attr.size > STREAM_MIN,
             command: AtomicU64::new(0),
             reader: Arc::new(reader),
             state: Mutex::new(State::default()),
+            ranged,
         });
         fetching.insert(node, fetch.clone());
         drop(fetching);
+        if fetch.ranged.is_some() {
+            // Its commands start with the requests that need chunks, each
+            // with a stream of its own onto the temp file.
+            return Ok(Some((fetch, None)));
+        }
         let stream_id = hydration.stream_id();
         self.streams.lock().expect("streams lock").insert(
             stream_id,
@@ -288,8 +334,6 @@ impl Inner {
                 fetch: fetch.clone(),
             },
         );
-        // The provider finds content by the path the placeholder was created at.
-        let origin = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
         let mut data = self.callback_data(ctx, origin);
         data.file_id = fh;
         data.data_stream_id = stream_id;

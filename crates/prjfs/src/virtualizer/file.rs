@@ -422,7 +422,19 @@ impl Inner {
                 return Err(libc::EIO);
             }
         };
-        match self.layer.finish_hydration(h, path) {
+        let r = self.layer.finish_hydration(h, path);
+        self.hydration_result(r, path, length)
+    }
+
+    /// What finishing the hydration of `path` (`length` bytes) with result `r`
+    /// means for the requests waiting for it.
+    pub(super) fn hydration_result(
+        &self,
+        r: Result<(), LayerError>,
+        path: &Path,
+        length: u64,
+    ) -> Result<(), Errno> {
+        match r {
             Ok(()) => Ok(()),
             Err(LayerError::IncompleteData { .. }) => {
                 tracing::error!(

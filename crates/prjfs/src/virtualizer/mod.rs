@@ -14,6 +14,7 @@ mod file;
 mod lookup;
 pub mod nodes;
 mod notify;
+mod ranged;
 mod update;
 mod write;
 
@@ -81,6 +82,8 @@ pub struct VirtualizerOptions {
     /// Notification mappings (`StartOptions::notification_mappings`): `None`
     /// raises no notification at all.
     pub notification_mappings: Option<Vec<crate::notifications::NotificationMapping>>,
+    /// Demand-driven hydration of big files ([`ranged`]); `None`: whole files.
+    pub ranged_hydration: Option<crate::types::RangedHydration>,
 }
 
 impl Default for VirtualizerOptions {
@@ -93,6 +96,7 @@ impl Default for VirtualizerOptions {
             inline_callbacks: false,
             lazy_enumeration: false,
             notification_mappings: None,
+            ranged_hydration: None,
         }
     }
 }
@@ -293,6 +297,9 @@ impl Virtualizer {
     /// The kernel dropped `n` lookups of `node`.
     pub fn forget(&self, node: u64, n: u64) {
         self.inner.nodes.forget(node, n);
+        if self.inner.options.ranged_hydration.is_some() && self.inner.nodes.path(node).is_none() {
+            self.inner.forget_partial(node);
+        }
     }
 
     /// Metadata of a node.
