@@ -19,9 +19,11 @@
 //!   listing has the names a listing now would have and attributes at most
 //!   `MAX_AGE` old; the git provider's is the projected commit, which fixes
 //!   the whole listing.)
-//! * At most [`MAX_READY`] listings and [`MAX_QUEUED`] requests are held;
-//!   further requests are dropped (reading ahead is only ever an
-//!   optimisation).
+//! * At most [`MAX_READY`] listings and [`MAX_QUEUED`] requests are held
+//!   (the daemon's memory per path is a budget): while the ready set is full
+//!   the thread waits for a client to take one, and after a second unused the
+//!   oldest is dropped; further requests are dropped (reading ahead is only
+//!   ever an optimisation).
 //! * The thread ends when the owner calls [`ReadAhead::stop`] (its provider is
 //!   dropped); it holds the lister, which must not own the provider (a `Weak`).
 
@@ -46,7 +48,7 @@ pub trait Lister: Send + Sync + 'static {
     fn list(&self, rel: &Path) -> Result<(Self::Stamp, Vec<DirEntry>), ProviderError>;
 }
 /// Listings held ready at most.
-const MAX_READY: usize = 64;
+const MAX_READY: usize = 2;
 /// Directories waiting to be read at most.
 const MAX_QUEUED: usize = 256;
 /// Subdirectories of one listing that are read ahead at most.
@@ -125,6 +127,10 @@ impl<L: Lister> ReadAhead<L> {
     /// is fresh, else read now. Either way its subdirectories are then queued.
     pub fn list(self: &Arc<Self>, rel: &Path) -> Result<Vec<DirEntry>, ProviderError> {
         let held = self.lock().ready.remove(rel);
+        if held.is_some() {
+            // A slot is free: the thread may read the next one.
+            self.wake.notify_one();
+        }
         let current = match held {
             Some(r) if r.young::<L>() && self.lister.stamp(rel)? == r.stamp => Some(r.entries),
             Some(_) => {
@@ -192,6 +198,28 @@ impl<L: Lister> ReadAhead<L> {
                     if st.stopped {
                         return;
                     }
+                    st.ready.retain(|_, r| r.young::<L>());
+                    if st.ready.len() >= MAX_READY && !st.queue.is_empty() {
+                        // Full: wait for a client to take one (a walk takes
+                        // them in the order they were read); after a second
+                        // unused, the oldest goes.
+                        let (guard, waited) = self
+                            .wake
+                            .wait_timeout(st, Duration::from_secs(1))
+                            .unwrap_or_else(|e| e.into_inner());
+                        st = guard;
+                        if waited.timed_out() && st.ready.len() >= MAX_READY {
+                            let oldest = st
+                                .ready
+                                .iter()
+                                .min_by_key(|(_, r)| r.taken)
+                                .map(|(p, _)| p.clone());
+                            if let Some(p) = oldest {
+                                st.ready.remove(&p);
+                            }
+                        }
+                        continue;
+                    }
                     if let Some(p) = st.queue.pop_front() {
                         break p;
                     }
@@ -202,11 +230,8 @@ impl<L: Lister> ReadAhead<L> {
             let mut st = self.lock();
             st.pending.remove(&path);
             if let Some(ready) = listed {
-                st.ready.retain(|_, r| r.young::<L>());
-                if st.ready.len() < MAX_READY {
-                    self.counters.read.fetch_add(1, Ordering::Relaxed);
-                    st.ready.insert(path, ready);
-                }
+                self.counters.read.fetch_add(1, Ordering::Relaxed);
+                st.ready.insert(path, ready);
             }
         }
     }
