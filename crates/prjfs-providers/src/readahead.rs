@@ -22,8 +22,11 @@
 //! * At most [`MAX_READY`] listings and [`MAX_QUEUED`] requests are held
 //!   (the daemon's memory per path is a budget): while the ready set is full
 //!   the thread waits for a client to take one, and after a second unused the
-//!   oldest is dropped; further requests are dropped (reading ahead is only
-//!   ever an optimisation).
+//!   oldest is dropped; requests past [`MAX_QUEUED`] are dropped, the oldest
+//!   first (reading ahead is only ever an optimisation).
+//! * A listing's subdirectories go to the front of the queue in their order,
+//!   so the thread reads what a depth-first walk (`find`, `os.walk`) enters
+//!   next.
 //! * The thread ends when the owner calls [`ReadAhead::stop`] (its provider is
 //!   dropped); it holds the lister, which must not own the provider (a `Weak`).
 
@@ -47,12 +50,11 @@ pub trait Lister: Send + Sync + 'static {
     /// The listing of `rel`, with the stamp taken before it was read.
     fn list(&self, rel: &Path) -> Result<(Self::Stamp, Vec<DirEntry>), ProviderError>;
 }
+
 /// Listings held ready at most.
 const MAX_READY: usize = 2;
 /// Directories waiting to be read at most.
-const MAX_QUEUED: usize = 256;
-/// Subdirectories of one listing that are read ahead at most.
-const PER_LISTING: usize = 64;
+const MAX_QUEUED: usize = 4096;
 
 struct Ready<S> {
     taken: Instant,
@@ -155,23 +157,31 @@ impl<L: Lister> ReadAhead<L> {
         if st.stopped {
             return;
         }
-        let before = st.queue.len();
+        // The children go to the front, in their order: a walk descends into
+        // the first child of the directory it listed last (depth first), so
+        // what was queued for directories listed earlier waits behind.
+        let mut fresh = Vec::new();
         for e in entries
             .iter()
             .filter(|e| e.basic.kind == FileKind::Directory)
-            .take(PER_LISTING)
+            .take(MAX_QUEUED)
         {
-            if st.queue.len() >= MAX_QUEUED {
-                break;
-            }
             let path = rel.join(&e.name);
             if st.ready.contains_key(&path) || !st.pending.insert(path.clone()) {
                 continue;
             }
-            st.queue.push_back(path);
+            fresh.push(path);
         }
-        if st.queue.len() == before {
+        if fresh.is_empty() {
             return;
+        }
+        for path in fresh.into_iter().rev() {
+            st.queue.push_front(path);
+        }
+        while st.queue.len() > MAX_QUEUED {
+            if let Some(dropped) = st.queue.pop_back() {
+                st.pending.remove(&dropped);
+            }
         }
         if !st.started {
             st.started = true;
