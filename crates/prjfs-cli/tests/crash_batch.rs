@@ -87,10 +87,13 @@ use prjfs_testkit::{mount_available, CliMount};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/crash_probe.rs"]
+mod crash_probe;
+use crash_probe::{category, env_num, is_local, kill, state_xattr, wait_gone};
+
 const BIN: &str = env!("CARGO_BIN_EXE_prjfs");
 /// The daemon's test-only hold of the log writer (a FIFO's path).
 const HOLD_ENV: &str = "PRJFS_TEST_HOLD_BATCH";
-const STATE_XATTR: &str = "user.prjfs.state";
 /// What the daemon logs when the placeholder log ends in a torn entry.
 const TORN_WARNING: &str = "ends in a torn or corrupt entry";
 /// Files of the large directory `big`.
@@ -837,36 +840,6 @@ impl Seen {
     }
 }
 
-fn state_xattr(p: &Path) -> Result<u32, String> {
-    let c = CString::new(p.as_os_str().as_bytes()).expect("no NUL in paths");
-    let name = CString::new(STATE_XATTR).expect("no NUL");
-    let mut buf = [0u8; 256];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!("getxattr {STATE_XATTR} {}: {e}", p.display()));
-    }
-    let text = String::from_utf8_lossy(&buf[..n as usize]).to_string();
-    text.split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{STATE_XATTR} of {}: {text:?}", p.display()))
-}
-
-/// Whether a file in `state` holds its content on disk: anything but a
-/// placeholder that is not hydrated.
-fn is_local(state: u32) -> bool {
-    state & 1 == 0 || state & (2 | 8) != 0
-}
-
 /// Walk the whole mount; `read(rel, state)` says which files to read.
 fn observe(
     root: &Path,
@@ -963,20 +936,6 @@ fn differences(seen: &BTreeMap<PathBuf, Seen>, want: &Tree) -> Vec<String> {
         }
     }
     out
-}
-
-fn category(state: u32) -> &'static str {
-    if state & 16 != 0 {
-        "tombstone"
-    } else if state & 8 != 0 {
-        "full"
-    } else if state & 4 != 0 {
-        "dirty"
-    } else if state & 2 != 0 {
-        "hydrated"
-    } else {
-        "placeholder"
-    }
 }
 
 /// The state counts of `prjfs status` equal those of the visible items.
@@ -1130,37 +1089,6 @@ impl Chain<'_> {
             .collect();
         v.sort();
         v
-    }
-}
-
-fn kill(pid: u32) {
-    // SAFETY: kill(2) of the daemon pid `prjfs status --json` reported for our
-    // own mount.
-    let r = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(r, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
-}
-
-/// Wait until process `pid` is gone, or a zombie whose threads are all gone
-/// (only the last thread closes the fds: /dev/fuse, the log).
-fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-        let state = stat
-            .as_deref()
-            .and_then(|s| s.rsplit(')').next())
-            .and_then(|r| r.split_whitespace().next());
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
-        match state {
-            None => return,
-            Some("Z") if threads <= 1 => return,
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "daemon {pid} still running 10 s after SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -1545,15 +1473,6 @@ fn run_chain(dir: &Path, source: &Path, initial: &Tree, seed: u64, n: usize, sta
     // Long runs (PRJFS_BATCH_ITERS) keep one root at a time on disk.
     drop(chain);
     std::fs::remove_dir_all(&root).expect("remove the chain's root");
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(s) => s
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={s:?} is not a number")),
-        Err(_) => default,
-    }
 }
 
 /// SIGKILL the daemon while placeholder records wait for their batch, and

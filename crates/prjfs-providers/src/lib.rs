@@ -14,6 +14,7 @@
 //!   [`prjfs::testing`].
 #![deny(missing_docs)]
 
+mod applied;
 pub mod archive;
 pub mod dir;
 pub mod git;

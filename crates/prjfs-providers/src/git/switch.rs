@@ -100,18 +100,11 @@ impl GitProvider {
 }
 
 fn note(path: &Path, result: Result<(), InstanceError>, report: &mut SwitchReport) {
-    match result {
-        Ok(()) => report.applied += 1,
-        Err(InstanceError::UpdateFailed(_)) => {
-            if !report.conflicts.iter().any(|c| c == path) {
-                report.conflicts.push(path.to_path_buf());
-            }
-        }
-        // Kept because of conflicts below it, which are reported.
-        Err(InstanceError::DirectoryNotEmpty(_)) => {}
-        Err(e) => {
-            tracing::warn!("switch: {}: {e}", path.display());
-            report.conflicts.push(path.to_path_buf());
-        }
-    }
+    crate::applied::note(
+        "switch",
+        path,
+        result,
+        &mut report.applied,
+        &mut report.conflicts,
+    );
 }

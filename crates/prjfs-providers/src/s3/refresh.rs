@@ -172,18 +172,11 @@ fn delete_below(instance: &InstanceHandle, dir: &Path, report: &mut RefreshRepor
 }
 
 fn note(path: &Path, result: Result<(), InstanceError>, report: &mut RefreshReport) {
-    match result {
-        Ok(()) => report.applied += 1,
-        Err(InstanceError::UpdateFailed(_)) => {
-            if !report.conflicts.iter().any(|c| c == path) {
-                report.conflicts.push(path.to_path_buf());
-            }
-        }
-        // Kept because of conflicts below it, which are reported.
-        Err(InstanceError::DirectoryNotEmpty(_)) => {}
-        Err(e) => {
-            tracing::warn!("s3 refresh: {}: {e}", path.display());
-            report.conflicts.push(path.to_path_buf());
-        }
-    }
+    crate::applied::note(
+        "s3 refresh",
+        path,
+        result,
+        &mut report.applied,
+        &mut report.conflicts,
+    );
 }
