@@ -679,13 +679,15 @@ impl Inner {
             };
             let result =
                 std::panic::catch_unwind(AssertUnwindSafe(|| call(&*inner.provider, &data)));
+            // The provider call is over: the continuation may start the next
+            // callback in this job's slot (crate::scheduler::lend_slot).
             match result {
                 Ok(Ok(Outcome::Pending)) => inner.commands.mark_pending(id),
                 Ok(Ok(Outcome::Done)) => {
-                    inner.commands.finish(id, Ok(()), None);
+                    crate::scheduler::lend_slot(|| inner.commands.finish(id, Ok(()), None));
                 }
                 Ok(Err(e)) => {
-                    inner.commands.finish(id, Err(e), None);
+                    crate::scheduler::lend_slot(|| inner.commands.finish(id, Err(e), None));
                 }
                 Err(panic) => {
                     let msg = panic
