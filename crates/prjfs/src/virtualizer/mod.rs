@@ -295,6 +295,18 @@ impl Virtualizer {
         self.inner.nodes.lookup_shared(parent, &item.name)
     }
 
+    /// [`Virtualizer::count_listed`] of each of `items` (entries of one
+    /// listing of `parent`), at once.
+    pub fn count_listed_all<'a>(
+        &self,
+        parent: u64,
+        items: impl Iterator<Item = &'a DirItem>,
+    ) -> Vec<u64> {
+        self.inner
+            .nodes
+            .lookup_shared_all(parent, items.map(|it| &it.name))
+    }
+
     /// The kernel dropped `n` lookups of `node`.
     pub fn forget(&self, node: u64, n: u64) {
         self.inner.nodes.forget(node, n);
