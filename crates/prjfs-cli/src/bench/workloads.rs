@@ -139,11 +139,13 @@ fn stat_paths(dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
 
 /// Walks the tree below `top` the way `find -ls` or `os.walk` + `lstat` do: each
 /// directory is listed whole, then every entry is `lstat`ed, and the
-/// subdirectories are walked the same way. Returns the number of paths stat'd
-/// (every path below `top`).
+/// subdirectories are walked the same way, depth first in listing order (as
+/// `find` and `os.walk` enter them). Returns the number of paths stat'd (every
+/// path below `top`).
 pub(super) fn walk(top: &Path) -> Result<usize, String> {
     let mut dirs = vec![top.to_path_buf()];
     let mut names = Vec::new();
+    let mut subdirs = Vec::new();
     let mut n = 0;
     while let Some(dir) = dirs.pop() {
         check()?;
@@ -154,10 +156,12 @@ pub(super) fn walk(top: &Path) -> Result<usize, String> {
         for name in &names {
             let p = dir.join(name);
             if std::fs::symlink_metadata(&p).map_err(io_err(&p))?.is_dir() {
-                dirs.push(p);
+                subdirs.push(p);
             }
             n += 1;
         }
+        // The stack pops the last pushed first: push them last to first.
+        dirs.extend(subdirs.drain(..).rev());
     }
     Ok(n)
 }
