@@ -199,6 +199,8 @@ pub struct Layer {
     vstore: Arc<vstore::VStore>,
     /// Empty files and directories made ahead of need.
     spares: spare::Spares,
+    /// Parent directories kept open by path ([`path::DirCache`]).
+    dirs: path::DirCache,
 }
 
 impl Drop for Layer {
@@ -330,6 +332,7 @@ impl Layer {
             mutate: Mutex::new(()),
             vstore: vstore::VStore::detached(),
             spares: spare::Spares::new(spare),
+            dirs: path::DirCache::default(),
         };
         let store = vstore::VStore::open(hidden.as_fd(), |p, rec| layer.keeps_virtual(p, rec))
             .map_err(|e| LayerError::Io {
@@ -429,7 +432,7 @@ impl Layer {
             let rec = n.map(|n| self.decode(rel, &buf[..n])).transpose()?;
             return self.make_item(rel, &st, rec).map(Some);
         }
-        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+        let Some(loc) = self.locate(rel, &comps)? else {
             return Ok(None);
         };
         let dir = loc.dir(self.root.as_fd());
@@ -447,7 +450,7 @@ impl Layer {
     /// [`Layer::lookup`] of what is on disk only (records are not consulted).
     pub(super) fn lookup_disk(&self, rel: &Path) -> Result<Option<Item>> {
         let comps = path::components(rel)?;
-        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+        let Some(loc) = self.locate(rel, &comps)? else {
             return Ok(None);
         };
         self.lookup_at(loc.dir(self.root.as_fd()), &loc.name, rel)
@@ -557,11 +560,17 @@ impl Layer {
         }
     }
 
+    /// Locate a non-root item: `Ok(None)` when its parent directory is absent.
+    fn locate(&self, rel: &Path, comps: &[&OsStr]) -> Result<Option<Loc>> {
+        path::locate(self.root.as_fd(), &self.dirs, rel, comps)
+    }
+
     /// Locate a non-root item whose parent must exist.
     fn locate_existing_parent(&self, rel: &Path, comps: &[&OsStr]) -> Result<Loc> {
-        path::locate(self.root.as_fd(), rel, comps)?.ok_or_else(|| LayerError::NotFound {
-            path: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
-        })
+        self.locate(rel, comps)?
+            .ok_or_else(|| LayerError::NotFound {
+                path: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
+            })
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {

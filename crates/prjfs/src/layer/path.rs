@@ -1,10 +1,12 @@
 //! Validation of layer-relative paths and resolution of an item's parent directory
-//! beneath the root fd, never following symlinks.
+//! beneath the root fd, never following symlinks, with the parents last used kept
+//! open ([`DirCache`]).
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -48,7 +50,7 @@ pub(crate) fn join(comps: &[&OsStr]) -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct Loc {
     /// `None`: the parent is the root itself.
-    parent: Option<OwnedFd>,
+    parent: Option<Arc<OwnedFd>>,
     /// The item's name in its parent.
     pub name: CString,
 }
@@ -112,7 +114,13 @@ fn open_dir_walk(
 }
 
 /// Locate a non-root item. `Ok(None)` when its parent directory is absent.
-pub(crate) fn locate(root: BorrowedFd<'_>, rel: &Path, comps: &[&OsStr]) -> Result<Option<Loc>> {
+/// The parent is opened through `dirs`, which keeps it for the next item there.
+pub(crate) fn locate(
+    root: BorrowedFd<'_>,
+    dirs: &DirCache,
+    rel: &Path,
+    comps: &[&OsStr],
+) -> Result<Option<Loc>> {
     let (name, parent_comps) = comps.split_last().ok_or(LayerError::InvalidPath {
         path: rel.to_path_buf(),
         reason: "the root itself",
@@ -121,13 +129,86 @@ pub(crate) fn locate(root: BorrowedFd<'_>, rel: &Path, comps: &[&OsStr]) -> Resu
     let parent = if parent_comps.is_empty() {
         None
     } else {
-        match open_dir(root, parent_comps, OFlags::PATH) {
+        match dirs.open(root, parent_comps) {
             Ok(fd) => Some(fd),
             Err(e) if is_absent(e) => return Ok(None),
             Err(e) => return Err(LayerError::io("open parent", join(parent_comps), e)),
         }
     };
     Ok(Some(Loc { parent, name }))
+}
+
+/// Directories kept open (`O_PATH`) by their path below the root, so that
+/// the several steps of one request (a lookup, a hydration's start, finish
+/// and open) and the next request in the same directory resolve the parent
+/// once instead of once per step.
+///
+/// Invariant: an fd in the map is the directory at its path now. The layer
+/// reaches the root only through itself, and every change that moves or
+/// removes a directory ([`crate::layer::Layer::rename`], deletes, tombstones
+/// and provider-driven removals of directories) calls [`DirCache::moved`]
+/// after its system call and before it returns, under the layer's lock. An
+/// fd opened by a lookup racing such a change is kept only if no
+/// [`DirCache::moved`] ran since the lookup read the generation before
+/// opening it, so a directory opened before the change never enters the map
+/// afterwards. A lookup racing the change may still use the old directory
+/// until `moved` runs: the view from before the change, which a lookup that
+/// opened its parent itself could get just the same.
+#[derive(Debug, Default)]
+pub(crate) struct DirCache {
+    state: Mutex<DirState>,
+}
+
+#[derive(Debug, Default)]
+struct DirState {
+    /// Bumped by every [`DirCache::moved`].
+    generation: u64,
+    dirs: rustc_hash::FxHashMap<PathBuf, Arc<OwnedFd>>,
+}
+
+/// Directories kept open at most; the map is emptied when it is full (a walk
+/// moves on to other directories, and reopening costs what it did uncached).
+const DIRS_KEPT: usize = 64;
+
+impl DirCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DirState> {
+        // Every update leaves the map consistent: a panic cannot break it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory `comps` (not empty) beneath `root`, `O_PATH`, as
+    /// [`open_dir`] opens it.
+    fn open(
+        &self,
+        root: BorrowedFd<'_>,
+        comps: &[&OsStr],
+    ) -> std::result::Result<Arc<OwnedFd>, Errno> {
+        let path = join(comps);
+        let generation = {
+            let st = self.lock();
+            if let Some(fd) = st.dirs.get(&path) {
+                return Ok(fd.clone());
+            }
+            st.generation
+        };
+        let fd = Arc::new(open_dir(root, comps, OFlags::PATH)?);
+        let mut st = self.lock();
+        if st.generation == generation {
+            if st.dirs.len() >= DIRS_KEPT {
+                st.dirs.clear();
+            }
+            st.dirs.insert(path, fd.clone());
+        }
+        Ok(fd)
+    }
+
+    /// A directory below the root was moved, replaced or removed: forget
+    /// every directory kept.
+    pub(crate) fn moved(&self) {
+        let mut st = self.lock();
+        st.generation += 1;
+        st.dirs.clear();
+    }
 }
 
 #[cfg(test)]
