@@ -27,10 +27,11 @@
 //! * After [`Layer::open`], the layer reaches items only with `*at()` calls relative
 //!   to the root fd, never following symlinks and never leaving the root, so a FUSE
 //!   mount over the root path changes nothing for it.
-//! * Items come into place only by `renameat2` from `.prjfs/tmp`, fully formed
+//! * Items come into place only by `renameat2` from `.prjfs/tmp` (a hydration
+//!   that filled a spare file: from `.prjfs/spare`), fully formed
 //!   (mode, owner, times, record, user xattrs): a killed process leaves either the
-//!   old item or the new one, plus garbage in `tmp/` that the next [`Layer::open`]
-//!   removes. Items leave by being renamed over, or swapped into `tmp/`
+//!   old item or the new one, plus garbage in `tmp/` (or `spare/`) that the next
+//!   [`Layer::open`] removes. Items leave by being renamed over, or swapped into `tmp/`
 //!   (`RENAME_EXCHANGE`) and removed there. A record never claims content the item
 //!   does not hold: content changes drop the record first, metadata changes set the
 //!   Dirty bit first.
