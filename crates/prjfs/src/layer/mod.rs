@@ -437,15 +437,15 @@ impl Layer {
             return Ok(None);
         };
         let dir = loc.dir(self.root.as_fd());
+        // The record is read before the disk: materializing and hydrating put
+        // the on-disk item in place before they remove the record, so with no
+        // record read, an item made from one is on disk by then. An item on
+        // disk wins over a record (one may stand beside it for a moment).
+        let rec = self.vstore.get(rel);
         if let Some(item) = self.lookup_at(dir, &loc.name, rel)? {
             return Ok(Some(item));
         }
-        // Materializing puts the on-disk item first and removes the record
-        // after: disk, record, disk again sees one of them.
-        if let Some(rec) = self.vstore.get(rel) {
-            return Ok(Some(virt::item(rel, &rec)));
-        }
-        self.lookup_at(dir, &loc.name, rel)
+        Ok(rec.map(|rec| virt::item(rel, &rec)))
     }
 
     /// [`Layer::lookup`] of what is on disk only (records are not consulted).
