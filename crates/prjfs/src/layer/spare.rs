@@ -144,6 +144,9 @@ impl Spares {
         let stock = st.stock(kind);
         stock.wanted = true;
         let name = stock.names.pop();
+        // The thread is woken once the stock is down to half, and then makes
+        // it full: one wake-up per half a stock taken, not one per spare.
+        let wake = stock.names.len() <= STOCK / 2;
         if !st.started {
             st.started = true;
             let shared = Arc::clone(&self.shared);
@@ -156,7 +159,9 @@ impl Spares {
                 Err(_) => st.stopped = true,
             }
         }
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         name
     }
 
