@@ -208,6 +208,7 @@ impl Drop for Layer {
     fn drop(&mut self) {
         self.vstore.stop();
         self.spares.release();
+        self.dirs.stop();
     }
 }
 

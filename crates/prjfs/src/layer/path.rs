@@ -154,9 +154,21 @@ pub(crate) fn locate(
 /// afterwards. A lookup racing the change may still use the old directory
 /// until `moved` runs: the view from before the change, which a lookup that
 /// opened its parent itself could get just the same.
+///
+/// A daemon at rest keeps none: a thread of the cache (started at the first
+/// directory kept) closes them all once none was used for [`KEEP_IDLE`], so
+/// the daemon's fds at rest are what they were without the cache.
 #[derive(Debug, Default)]
 pub(crate) struct DirCache {
+    shared: Arc<DirShared>,
+    /// The thread, once started; joined by [`DirCache::stop`].
+    sweeper: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct DirShared {
     state: Mutex<DirState>,
+    wake: std::sync::Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -164,18 +176,54 @@ struct DirState {
     /// Bumped by every [`DirCache::moved`].
     generation: u64,
     dirs: rustc_hash::FxHashMap<PathBuf, Arc<OwnedFd>>,
+    /// When a kept directory was last found or kept.
+    last_use: Option<std::time::Instant>,
+    started: bool,
+    /// Nothing is kept any more (stopped, or the thread could not start).
+    stopped: bool,
 }
 
 /// Directories kept open at most; the map is emptied when it is full (a walk
 /// moves on to other directories, and reopening costs what it did uncached).
 const DIRS_KEPT: usize = 64;
 
-impl DirCache {
+/// How long kept directories stay open without a use.
+const KEEP_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl DirShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, DirState> {
         // Every update leaves the map consistent: a panic cannot break it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The thread: close the kept directories once none was used for
+    /// [`KEEP_IDLE`]; sleep while none is kept.
+    fn sweep(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.stopped {
+                st.dirs.clear();
+                return;
+            }
+            if st.dirs.is_empty() {
+                st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            let idle = st.last_use.map_or(KEEP_IDLE, |t| t.elapsed());
+            if idle >= KEEP_IDLE {
+                st.dirs.clear();
+                continue;
+            }
+            st = self
+                .wake
+                .wait_timeout(st, KEEP_IDLE - idle)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl DirCache {
     /// The directory `comps` (not empty) beneath `root`, `O_PATH`, as
     /// [`open_dir`] opens it.
     fn open(
@@ -185,29 +233,73 @@ impl DirCache {
     ) -> std::result::Result<Arc<OwnedFd>, Errno> {
         let path = join(comps);
         let generation = {
-            let st = self.lock();
-            if let Some(fd) = st.dirs.get(&path) {
-                return Ok(fd.clone());
+            let mut st = self.shared.lock();
+            if let Some(fd) = st.dirs.get(&path).cloned() {
+                st.last_use = Some(std::time::Instant::now());
+                return Ok(fd);
             }
             st.generation
         };
         let fd = Arc::new(open_dir(root, comps, OFlags::PATH)?);
-        let mut st = self.lock();
-        if st.generation == generation {
+        let mut st = self.shared.lock();
+        if st.generation == generation && !st.stopped {
             if st.dirs.len() >= DIRS_KEPT {
                 st.dirs.clear();
             }
             st.dirs.insert(path, fd.clone());
+            st.last_use = Some(std::time::Instant::now());
+            if !st.started {
+                st.started = true;
+                let shared = Arc::clone(&self.shared);
+                let spawned = std::thread::Builder::new()
+                    .name("prjfs-dirs".into())
+                    .spawn(move || shared.sweep());
+                match spawned {
+                    Ok(t) => *self.sweeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(t),
+                    // No thread to close them at rest: keep none.
+                    Err(_) => {
+                        st.stopped = true;
+                        st.dirs.clear();
+                    }
+                }
+            } else if st.dirs.len() == 1 {
+                self.shared.wake.notify_one();
+            }
         }
         Ok(fd)
+    }
+
+    /// How many directories are kept open.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.shared.lock().dirs.len()
     }
 
     /// A directory below the root was moved, replaced or removed: forget
     /// every directory kept.
     pub(crate) fn moved(&self) {
-        let mut st = self.lock();
+        let mut st = self.shared.lock();
         st.generation += 1;
         st.dirs.clear();
+    }
+
+    /// Close every kept directory, keep none from now on, and end the thread
+    /// (when the layer is dropped).
+    pub(crate) fn stop(&self) {
+        {
+            let mut st = self.shared.lock();
+            st.stopped = true;
+            st.dirs.clear();
+            self.shared.wake.notify_all();
+        }
+        let thread = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 }
 
@@ -229,5 +321,36 @@ mod tests {
             "only the root's .prjfs is hidden"
         );
         assert!(components(Path::new(OsStr::from_bytes(b"a\0b"))).is_err());
+    }
+
+    #[test]
+    fn kept_directories_are_closed_at_rest() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(tmp.path().join("a/b")).expect("dirs");
+        let root = rustix::fs::open(
+            tmp.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("root");
+        let dirs = DirCache::default();
+        let a = dirs.open(root.as_fd(), &[OsStr::new("a")]).expect("a");
+        let again = dirs
+            .open(root.as_fd(), &[OsStr::new("a")])
+            .expect("a again");
+        assert!(Arc::ptr_eq(&a, &again), "the kept directory is reused");
+        dirs.open(root.as_fd(), &[OsStr::new("a"), OsStr::new("b")])
+            .expect("a/b");
+        assert_eq!(dirs.kept(), 2);
+        dirs.moved();
+        assert_eq!(dirs.kept(), 0);
+        dirs.open(root.as_fd(), &[OsStr::new("a")]).expect("a");
+        assert_eq!(dirs.kept(), 1);
+        std::thread::sleep(KEEP_IDLE + std::time::Duration::from_millis(500));
+        assert_eq!(dirs.kept(), 0, "closed after a rest of KEEP_IDLE");
+        dirs.stop();
+        dirs.open(root.as_fd(), &[OsStr::new("a")])
+            .expect("a after stop");
+        assert_eq!(dirs.kept(), 0, "none kept once stopped");
     }
 }
