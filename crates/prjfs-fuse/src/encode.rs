@@ -186,6 +186,16 @@ impl DirBuf {
         true
     }
 
+    /// Bytes a READDIRPLUS record for a name of `name_len` bytes takes.
+    pub const fn plus_record_len(name_len: usize) -> usize {
+        fuse_rec_align(FUSE_NAME_OFFSET_DIRENTPLUS + name_len)
+    }
+
+    /// Bytes still free.
+    pub fn remaining(&self) -> usize {
+        self.max_size - self.buf.len()
+    }
+
     /// The records so far.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf

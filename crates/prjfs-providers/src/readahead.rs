@@ -26,7 +26,11 @@
 //!   first (reading ahead is only ever an optimisation).
 //! * A listing's subdirectories go to the front of the queue in their order,
 //!   so the thread reads what a depth-first walk (`find`, `os.walk`) enters
-//!   next.
+//!   next; listings held ready for other directories then go back to the
+//!   queue behind them (read again when their turn comes), so that a full
+//!   ready set never makes the thread wait while the walk needs the children.
+//! * A client asking for the listing the thread is reading waits for it
+//!   instead of reading it a second time.
 //! * The thread ends when the owner calls [`ReadAhead::stop`] (its provider is
 //!   dropped); it holds the lister, which must not own the provider (a `Weak`).
 
@@ -67,6 +71,8 @@ struct State<S> {
     /// Paths in `queue` or being read by the thread.
     pending: HashSet<PathBuf>,
     ready: HashMap<PathBuf, Ready<S>>,
+    /// The path the thread is reading now (also in `pending`).
+    reading: Option<PathBuf>,
     started: bool,
     stopped: bool,
 }
@@ -77,6 +83,7 @@ impl<S> Default for State<S> {
             queue: VecDeque::new(),
             pending: HashSet::new(),
             ready: HashMap::new(),
+            reading: None,
             started: false,
             stopped: false,
         }
@@ -105,6 +112,9 @@ pub struct ReadAhead<L: Lister> {
     lister: L,
     state: Mutex<State<L::Stamp>>,
     wake: Condvar,
+    /// Signalled when the thread finishes a listing (a client may wait for the
+    /// one it is reading).
+    read_done: Condvar,
     counters: PrefetchCounters,
 }
 
@@ -116,6 +126,7 @@ impl<L: Lister> ReadAhead<L> {
             lister,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            read_done: Condvar::new(),
             counters: PrefetchCounters::default(),
         })
     }
@@ -127,8 +138,21 @@ impl<L: Lister> ReadAhead<L> {
 
     /// The listing of `rel` for a client's enumeration: the one read ahead if it
     /// is fresh, else read now. Either way its subdirectories are then queued.
+    ///
+    /// A listing the thread is reading at that moment is waited for (reading it
+    /// a second time would only compete with the thread for the same CPU); one
+    /// still queued is taken off the queue and read here.
     pub fn list(self: &Arc<Self>, rel: &Path) -> Result<Vec<DirEntry>, ProviderError> {
-        let held = self.lock().ready.remove(rel);
+        let held = {
+            let mut st = self.lock();
+            while st.reading.as_deref() == Some(rel) && !st.stopped {
+                st = self.read_done.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.pending.remove(rel) {
+                st.queue.retain(|p| p != rel);
+            }
+            st.ready.remove(rel)
+        };
         if held.is_some() {
             // A slot is free: the thread may read the next one.
             self.wake.notify_one();
@@ -174,6 +198,22 @@ impl<L: Lister> ReadAhead<L> {
         }
         if fresh.is_empty() {
             return;
+        }
+        // Listings held ready were read for directories the walk enters
+        // after these children (it is depth first): they go back to the queue
+        // behind them, so that the thread reads the children now instead of
+        // waiting for a held slot to be taken.
+        let mut held: Vec<(Instant, PathBuf)> = st
+            .ready
+            .iter()
+            .filter(|(p, _)| p.parent() != Some(rel))
+            .map(|(p, r)| (r.taken, p.clone()))
+            .collect();
+        held.sort();
+        for (_, path) in held.into_iter().rev() {
+            st.ready.remove(&path);
+            st.pending.insert(path.clone());
+            st.queue.push_front(path);
         }
         for path in fresh.into_iter().rev() {
             st.queue.push_front(path);
@@ -231,6 +271,7 @@ impl<L: Lister> ReadAhead<L> {
                         continue;
                     }
                     if let Some(p) = st.queue.pop_front() {
+                        st.reading = Some(p.clone());
                         break p;
                     }
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -238,11 +279,16 @@ impl<L: Lister> ReadAhead<L> {
             };
             let listed = self.read_ahead(&path);
             let mut st = self.lock();
+            st.reading = None;
+            // Taken off `pending` by a client that asked meanwhile: that
+            // client waits for this listing (it cannot be read twice).
             st.pending.remove(&path);
             if let Some(ready) = listed {
                 self.counters.read.fetch_add(1, Ordering::Relaxed);
                 st.ready.insert(path, ready);
             }
+            drop(st);
+            self.read_done.notify_all();
         }
     }
 
@@ -260,14 +306,126 @@ impl<L: Lister> ReadAhead<L> {
 
     /// End the thread and drop what is held.
     pub fn stop(&self) {
+        let c = &self.counters;
+        tracing::debug!(
+            "read-ahead: {} listings read ahead, {} used, {} stale",
+            c.read.load(Ordering::Relaxed),
+            c.used.load(Ordering::Relaxed),
+            c.stale.load(Ordering::Relaxed)
+        );
         let mut st = self.lock();
         st.stopped = true;
         st.queue.clear();
         st.ready.clear();
         self.wake.notify_all();
+        self.read_done.notify_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<L::Stamp>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A tree whose listings the read-ahead thread takes one step at a time:
+    /// each of its reads is announced on `started` and waits for `go`. The
+    /// client's own reads (any other thread) go straight through.
+    struct Stepped {
+        started: Mutex<mpsc::Sender<PathBuf>>,
+        go: Mutex<mpsc::Receiver<()>>,
+        reads: Mutex<Vec<PathBuf>>,
+    }
+
+    impl Lister for Stepped {
+        type Stamp = ();
+        const MAX_AGE: Option<Duration> = None;
+        fn stamp(&self, _rel: &Path) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn list(&self, rel: &Path) -> Result<((), Vec<DirEntry>), ProviderError> {
+            self.reads.lock().unwrap().push(rel.to_path_buf());
+            if std::thread::current().name() == Some("prjfs-read-ahead") {
+                self.started
+                    .lock()
+                    .unwrap()
+                    .send(rel.to_path_buf())
+                    .unwrap();
+                self.go.lock().unwrap().recv().unwrap();
+            }
+            let dirs: &[&str] = match rel.to_str().unwrap() {
+                "" => &["a", "b"],
+                "a" => &["x"],
+                _ => &[],
+            };
+            let entries = dirs
+                .iter()
+                .map(|n| DirEntry {
+                    name: (*n).into(),
+                    basic: prjfs::FileBasicInfo::directory(),
+                    symlink_target: None,
+                })
+                .collect();
+            Ok(((), entries))
+        }
+    }
+
+    #[test]
+    fn a_walk_gets_the_children_first_and_waits_for_the_listing_being_read() {
+        let (started_tx, started) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let ra = ReadAhead::new(Stepped {
+            started: Mutex::new(started_tx),
+            go: Mutex::new(go_rx),
+            reads: Mutex::new(Vec::new()),
+        });
+        let next = || started.recv_timeout(Duration::from_secs(30)).unwrap();
+        // The client lists the root; the thread reads a and b ahead: the
+        // ready set is full.
+        ra.list(Path::new("")).unwrap();
+        assert_eq!(next(), Path::new("a"));
+        go.send(()).unwrap();
+        assert_eq!(next(), Path::new("b"));
+        go.send(()).unwrap();
+        while ra.lock().ready.len() < 2 {
+            std::thread::yield_now();
+        }
+        // Listing a (read ahead) puts b, held ready, back behind a's child.
+        let names = |v: Vec<DirEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(ra.list(Path::new("a")).unwrap()), ["x"]);
+        assert_eq!(next(), Path::new("a/x"), "the child is read first");
+        // The client asks for a/x while the thread reads it: it waits for
+        // that listing instead of reading it again.
+        let client = {
+            let ra = ra.clone();
+            std::thread::spawn(move || ra.list(Path::new("a/x")).unwrap().len())
+        };
+        // (Whether it asks before or after the read ends, the listing is read
+        // once; a client that read it itself would make that two.)
+        go.send(()).unwrap();
+        assert_eq!(client.join().unwrap(), 0);
+        // b is read again, and used.
+        assert_eq!(next(), Path::new("b"));
+        go.send(()).unwrap();
+        let used_before = ra.counters().used.load(Ordering::Relaxed);
+        // Wait for b to be ready, then take it.
+        while !ra.lock().ready.contains_key(Path::new("b")) {
+            std::thread::yield_now();
+        }
+        ra.list(Path::new("b")).unwrap();
+        assert_eq!(ra.counters().used.load(Ordering::Relaxed), used_before + 1);
+        let reads = ra.lister.reads.lock().unwrap().clone();
+        let count = |p: &str| reads.iter().filter(|r| *r == Path::new(p)).count();
+        assert_eq!(count("a/x"), 1, "a/x was read once: {reads:?}");
+        assert_eq!(count("a"), 1, "{reads:?}");
+        assert_eq!(
+            ra.counters().used.load(Ordering::Relaxed),
+            3,
+            "a, a/x and b came from the read-ahead: {reads:?}"
+        );
+        ra.stop();
     }
 }

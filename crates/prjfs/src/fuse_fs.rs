@@ -705,35 +705,49 @@ fn readdirplus_reply(
     items: &[crate::virtualizer::DirItem],
 ) {
     let mut buf = DirBuf::new(size);
-    let mut counted = Vec::new();
+    // The entries that fit, and of them those with an item: counted at once.
+    let mut room = buf.remaining();
+    let fit = items
+        .iter()
+        .take_while(|it| {
+            let len = DirBuf::plus_record_len(it.name.len());
+            let fits = len <= room;
+            room = room.saturating_sub(len);
+            fits
+        })
+        .count();
+    let items = &items[..fit];
+    let counted = virt.count_listed_all(dir, items.iter().filter(|it| it.entry.is_some()));
+    let mut ids = counted.into_iter();
+    let mut sent = Vec::with_capacity(ids.len());
     for it in items {
         let mode = kind_mode(it.kind);
-        let fits = match &it.entry {
+        let (entry, id) = match &it.entry {
             Some(attr) => {
-                let id = virt.count_listed(dir, it);
+                let id = ids.next().expect("one id per entry with an item");
                 let entry = entry_out(id, 0, &file_attr(attr), TTL, attr_ttl_of(it.kind, attr));
-                let fits = buf.push_plus(&entry, it.next_offset, mode, &it.name);
-                if fits {
-                    counted.push(id);
-                } else {
-                    virt.forget(id, 1);
-                }
-                fits
+                (entry, Some(id))
             }
             None => {
                 let mut entry = abi::FuseEntryOut::default();
                 entry.attr.ino = it.ino;
                 entry.attr.mode = mode;
-                buf.push_plus(&entry, it.next_offset, mode, &it.name)
+                (entry, None)
             }
         };
-        if !fits {
+        if !buf.push_plus(&entry, it.next_offset, mode, &it.name) {
+            // Measured to fit, so never here; if it were, the counted ids
+            // not sent are given back.
+            for id in id.into_iter().chain(ids) {
+                virt.forget(id, 1);
+            }
             break;
         }
+        sent.extend(id);
     }
     if reply.try_bytes(buf.as_bytes()).is_err() {
         // The kernel never saw these entries: no FORGET will come for them.
-        for id in counted {
+        for id in sent {
             virt.forget(id, 1);
         }
     }

@@ -6,11 +6,60 @@
 //! only when it has more request threads than slots, so requests the on-disk
 //! layer answers alone never wait behind a slow provider.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Callbacks started from a lent slot, one inside another, at most (each one
+/// is a stack frame of the chain; past this the next is queued).
+const MAX_NESTED: u32 = 16;
+
+thread_local! {
+    /// This thread runs a job in a slot (inline or on a callback thread).
+    static HOLDS: Cell<bool> = const { Cell::new(false) };
+    /// The job's provider call has returned and its continuation runs
+    /// ([`lend_slot`]): the slot is free for a callback the continuation starts.
+    static LENT: Cell<bool> = const { Cell::new(false) };
+    /// Callbacks running in a lent slot on this thread, one inside another.
+    static NESTED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Run `f` (the continuation of a callback whose provider call has returned)
+/// with this thread's slot lent: a callback `f` starts with
+/// [`Scheduler::run_or_submit`] runs here, in that slot, instead of taking a
+/// second one or waiting for a callback thread. A chain of callbacks (Start,
+/// then Gets until the listing ends) then runs on the thread that read the
+/// request. The bound holds: the lending job's provider call is over, so the
+/// slot still has one provider call in it at a time.
+pub(crate) fn lend_slot<R>(f: impl FnOnce() -> R) -> R {
+    if !HOLDS.get() {
+        return f();
+    }
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LENT.set(self.0);
+        }
+    }
+    let _restore = Restore(LENT.replace(true));
+    f()
+}
+
+/// Run `job` marked as holding a slot on this thread (restored on unwind).
+fn in_slot(job: impl FnOnce()) {
+    struct Restore(bool, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HOLDS.set(self.0);
+            LENT.set(self.1);
+        }
+    }
+    let _restore = Restore(HOLDS.replace(true), LENT.replace(false));
+    job();
+}
 
 struct Queue {
     jobs: VecDeque<Job>,
@@ -74,8 +123,26 @@ impl Scheduler {
 
     /// Run `job` on this thread if a slot is free and no job waits (FIFO order
     /// holds), else queue it as [`Scheduler::submit`] does.
+    ///
+    /// In a lent slot ([`lend_slot`]) with no job waiting, the job runs here in
+    /// that slot.
     pub fn run_or_submit(&self, job: impl FnOnce() + Send + 'static) {
         let mut q = self.shared.queue.lock().expect("scheduler lock");
+        if LENT.get() && NESTED.get() < MAX_NESTED && !q.stopping && q.jobs.is_empty() {
+            drop(q);
+            struct Nested;
+            impl Drop for Nested {
+                fn drop(&mut self) {
+                    NESTED.set(NESTED.get() - 1);
+                    LENT.set(true);
+                }
+            }
+            NESTED.set(NESTED.get() + 1);
+            LENT.set(false);
+            let _nested = Nested;
+            job();
+            return;
+        }
         if q.stopping || !q.jobs.is_empty() || q.busy >= self.shared.slots {
             drop(q);
             return self.submit(job);
@@ -96,7 +163,7 @@ impl Scheduler {
             }
         }
         let _slot = Slot(&self.shared);
-        job();
+        in_slot(job);
     }
 
     /// Jobs waiting for a slot.
@@ -136,7 +203,7 @@ fn run(shared: &Shared) {
                 q = shared.ready.wait(q).expect("scheduler lock");
             }
         };
-        job();
+        in_slot(job);
         let mut q = shared.queue.lock().expect("scheduler lock");
         q.busy -= 1;
         let waiting = !q.jobs.is_empty();
@@ -172,6 +239,51 @@ mod tests {
         s.stop();
         assert_eq!(done.load(Ordering::SeqCst), 20);
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_lent_slot_runs_the_next_callback_here_and_only_a_lent_one() {
+        let s = Arc::new(Scheduler::new(1));
+        let here = std::thread::current().id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The only slot, held inline. Lent (the job's provider call is over):
+        // a chain of callbacks runs here, one inside the other.
+        fn chain(
+            s: Arc<Scheduler>,
+            t: std::sync::mpsc::Sender<(&'static str, std::thread::ThreadId)>,
+            left: u32,
+        ) {
+            let s2 = s.clone();
+            s.run_or_submit(move || {
+                t.send(("chain", std::thread::current().id())).unwrap();
+                if left > 0 {
+                    lend_slot(|| chain(s2, t, left - 1));
+                }
+            });
+        }
+        let (s2, t) = (s.clone(), tx.clone());
+        s.run_or_submit(move || lend_slot(|| chain(s2, t, 3)));
+        let got: Vec<_> = (0..4).map(|_| rx.recv().unwrap()).collect();
+        assert!(got.iter().all(|(_, t)| *t == here), "{got:?}");
+        // Not lent: a callback the job starts waits for the slot, on the
+        // callback thread.
+        let (s2, t) = (s.clone(), tx.clone());
+        s.run_or_submit(move || {
+            s2.run_or_submit(move || t.send(("unlent", std::thread::current().id())).unwrap());
+        });
+        let (_, unlent) = rx.recv().unwrap();
+        assert_ne!(unlent, here, "a slot not lent is not shared");
+        // That job gives its slot back after it sent: wait for that.
+        while s.shared.queue.lock().unwrap().busy > 0 {
+            std::thread::yield_now();
+        }
+        // A chain longer than MAX_NESTED goes on in the queue, all of it done.
+        let (s2, t) = (s.clone(), tx.clone());
+        s.run_or_submit(move || lend_slot(|| chain(s2, t, 2 * MAX_NESTED)));
+        let deep: Vec<_> = (0..=2 * MAX_NESTED).map(|_| rx.recv().unwrap()).collect();
+        let inline = deep.iter().filter(|(_, t)| *t == here).count();
+        assert_eq!(inline, MAX_NESTED as usize, "{deep:?}");
+        s.stop();
     }
 
     #[test]

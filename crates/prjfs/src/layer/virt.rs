@@ -164,26 +164,29 @@ impl Layer {
             .iter()
             .map(|(_, b)| b.kind == FileKind::File)
             .collect();
-        let recs: Vec<(std::sync::Arc<std::ffi::OsStr>, VRec)> = entries
-            .into_iter()
-            .filter(|(_, b)| b.kind == FileKind::File)
-            .map(|(name, basic)| {
-                let (uid, gid) = basic.owner.unwrap_or(owner);
-                let origin = moved.then(|| Box::new(provider_dir.join(&*name)));
-                let rec = VRec {
-                    size: basic.size,
-                    mtime: super::time_pair(basic.mtime),
-                    atime: super::time_pair(basic.atime),
-                    perm: (basic.mode & 0o7777) as u16,
-                    uid,
-                    gid,
-                    version: None,
-                    origin,
-                    serial: 0,
-                };
-                (name, rec)
-            })
-            .collect();
+        let mut recs: Vec<(std::sync::Arc<std::ffi::OsStr>, VRec)> =
+            Vec::with_capacity(files.iter().filter(|f| **f).count());
+        recs.extend(
+            entries
+                .into_iter()
+                .filter(|(_, b)| b.kind == FileKind::File)
+                .map(|(name, basic)| {
+                    let (uid, gid) = basic.owner.unwrap_or(owner);
+                    let origin = moved.then(|| Box::new(provider_dir.join(&*name)));
+                    let rec = VRec {
+                        size: basic.size,
+                        mtime: super::time_pair(basic.mtime),
+                        atime: super::time_pair(basic.atime),
+                        perm: (basic.mode & 0o7777) as u16,
+                        uid,
+                        gid,
+                        version: None,
+                        origin,
+                        serial: 0,
+                    };
+                    (name, rec)
+                }),
+        );
         let mut attrs = self.vstore.put_listed(dir, recs, attr).into_iter();
         Ok(files
             .into_iter()

@@ -138,8 +138,39 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 fn encode_put(path: &Path, r: &VRec) -> Vec<u8> {
-    let mut b = vec![OP_PUT];
-    put_bytes(&mut b, path.as_os_str().as_bytes());
+    let mut b = Vec::with_capacity(64 + path.as_os_str().len());
+    put_body(&mut b, &[path.as_os_str().as_bytes()], r);
+    b
+}
+
+/// Append the framed PUT entry of the record `r` at `dir`/`name` to `out`, as
+/// `frame(out, &encode_put(&dir.join(name), r))` would, without the two
+/// allocations (a listing writes one per projected file).
+fn frame_put_at(out: &mut Vec<u8>, dir: &Path, name: &OsStr, r: &VRec) {
+    let dir = dir.as_os_str().as_bytes();
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if dir.is_empty() || dir.ends_with(b"/") {
+        put_body(out, &[dir, name.as_bytes()], r);
+    } else {
+        put_body(out, &[dir, b"/", name.as_bytes()], r);
+    }
+    let len = out.len() - start - 4;
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    let crc = crc32(&out[start + 4..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// The body of a PUT entry: the path (the concatenation of `path`'s parts)
+/// and the record.
+fn put_body(b: &mut Vec<u8>, path: &[&[u8]], r: &VRec) {
+    b.push(OP_PUT);
+    let len: usize = path.iter().map(|p| p.len()).sum();
+    // Paths are below PATH_MAX: a u16 length suffices.
+    b.extend_from_slice(&(len as u16).to_le_bytes());
+    for p in path {
+        b.extend_from_slice(p);
+    }
     b.extend_from_slice(&r.size.to_le_bytes());
     for (s, ns) in [r.mtime, r.atime] {
         b.extend_from_slice(&s.to_le_bytes());
@@ -151,13 +182,12 @@ fn encode_put(path: &Path, r: &VRec) -> Vec<u8> {
     let flags = u8::from(r.version.is_some()) | (u8::from(r.origin.is_some()) << 1);
     b.push(flags);
     if let Some(v) = &r.version {
-        put_bytes(&mut b, &v.provider_id);
-        put_bytes(&mut b, &v.content_id);
+        put_bytes(b, &v.provider_id);
+        put_bytes(b, &v.content_id);
     }
     if let Some(o) = &r.origin {
-        put_bytes(&mut b, o.as_os_str().as_bytes());
+        put_bytes(b, o.as_os_str().as_bytes());
     }
-    b
 }
 
 fn encode_paths(op: u8, paths: &[&Path]) -> Vec<u8> {
@@ -423,7 +453,7 @@ impl VStore {
         let mut image = LOG_MAGIC.to_vec();
         for (dir, names) in &state.dirs {
             for (name, rec) in names {
-                frame(&mut image, &encode_put(&dir.join(&**name), rec));
+                frame_put_at(&mut image, dir, name, rec);
             }
         }
         let tmp = format!("{LOG_NAME}.new");
@@ -574,7 +604,7 @@ impl VStore {
                 rec.serial = *next_serial;
                 *last_entry = pending.len();
                 *pending_entries += 1;
-                frame(pending, &encode_put(&dir.join(&*name), &rec));
+                frame_put_at(pending, dir, &name, &rec);
                 out.push(view(&rec));
                 built.push((name, rec));
             }
@@ -589,7 +619,7 @@ impl VStore {
                         rec.serial = *next_serial;
                         *last_entry = pending.len();
                         *pending_entries += 1;
-                        frame(pending, &encode_put(&dir.join(&**e.key()), &rec));
+                        frame_put_at(pending, dir, e.key(), &rec);
                         out.push(view(&rec));
                         e.insert(rec);
                         *len += 1;
@@ -737,6 +767,26 @@ mod tests {
         let fd =
             rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         (d, fd)
+    }
+
+    #[test]
+    fn a_listing_frames_its_entries_as_single_puts_do() {
+        let moved = VRec {
+            version: None,
+            origin: Some(Box::new(PathBuf::from("old/x"))),
+            ..rec(7)
+        };
+        for (dir, name, r) in [
+            ("", "top", rec(1)),
+            ("a/b", "x", moved.clone()),
+            ("a/", "y", rec(2)),
+        ] {
+            let mut want = Vec::new();
+            frame(&mut want, &encode_put(&Path::new(dir).join(name), &r));
+            let mut got = vec![9];
+            frame_put_at(&mut got, Path::new(dir), OsStr::new(name), &r);
+            assert_eq!(&got[1..], &want[..], "{dir:?} {name:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{
-    is_own_thread, is_projected_dir, present, synthetic_ino, Errno, Inner, RequestCtx, Responder,
+    is_own_thread, is_projected_dir, present, synthetic_ino_at, Errno, Inner, RequestCtx, Responder,
 };
 use crate::command::{CallbackKind, CommandOutcome};
 use crate::enumeration::{check_order, merge_listing, DirEntryBuffer, LocalItem, Merged};
@@ -477,7 +477,7 @@ impl Inner {
                     (name, item.kind, item.attr.ino, Some(item.attr), None)
                 }
                 Merged::Projected(e) => {
-                    let ino = synthetic_ino(&provider_path.join(&e.name));
+                    let ino = synthetic_ino_at(provider_path, &e.name);
                     (e.name, e.basic.kind, ino, None, Some(e.basic))
                 }
             };

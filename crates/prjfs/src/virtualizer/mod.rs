@@ -20,6 +20,7 @@ mod write;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -292,6 +293,18 @@ impl Virtualizer {
     /// node shares.
     pub fn count_listed(&self, parent: u64, item: &DirItem) -> u64 {
         self.inner.nodes.lookup_shared(parent, &item.name)
+    }
+
+    /// [`Virtualizer::count_listed`] of each of `items` (entries of one
+    /// listing of `parent`), at once.
+    pub fn count_listed_all<'a>(
+        &self,
+        parent: u64,
+        items: impl Iterator<Item = &'a DirItem>,
+    ) -> Vec<u64> {
+        self.inner
+            .nodes
+            .lookup_shared_all(parent, items.map(|it| &it.name))
     }
 
     /// The kernel dropped `n` lookups of `node`.
@@ -678,13 +691,15 @@ impl Inner {
             };
             let result =
                 std::panic::catch_unwind(AssertUnwindSafe(|| call(&*inner.provider, &data)));
+            // The provider call is over: the continuation may start the next
+            // callback in this job's slot (crate::scheduler::lend_slot).
             match result {
                 Ok(Ok(Outcome::Pending)) => inner.commands.mark_pending(id),
                 Ok(Ok(Outcome::Done)) => {
-                    inner.commands.finish(id, Ok(()), None);
+                    crate::scheduler::lend_slot(|| inner.commands.finish(id, Ok(()), None));
                 }
                 Ok(Err(e)) => {
-                    inner.commands.finish(id, Err(e), None);
+                    crate::scheduler::lend_slot(|| inner.commands.finish(id, Err(e), None));
                 }
                 Err(panic) => {
                     let msg = panic
@@ -751,11 +766,30 @@ pub(crate) fn present(mut item: Item) -> Item {
 
 /// A stable inode number for the projected item at `provider_path` (high bit
 /// set, so it never equals a real inode number of the layer's file system in
-/// practice).
+/// practice): a keyed-the-same-in-every-process SipHash of the path's bytes.
 pub(crate) fn synthetic_ino(provider_path: &Path) -> u64 {
-    use std::hash::{Hash, Hasher};
+    synthetic_ino_of(&[provider_path.as_os_str().as_bytes()])
+}
+
+/// [`synthetic_ino`] of `dir.join(name)`, without building that path (a
+/// listing computes one per projected entry).
+pub(crate) fn synthetic_ino_at(dir: &Path, name: &OsStr) -> u64 {
+    let dir = dir.as_os_str().as_bytes();
+    if dir.is_empty() || dir.ends_with(b"/") {
+        synthetic_ino_of(&[dir, name.as_bytes()])
+    } else {
+        synthetic_ino_of(&[dir, b"/", name.as_bytes()])
+    }
+}
+
+fn synthetic_ino_of(parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    // DefaultHasher::new() has fixed keys: the same number in every process.
+    // Its `write` is a stream: the parts hash as their concatenation.
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    provider_path.hash(&mut h);
+    for p in parts {
+        h.write(p);
+    }
     h.finish() | (1 << 63)
 }
 
@@ -766,4 +800,25 @@ fn is_projected_dir(item: &Item, node: u64) -> bool {
     node == ROOT_ID
         || (item.state.contains(OnDiskState::PLACEHOLDER)
             && !item.state.contains(OnDiskState::FULL))
+}
+
+#[cfg(test)]
+mod ino_tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_entry_gets_the_inode_number_of_its_joined_path() {
+        for (dir, name) in [("", "a"), ("d", "x"), ("d/e/", "y"), ("long/dir/name", "ü")] {
+            assert_eq!(
+                synthetic_ino_at(Path::new(dir), OsStr::new(name)),
+                synthetic_ino(&Path::new(dir).join(name)),
+                "{dir:?} {name:?}"
+            );
+        }
+        assert_ne!(
+            synthetic_ino(Path::new("a/b")),
+            synthetic_ino(Path::new("a/c"))
+        );
+        assert!(synthetic_ino(Path::new("a")) >= 1 << 63);
+    }
 }

@@ -146,6 +146,66 @@ impl NodeTable {
         self.lookup_with(parent, name, || Arc::clone(name))
     }
 
+    /// [`NodeTable::lookup_shared`] of each of `names` (a listing's entries,
+    /// all under `parent`), under one lock and with room made for them at once.
+    pub fn lookup_shared_all<'a>(
+        &self,
+        parent: u64,
+        names: impl Iterator<Item = &'a Arc<OsStr>>,
+    ) -> Vec<u64> {
+        // At most this many (a filtered listing's upper bound).
+        let n = names.size_hint().1.unwrap_or(0);
+        let mut inner = self.inner.lock().expect("node lock");
+        let live = parent == ROOT_ID || inner.nodes.contains_key(&parent);
+        let mut ids = Vec::with_capacity(n);
+        inner.nodes.reserve(n);
+        if !live {
+            // Born detached (see `lookup`): nothing to index.
+            for name in names {
+                let id = inner.next;
+                inner.next += 1;
+                inner.nodes.insert(
+                    id,
+                    Node {
+                        primary: (DETACHED, Arc::clone(name)),
+                        aliases: None,
+                        lookups: 1,
+                    },
+                );
+                ids.push(id);
+            }
+            return ids;
+        }
+        let Inner { nodes, index, next } = &mut *inner;
+        let in_dir = index.entry(parent).or_default();
+        in_dir.reserve(n);
+        for name in names {
+            let id = match in_dir.entry(Arc::clone(name)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let id = *e.get();
+                    nodes.get_mut(&id).expect("indexed node exists").lookups += 1;
+                    id
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let id = *next;
+                    *next += 1;
+                    nodes.insert(
+                        id,
+                        Node {
+                            primary: (parent, Arc::clone(e.key())),
+                            aliases: None,
+                            lookups: 1,
+                        },
+                    );
+                    e.insert(id);
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        ids
+    }
+
     fn lookup_with(&self, parent: u64, name: &OsStr, shared: impl FnOnce() -> Arc<OsStr>) -> u64 {
         let mut inner = self.inner.lock().expect("node lock");
         if let Some(id) = inner.get(parent, name) {
@@ -299,6 +359,32 @@ impl NodeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_counts_as_one_lookup_per_name() {
+        let t = NodeTable::new();
+        let a = t.lookup(ROOT_ID, OsStr::new("a"));
+        let names: Vec<Arc<OsStr>> = ["x", "a", "y"]
+            .iter()
+            .map(|n| Arc::from(OsStr::new(n)))
+            .collect();
+        let ids = t.lookup_shared_all(ROOT_ID, names.iter());
+        assert_eq!(ids[1], a, "a name the kernel holds keeps its node");
+        assert_eq!(t.lookup_shared_all(ROOT_ID, names.iter()), ids);
+        assert_eq!(t.path(ids[0]).unwrap(), PathBuf::from("x"));
+        assert_eq!(t.find(ROOT_ID, OsStr::new("y")), Some(ids[2]));
+        // Counted: a has 1 + 2 lookups, x and y 2 each.
+        t.forget(a, 2);
+        t.forget(ids[0], 1);
+        assert!(t.path(a).is_some() && t.path(ids[0]).is_some());
+        t.forget(a, 1);
+        t.forget(ids[0], 1);
+        assert!(t.path(a).is_none() && t.path(ids[0]).is_none());
+        // Under a parent that is no live node: born detached.
+        let orphans = t.lookup_shared_all(999, names.iter());
+        assert!(orphans.iter().all(|id| t.path(*id).is_none()));
+        assert_eq!(t.find(999, OsStr::new("x")), None);
+    }
 
     #[test]
     fn paths_and_forget() {
