@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
@@ -31,11 +31,17 @@ const BUFFER_CHUNK: usize = 1 << 20;
 pub struct Hydration {
     file: File,
     stream_id: u64,
-    /// The temp file's name in `tmp`.
+    /// The temp file's name in `dir`.
     name: CString,
-    tmp: Arc<OwnedFd>,
+    /// `.prjfs/tmp`, or `.prjfs/spare` when the temp file is a spare taken
+    /// where it was made (emptied by the next [`Layer::open`] alike).
+    dir: Arc<OwnedFd>,
     /// Written ranges `[start, end)`: sorted, disjoint and non-adjacent.
     ranges: Mutex<Vec<(u64, u64)>>,
+    /// At least the end of every write tried, raised before its bytes go to
+    /// the file (a failed write may leave some there unrecorded): the temp
+    /// file, empty when made, holds no byte at or beyond it.
+    reached: AtomicU64,
     /// True once the hydration is finishing or finished: writes are refused.
     /// Writes hold it shared for their whole duration and finishing holds it
     /// exclusively, so a write either lands before the file is checked and
@@ -70,6 +76,7 @@ impl Hydration {
         if *sealed {
             return Err(self.sealed_error());
         }
+        self.reached.fetch_max(end, Ordering::SeqCst);
         self.file
             .write_all_at(data, offset)
             .map_err(|e| LayerError::Io {
@@ -125,6 +132,7 @@ impl Hydration {
         if *sealed {
             return Err(self.sealed_error());
         }
+        self.reached.fetch_max(end, Ordering::SeqCst);
         let mut copied = 0u64;
         let mut kernel_copy = true;
         while copied < len {
@@ -196,6 +204,21 @@ impl Hydration {
         ranges.iter().any(|&(s, e)| s <= start && end <= e)
     }
 
+    /// Cut the temp file to `size` bytes, unless no write reached beyond it
+    /// (the file then has exactly `size` bytes: the caller checked that
+    /// `[0, size)` was written, and the writes are sealed). `rel` names the
+    /// item in errors.
+    fn cut_to(&self, size: u64, rel: &Path) -> Result<()> {
+        if self.reached.load(Ordering::SeqCst) <= size {
+            return Ok(());
+        }
+        self.file.set_len(size).map_err(|source| LayerError::Io {
+            op: "ftruncate",
+            path: rel.to_path_buf(),
+            source,
+        })
+    }
+
     /// The first unwritten range within `[0, size)`.
     fn first_gap(&self, size: u64) -> Option<(u64, u64)> {
         let ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,7 +239,7 @@ impl Hydration {
 impl Drop for Hydration {
     fn drop(&mut self) {
         if !self.placed.load(Ordering::SeqCst) {
-            let _ = rustix::fs::unlinkat(&*self.tmp, &self.name, AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&*self.dir, &self.name, AtFlags::empty());
         }
     }
 }
@@ -288,22 +311,26 @@ impl Layer {
             },
             Err(e) => return Err(LayerError::io("statat", rel, e)),
         };
-        let name = self.temp_name("hy");
-        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if !self
-            .spares
-            .take(super::spare::Kind::File, self.tmp.as_fd(), &name)
-        {
-            flags |= OFlags::CREATE | OFlags::EXCL;
-        }
-        let fd = rustix::fs::openat(&*self.tmp, &name, flags, Mode::from_raw_mode(0o600))
+        // A spare file is used where it was made: one rename less than moving
+        // it into `tmp`, and the same garbage for the next open after a crash.
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let (dir, name, flags) = match self.spares.take_in_place(super::spare::Kind::File) {
+            Some((dir, name)) => (dir, name, flags),
+            None => (
+                Arc::clone(&self.tmp),
+                self.temp_name("hy"),
+                flags | OFlags::CREATE | OFlags::EXCL,
+            ),
+        };
+        let fd = rustix::fs::openat(&*dir, &name, flags, Mode::from_raw_mode(0o600))
             .map_err(|e| LayerError::io("create hydration file", rel, e))?;
         Ok(Hydration {
             file: File::from(fd),
             stream_id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name,
-            tmp: Arc::clone(&self.tmp),
+            dir,
             ranges: Mutex::new(Vec::new()),
+            reached: AtomicU64::new(0),
             sealed: RwLock::new(false),
             placed: AtomicBool::new(false),
             item,
@@ -377,11 +404,7 @@ impl Layer {
                 missing_end,
             });
         }
-        h.file.set_len(rec.size).map_err(|source| LayerError::Io {
-            op: "ftruncate",
-            path: rel.to_path_buf(),
-            source,
-        })?;
+        h.cut_to(rec.size, rel)?;
         // A dirty placeholder's on-disk times are the local truth; otherwise the
         // record's projected ones are.
         let times = if rec.state.contains(OnDiskState::DIRTY_PLACEHOLDER) {
@@ -404,7 +427,7 @@ impl Layer {
             &times,
         )
         .map_err(|e| LayerError::io("set attributes", rel, e))?;
-        rustix::fs::renameat(&*self.tmp, &h.name, dir, &loc.name)
+        rustix::fs::renameat(&*h.dir, &h.name, dir, &loc.name)
             .map_err(|e| LayerError::io("renameat", rel, e))?;
         h.placed.store(true, Ordering::SeqCst);
         Ok(())
@@ -437,11 +460,7 @@ impl Layer {
                 missing_end,
             });
         }
-        h.file.set_len(vrec.size).map_err(|source| LayerError::Io {
-            op: "ftruncate",
-            path: rel.to_path_buf(),
-            source,
-        })?;
+        h.cut_to(vrec.size, rel)?;
         let mut rec = super::virt::record(rel, &vrec);
         rec.state = rec.state | OnDiskState::HYDRATED_PLACEHOLDER;
         let times = Timestamps {
@@ -457,7 +476,7 @@ impl Layer {
         )
         .map_err(|e| LayerError::io("set attributes", rel, e))?;
         rustix::fs::renameat_with(
-            &*self.tmp,
+            &*h.dir,
             &h.name,
             loc.dir(self.root.as_fd()),
             &loc.name,

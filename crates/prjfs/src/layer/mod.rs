@@ -27,10 +27,11 @@
 //! * After [`Layer::open`], the layer reaches items only with `*at()` calls relative
 //!   to the root fd, never following symlinks and never leaving the root, so a FUSE
 //!   mount over the root path changes nothing for it.
-//! * Items come into place only by `renameat2` from `.prjfs/tmp`, fully formed
+//! * Items come into place only by `renameat2` from `.prjfs/tmp` (a hydration
+//!   that filled a spare file: from `.prjfs/spare`), fully formed
 //!   (mode, owner, times, record, user xattrs): a killed process leaves either the
-//!   old item or the new one, plus garbage in `tmp/` that the next [`Layer::open`]
-//!   removes. Items leave by being renamed over, or swapped into `tmp/`
+//!   old item or the new one, plus garbage in `tmp/` (or `spare/`) that the next
+//!   [`Layer::open`] removes. Items leave by being renamed over, or swapped into `tmp/`
 //!   (`RENAME_EXCHANGE`) and removed there. A record never claims content the item
 //!   does not hold: content changes drop the record first, metadata changes set the
 //!   Dirty bit first.
@@ -199,12 +200,15 @@ pub struct Layer {
     vstore: Arc<vstore::VStore>,
     /// Empty files and directories made ahead of need.
     spares: spare::Spares,
+    /// Parent directories kept open by path ([`path::DirCache`]).
+    dirs: path::DirCache,
 }
 
 impl Drop for Layer {
     fn drop(&mut self) {
         self.vstore.stop();
         self.spares.release();
+        self.dirs.stop();
     }
 }
 
@@ -330,6 +334,7 @@ impl Layer {
             mutate: Mutex::new(()),
             vstore: vstore::VStore::detached(),
             spares: spare::Spares::new(spare),
+            dirs: path::DirCache::default(),
         };
         let store = vstore::VStore::open(hidden.as_fd(), |p, rec| layer.keeps_virtual(p, rec))
             .map_err(|e| LayerError::Io {
@@ -429,25 +434,25 @@ impl Layer {
             let rec = n.map(|n| self.decode(rel, &buf[..n])).transpose()?;
             return self.make_item(rel, &st, rec).map(Some);
         }
-        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+        let Some(loc) = self.locate(rel, &comps)? else {
             return Ok(None);
         };
         let dir = loc.dir(self.root.as_fd());
+        // The record is read before the disk: materializing and hydrating put
+        // the on-disk item in place before they remove the record, so with no
+        // record read, an item made from one is on disk by then. An item on
+        // disk wins over a record (one may stand beside it for a moment).
+        let rec = self.vstore.get(rel);
         if let Some(item) = self.lookup_at(dir, &loc.name, rel)? {
             return Ok(Some(item));
         }
-        // Materializing puts the on-disk item first and removes the record
-        // after: disk, record, disk again sees one of them.
-        if let Some(rec) = self.vstore.get(rel) {
-            return Ok(Some(virt::item(rel, &rec)));
-        }
-        self.lookup_at(dir, &loc.name, rel)
+        Ok(rec.map(|rec| virt::item(rel, &rec)))
     }
 
     /// [`Layer::lookup`] of what is on disk only (records are not consulted).
     pub(super) fn lookup_disk(&self, rel: &Path) -> Result<Option<Item>> {
         let comps = path::components(rel)?;
-        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+        let Some(loc) = self.locate(rel, &comps)? else {
             return Ok(None);
         };
         self.lookup_at(loc.dir(self.root.as_fd()), &loc.name, rel)
@@ -557,11 +562,17 @@ impl Layer {
         }
     }
 
+    /// Locate a non-root item: `Ok(None)` when its parent directory is absent.
+    fn locate(&self, rel: &Path, comps: &[&OsStr]) -> Result<Option<Loc>> {
+        path::locate(self.root.as_fd(), &self.dirs, rel, comps)
+    }
+
     /// Locate a non-root item whose parent must exist.
     fn locate_existing_parent(&self, rel: &Path, comps: &[&OsStr]) -> Result<Loc> {
-        path::locate(self.root.as_fd(), rel, comps)?.ok_or_else(|| LayerError::NotFound {
-            path: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
-        })
+        self.locate(rel, comps)?
+            .ok_or_else(|| LayerError::NotFound {
+                path: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
+            })
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {

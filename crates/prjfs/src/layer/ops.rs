@@ -76,7 +76,7 @@ impl Layer {
     /// [`LayerError::NotFound`] when a parent is missing or a tombstone,
     /// [`LayerError::NotADirectory`] when it is something else.
     pub(super) fn locate_in_dir(&self, rel: &Path, comps: &[&OsStr]) -> Result<Loc> {
-        if let Some(loc) = path::locate(self.root.as_fd(), rel, comps)? {
+        if let Some(loc) = self.locate(rel, comps)? {
             return Ok(loc);
         }
         // Find the first component that is not a directory, for the right errno.
@@ -162,7 +162,7 @@ impl Layer {
         if comps.is_empty() {
             return Ok(true);
         }
-        let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+        let Some(loc) = self.locate(rel, &comps)? else {
             return Ok(false);
         };
         Ok(
@@ -640,6 +640,9 @@ impl Layer {
             (None, false) => rustix::fs::unlinkat(dir, &loc.name, AtFlags::empty())
                 .map_err(|e| LayerError::io("unlinkat", rel, e))?,
         }
+        if is_dir {
+            self.dirs.moved();
+        }
         Ok(())
     }
 
@@ -674,7 +677,7 @@ impl Layer {
             return Ok(());
         }
         let rel: PathBuf = path::join(parent);
-        let Some(loc) = path::locate(self.root.as_fd(), &rel, parent)? else {
+        let Some(loc) = self.locate(&rel, parent)? else {
             return Ok(());
         };
         let dir = loc.dir(self.root.as_fd());

@@ -295,6 +295,8 @@ impl Layer {
         // After an exchange `tb` names the old directory, which its guard removes.
         if flags != RenameFlags::EXCHANGE {
             tb.placed();
+        } else {
+            self.dirs.moved();
         }
         Ok(())
     }
@@ -321,7 +323,12 @@ impl Layer {
         } else {
             AtFlags::empty()
         };
-        rustix::fs::unlinkat(dir, &loc.name, flags).map_err(|e| LayerError::io("unlinkat", rel, e))
+        rustix::fs::unlinkat(dir, &loc.name, flags)
+            .map_err(|e| LayerError::io("unlinkat", rel, e))?;
+        if flags == AtFlags::REMOVEDIR {
+            self.dirs.moved();
+        }
+        Ok(())
     }
 }
 

@@ -65,7 +65,11 @@ impl Layer {
         tombstone_at_from: bool,
     ) -> Result<()> {
         let _guard = self.lock();
-        self.rename_locked(from, to, flags, tombstone_at_from)?;
+        let renamed = self.rename_locked(from, to, flags, tombstone_at_from);
+        // Whatever moved (a directory, or one swapped out for a tombstone),
+        // before anything else can locate below it.
+        self.dirs.moved();
+        renamed?;
         // Placeholder files kept as records follow their directory (a file's
         // own record was materialized before it moved).
         if flags.exchange {

@@ -1,7 +1,7 @@
 //! Spare inodes: empty files and directories made ahead of need in
 //! `.prjfs/spare` by a thread of the layer, so that placing a directory
-//! placeholder or starting a hydration renames one into `tmp` instead of
-//! allocating an inode on the request's time.
+//! placeholder renames one into `tmp`, and a hydration fills one where it is,
+//! instead of allocating an inode on the request's time.
 //!
 //! Why: allocating an inode is the costliest step of both (ext4 without a
 //! journal checks every free inode it considers for a recent delete; on a file
@@ -14,7 +14,9 @@
 //!   owned by the daemon, with no record and no xattr: exactly what the code that
 //!   takes it would have created itself, so whoever takes one forms it as before.
 //! * Nothing refers to a spare: a crash leaves garbage only, which
-//!   [`super::Layer::open`] removes with the rest of `.prjfs/spare`.
+//!   [`super::Layer::open`] removes with the rest of `.prjfs/spare`. A spare
+//!   taken in place ([`Spares::take_in_place`], a hydration's temp file) is
+//!   such garbage too until it is renamed out.
 //! * A kind is stocked only once it has been asked for, up to [`STOCK`]; when
 //!   the stock is empty (or after [`Spares::release`]) the caller creates its
 //!   item itself, as it did without spares.
@@ -70,7 +72,7 @@ impl State {
 
 struct Shared {
     /// `.prjfs/spare`.
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -98,7 +100,7 @@ impl Spares {
     pub(super) fn new(dir: OwnedFd) -> Self {
         Self {
             shared: Arc::new(Shared {
-                dir,
+                dir: Arc::new(dir),
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
             }),
@@ -110,32 +112,7 @@ impl Spares {
     /// `false`: none was ready (or the rename failed); the caller creates the
     /// item itself.
     pub(super) fn take(&self, kind: Kind, to_dir: BorrowedFd, to_name: &CStr) -> bool {
-        let name = {
-            let mut st = self.shared.lock();
-            if st.stopped {
-                return false;
-            }
-            let stock = st.stock(kind);
-            stock.wanted = true;
-            let name = stock.names.pop();
-            if !st.started {
-                st.started = true;
-                let shared = Arc::clone(&self.shared);
-                let spawned = std::thread::Builder::new()
-                    .name("prjfs-spares".into())
-                    .spawn(move || shared.fill());
-                match spawned {
-                    Ok(handle) => {
-                        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle)
-                    }
-                    // No thread: no spares; callers create their items.
-                    Err(_) => st.stopped = true,
-                }
-            }
-            self.shared.wake.notify_one();
-            name
-        };
-        let Some(name) = name else {
+        let Some(name) = self.pop(kind) else {
             return false;
         };
         match rustix::fs::renameat(self.shared.dir.as_fd(), &name, to_dir, to_name) {
@@ -146,6 +123,46 @@ impl Spares {
                 false
             }
         }
+    }
+
+    /// Take a spare of `kind` where it is: `.prjfs/spare` and its name there.
+    /// It is the caller's from now on (no longer in stock, so
+    /// [`Spares::release`] leaves it alone): the caller renames it away or
+    /// removes it. `None`: none was ready; the caller creates its item itself.
+    pub(super) fn take_in_place(&self, kind: Kind) -> Option<(Arc<OwnedFd>, CString)> {
+        self.pop(kind)
+            .map(|name| (Arc::clone(&self.shared.dir), name))
+    }
+
+    /// A spare of `kind` out of stock, if one is ready; wakes the thread to
+    /// make another (starting it at the first call).
+    fn pop(&self, kind: Kind) -> Option<CString> {
+        let mut st = self.shared.lock();
+        if st.stopped {
+            return None;
+        }
+        let stock = st.stock(kind);
+        stock.wanted = true;
+        let name = stock.names.pop();
+        // The thread is woken once the stock is down to half, and then makes
+        // it full: one wake-up per half a stock taken, not one per spare.
+        let wake = stock.names.len() <= STOCK / 2;
+        if !st.started {
+            st.started = true;
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name("prjfs-spares".into())
+                .spawn(move || shared.fill());
+            match spawned {
+                Ok(handle) => *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
+                // No thread: no spares; callers create their items.
+                Err(_) => st.stopped = true,
+            }
+        }
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        name
     }
 
     /// Stop making spares and remove those in stock (at unmount: the root

@@ -654,3 +654,67 @@ fn upgrade_marks_full_items_of_an_old_root_once() {
     assert_eq!(layer.upgrade_marks().expect("again"), 0);
     assert!(!projected("b"));
 }
+
+/// The parent directories the layer keeps open by path are forgotten whenever
+/// a directory moves or goes: every lookup below sees the directory that is at
+/// its path now, after the path was used (and its directory kept) before.
+#[test]
+fn kept_parent_directories_follow_moves_and_removals() {
+    let (_dir, layer) = new_layer();
+    let present = |rel: &str| layer.lookup(p(rel)).expect("valid").is_some();
+    for d in ["a", "b", "e"] {
+        layer.mkdir(p(d), 0o755, 0, 0).expect("mkdir");
+    }
+    layer
+        .create_file(p("a/x"), 0o644, 0, 0)
+        .expect("create a/x");
+    layer
+        .create_file(p("b/y"), 0o644, 0, 0)
+        .expect("create b/y");
+    assert!(present("a/x") && present("b/y") && !present("e/q"));
+
+    let exchange = RenameFlags {
+        noreplace: false,
+        exchange: true,
+    };
+    layer
+        .rename(p("a"), p("b"), exchange, false)
+        .expect("exchange");
+    assert!(present("a/y") && present("b/x"));
+    assert!(!present("a/x") && !present("b/y"));
+
+    layer
+        .rename(p("a"), p("c"), RenameFlags::default(), false)
+        .expect("rename");
+    assert!(!present("a/y") && present("c/y"));
+
+    layer.delete(p("c/y"), false).expect("delete c/y");
+    layer.delete(p("c"), false).expect("rmdir c");
+    assert!(!present("c/y"));
+    layer.mkdir(p("c"), 0o755, 0, 0).expect("mkdir c again");
+    layer
+        .create_file(p("c/z"), 0o644, 0, 0)
+        .expect("create c/z");
+    assert!(present("c/z") && !present("c/y"));
+
+    // A directory replaced by a tombstone, then by a new directory.
+    layer.write_tombstone(p("e")).expect("tombstone over e");
+    assert_eq!(state(&layer, "e"), TOMB);
+    layer
+        .mkdir(p("e"), 0o755, 0, 0)
+        .expect("mkdir over the tombstone");
+    layer
+        .create_file(p("e/q"), 0o644, 0, 0)
+        .expect("create e/q");
+    assert!(present("e/q"));
+
+    // Removed whatever its state, then made again.
+    layer.delete(p("e/q"), false).expect("delete e/q");
+    layer.remove(p("e")).expect("remove e");
+    assert!(!present("e/q"));
+    layer.mkdir(p("e"), 0o755, 0, 0).expect("mkdir e again");
+    layer
+        .create_file(p("e/r"), 0o644, 0, 0)
+        .expect("create e/r");
+    assert!(present("e/r") && !present("e/q"));
+}

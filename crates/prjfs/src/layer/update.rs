@@ -167,6 +167,7 @@ impl Layer {
             }
             rustix::fs::unlinkat(dir, &loc.name, AtFlags::REMOVEDIR)
                 .map_err(|e| LayerError::io("rmdir", rel, e))?;
+            self.dirs.moved();
         } else {
             rustix::fs::unlinkat(dir, &loc.name, AtFlags::empty())
                 .map_err(|e| LayerError::io("unlinkat", rel, e))?;
@@ -213,7 +214,7 @@ impl Layer {
             )
             .map_err(|e| LayerError::io("opendir", rel, e))?
         } else {
-            let Some(loc) = path::locate(self.root.as_fd(), rel, &comps)? else {
+            let Some(loc) = self.locate(rel, &comps)? else {
                 return Ok(out);
             };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

@@ -7,8 +7,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, RenameFlags};
-use rustix::io::Errno;
+use rustix::fs::RenameFlags;
 
 use super::error::{LayerError, Result};
 use super::meta::Record;
@@ -125,21 +124,13 @@ impl Layer {
     }
 
     /// Store a placeholder file at `rel` as a record (no on-disk item). `false`
-    /// when something is there already: an on-disk item, or a record — unless
-    /// that record came from a listing and `rec` has the version, which then
-    /// replaces it.
+    /// when a record is there already — unless that record came from a
+    /// listing and `rec` has the version, which then replaces it.
+    ///
+    /// The caller found nothing on disk at `rel` just before (no lock makes
+    /// the two one step either way: an item created since wins over the
+    /// record, as [`Layer::lookup`] reads them).
     pub(super) fn put_virtual(&self, rel: &Path, rec: VRec) -> Result<bool> {
-        let comps = path::components(rel)?;
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        match rustix::fs::statat(
-            loc.dir(self.root.as_fd()),
-            &loc.name,
-            AtFlags::SYMLINK_NOFOLLOW,
-        ) {
-            Ok(_) => return Ok(false),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(LayerError::io("statat", rel, e)),
-        }
         if rec.version.is_some() {
             if let Some(old) = self.vstore.get(rel) {
                 if old.version.is_some() {

@@ -47,6 +47,9 @@ pub(crate) enum Wake {
     Covered(Arc<File>),
     /// The file is hydrated and in place.
     Done,
+    /// The file is hydrated and in place, and this is it: the fetch's temp
+    /// file, renamed into place by this fetch (the same inode).
+    Placed(Arc<File>),
     /// The fetch failed with this errno.
     Failed(Errno),
     /// The fetch was cancelled for another request: start over.
@@ -101,6 +104,9 @@ pub(crate) struct Fetch {
     /// fetch, whose commands are in its state.
     command: AtomicU64,
     pub(super) reader: Arc<File>,
+    /// Set before the end is announced when this fetch's own temp file was
+    /// put in place (not when another fetch hydrated the file first).
+    placed: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     /// A ranged fetch: what its commands need. `None`: one GetFileData of
     /// the whole file.
@@ -161,7 +167,16 @@ impl Fetch {
             std::mem::take(&mut s.waiters)
         };
         for w in waiters {
-            (w.wake)(wake_of(end));
+            (w.wake)(self.wake_of(end));
+        }
+    }
+
+    /// How the end `end` wakes a waiter: with the file in place when it is
+    /// this fetch's (a read then needs no open of its own).
+    fn wake_of(&self, end: End) -> Wake {
+        match end {
+            End::Done if self.placed.load(Ordering::SeqCst) => Wake::Placed(self.reader.clone()),
+            end => wake_of(end),
         }
     }
 }
@@ -202,7 +217,7 @@ impl Inner {
             let mut s = fetch.lock();
             if let Some(end) = s.end {
                 drop(s);
-                return wake(wake_of(end));
+                return wake(fetch.wake_of(end));
             }
             if range.is_some_and(|(a, b)| s.covers(a, b)) {
                 drop(s);
@@ -316,6 +331,7 @@ impl Inner {
             streams: ranged.is_some() || item.attr.size > STREAM_MIN,
             command: AtomicU64::new(0),
             reader: Arc::new(reader),
+            placed: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
             ranged,
         });
@@ -404,7 +420,10 @@ impl Inner {
         let end = match outcome {
             CommandOutcome::Finished(Ok(()), _) => {
                 match self.finish_hydration(hydration, path, length) {
-                    Ok(()) => End::Done,
+                    Ok(placed) => {
+                        fetch.placed.store(placed, Ordering::SeqCst);
+                        End::Done
+                    }
                     Err(e) => End::Failed(e),
                 }
             }

@@ -31,6 +31,16 @@ impl FileHandle {
     pub(crate) fn file(&self) -> Option<Arc<File>> {
         self.data.lock().expect("handle lock").clone()
     }
+
+    /// The handle's on-disk file: the one it has, else `file` (the item's
+    /// hydrated file, just put in place), which it keeps from now on.
+    fn adopt(&self, file: Arc<File>) -> Arc<File> {
+        self.data
+            .lock()
+            .expect("handle lock")
+            .get_or_insert(file)
+            .clone()
+    }
 }
 
 /// An open file handle.
@@ -354,6 +364,10 @@ impl Inner {
                         .open_local(&handle, &path)
                         .and_then(|f| read_at(&f, offset, size)),
                 ),
+                Wake::Placed(file) => {
+                    let file = handle.adopt(file);
+                    done(read_at(&file, offset, size))
+                }
                 Wake::Failed(e) => done(Err(e)),
                 Wake::Interrupted => done(Err(libc::EINTR)),
                 Wake::Retry => inner.read(&ctx2, fh, offset, size, done),
@@ -393,7 +407,7 @@ impl Inner {
             fh,
             None,
             Box::new(move |wake| match wake {
-                Wake::Done | Wake::Covered(_) => done(Ok(())),
+                Wake::Done | Wake::Placed(_) | Wake::Covered(_) => done(Ok(())),
                 Wake::Failed(e) => done(Err(e)),
                 Wake::Interrupted => done(Err(libc::EINTR)),
                 Wake::Retry => match inner.item(&path2) {
@@ -404,12 +418,15 @@ impl Inner {
         );
     }
 
+    /// Put a finished hydration in place; `Ok(true)` when it was its file
+    /// that went in place, `Ok(false)` when another hydration of the item
+    /// had put one there first.
     pub(super) fn finish_hydration(
         &self,
         hydration: Option<Arc<crate::layer::Hydration>>,
         path: &Path,
         length: u64,
-    ) -> Result<(), Errno> {
+    ) -> Result<bool, Errno> {
         let Some(h) = hydration else {
             return Err(libc::EIO);
         };
@@ -423,7 +440,8 @@ impl Inner {
             }
         };
         let r = self.layer.finish_hydration(h, path);
-        self.hydration_result(r, path, length)
+        let placed = r.is_ok();
+        self.hydration_result(r, path, length).map(|()| placed)
     }
 
     /// What finishing the hydration of `path` (`length` bytes) with result `r`
@@ -463,7 +481,7 @@ impl Inner {
 
     pub(super) fn hydrate_empty(&self, path: &Path) -> Result<(), Errno> {
         let h = self.layer.begin_hydration(path).map_err(|e| e.errno())?;
-        self.finish_hydration(Some(Arc::new(h)), path, 0)
+        self.finish_hydration(Some(Arc::new(h)), path, 0).map(drop)
     }
 
     fn open_local(&self, handle: &FileHandle, path: &Path) -> Result<Arc<File>, Errno> {
