@@ -23,6 +23,7 @@ use prjfs::{
 };
 use prjfs_providers::dir::watch::SourceWatcher;
 use prjfs_providers::dir::{DirMode, DirOptions, DirProvider};
+use prjfs_providers::readahead::PrefetchCounters;
 use prjfs_providers::s3::{S3Options, S3Provider};
 use prjfs_providers::testing::{FaultPlan, FaultSpec, Flaky, FlakyAsync};
 
@@ -495,6 +496,8 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
     }
     let mut git = None;
     let mut s3 = None;
+    // The directory provider's listing read-ahead counters, for `status`.
+    let mut dir_read_ahead = None;
     let opened = match &source {
         Source::S3 { bucket, prefix } => {
             let mut options = S3Options::new(bucket.clone(), prefix);
@@ -526,7 +529,8 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
             faults.clone(),
             notify_log,
         )
-        .map(|p| {
+        .map(|(p, read_ahead)| {
+            dir_read_ahead = read_ahead;
             let marker = RootMarker {
                 source: dir.to_string_lossy().into_owned(),
                 provider: "dir".into(),
@@ -623,6 +627,9 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         let source = source.clone();
         let git = git.clone();
         let s3 = s3.clone();
+        let read_ahead = dir_read_ahead
+            .clone()
+            .or_else(|| git.as_ref().map(|g| g.read_ahead_counters().clone()));
         std::thread::Builder::new()
             .name("prjfs-control".into())
             .spawn(move || {
@@ -633,6 +640,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
                             source: &source,
                             git: git.as_ref(),
                             s3: s3.as_ref(),
+                            read_ahead: read_ahead.as_deref(),
                             log: &log,
                             pool,
                             concurrent,
@@ -718,19 +726,25 @@ fn limit_malloc_arenas() {
 /// The directory provider for `source`, behind `faults` when given: [`Flaky`]
 /// in front of the inline provider, [`FlakyAsync`] inside the async adapter (so
 /// its delays are timers of pended commands).
+/// A provider, and its listing read-ahead's counters when it reads ahead.
+type Opened = (Arc<dyn Provider>, Option<Arc<PrefetchCounters>>);
+
+/// Also returns the provider's read-ahead counters when it reads ahead.
 fn open_provider(
     source: &Path,
     options: DirOptions,
     faults: Option<Arc<FaultPlan>>,
     notify_log: Option<NotifyLog>,
-) -> std::io::Result<Arc<dyn Provider>> {
+) -> std::io::Result<Opened> {
     let dir = DirProvider::new(source, options)?;
     if let Some(log) = notify_log {
         dir.on_notification(Box::new(move |cb, n| log.record(cb, n)));
     }
-    Ok(match (faults, options.mode) {
+    let read_ahead = dir.prefetch_counters().cloned();
+    let provider: Arc<dyn Provider> = match (faults, options.mode) {
         (None, _) => dir.to_provider()?,
         (Some(plan), DirMode::Sync) => Arc::new(Flaky::new(dir.to_provider()?, plan)),
         (Some(plan), DirMode::Async) => Arc::new(AsyncAdapter::new(FlakyAsync::new(dir, plan))?),
-    })
+    };
+    Ok((provider, read_ahead))
 }

@@ -228,6 +228,14 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         get("placeholder_log", "pending_entries"),
         get("placeholder_log", "batches_written")
     );
+    if v["read_ahead"].is_object() {
+        println!(
+            "listings:  {} read ahead, {} used by a client, {} found stale",
+            get("read_ahead", "read"),
+            get("read_ahead", "used"),
+            get("read_ahead", "stale")
+        );
+    }
     let raised: Vec<String> = v["notifications"]
         .as_object()
         .into_iter()

@@ -282,6 +282,50 @@ fn big_tree_matches_source_for_real_tools() {
     m.unmount();
 }
 
+/// `prjfs status` counts the listings read ahead and whether a client used
+/// them (`listings:` line, `read_ahead` in JSON); none with `--no-read-ahead`.
+#[test]
+fn status_counts_listings_read_ahead() {
+    if !mount_available() {
+        return;
+    }
+    let d = Dirs::new();
+    for dir in ["a", "b"] {
+        std::fs::create_dir_all(d.source.join(dir)).unwrap();
+        write_file(&d.source.join(dir).join("x"), b"x\n");
+    }
+    let m = CliMount::new(&bin(), &[], &d.source, &d.root);
+    let read_ahead = |name: &str| {
+        m.status()["read_ahead"][name]
+            .as_u64()
+            .expect("read_ahead counters")
+    };
+    assert_eq!(read_ahead("read"), 0, "nothing listed yet");
+    // Listing the root queues a and b; the read-ahead thread reads both and
+    // holds them (two held, nothing more queued: it waits for a client).
+    assert_eq!(entries(&d.root), ["a", "b"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_ahead("read") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a and b were not read ahead in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read_ahead("read"), 2);
+    // Listing a takes its listing: used, or stale if it waited over a second.
+    assert_eq!(entries(&d.root.join("a")), ["x"]);
+    assert_eq!(read_ahead("used") + read_ahead("stale"), 1);
+    let text = ok(prjfs(&["status"]).arg(&m.root));
+    assert!(text.contains("listings:  2 read ahead"), "{text}");
+    m.unmount();
+
+    let m = CliMount::new(&bin(), &["--no-read-ahead"], &d.source, &d.root);
+    assert!(m.status()["read_ahead"].is_null());
+    assert!(!ok(prjfs(&["status"]).arg(&m.root)).contains("listings:"));
+    m.unmount();
+}
+
 /// Case 2: Virtual → Placeholder (stat) → Hydrated (cat); `ls -l` hydrates nothing.
 #[test]
 fn state_transitions_seen_by_prjfs_state() {

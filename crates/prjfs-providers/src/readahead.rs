@@ -115,7 +115,8 @@ pub struct ReadAhead<L: Lister> {
     /// Signalled when the thread finishes a listing (a client may wait for the
     /// one it is reading).
     read_done: Condvar,
-    counters: PrefetchCounters,
+    /// Shared with whoever reports them (`prjfs status`).
+    counters: Arc<PrefetchCounters>,
 }
 
 impl<L: Lister> ReadAhead<L> {
@@ -127,12 +128,12 @@ impl<L: Lister> ReadAhead<L> {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             read_done: Condvar::new(),
-            counters: PrefetchCounters::default(),
+            counters: Arc::default(),
         })
     }
 
     /// How much was read ahead and used.
-    pub fn counters(&self) -> &PrefetchCounters {
+    pub fn counters(&self) -> &Arc<PrefetchCounters> {
         &self.counters
     }
 

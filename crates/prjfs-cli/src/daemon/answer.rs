@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use prjfs::VirtualizationInstance;
 use prjfs_providers::git::GitProvider;
+use prjfs_providers::readahead::PrefetchCounters;
 use prjfs_providers::s3::S3Provider;
 use prjfs_providers::testing::FaultPlan;
 
@@ -17,6 +18,8 @@ pub(super) struct Served<'a> {
     pub(super) source: &'a Source,
     pub(super) git: Option<&'a GitProvider>,
     pub(super) s3: Option<&'a S3Provider>,
+    /// The provider's listing read-ahead (dir and git), when it reads ahead.
+    pub(super) read_ahead: Option<&'a PrefetchCounters>,
     pub(super) log: &'a serde_json::Value,
     pub(super) pool: usize,
     pub(super) concurrent: usize,
@@ -29,6 +32,7 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
         source,
         git,
         s3,
+        read_ahead,
         log,
         pool,
         concurrent,
@@ -95,6 +99,10 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                         "in_flight": c.in_flight,
                         "throttled": c.throttled,
                     })
+                }),
+                "read_ahead": read_ahead.map(|c| {
+                    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                    serde_json::json!({ "read": n(&c.read), "used": n(&c.used), "stale": n(&c.stale) })
                 }),
                 "log": log,
                 "pid": std::process::id(),

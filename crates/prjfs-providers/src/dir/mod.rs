@@ -227,7 +227,7 @@ impl DirProvider {
     }
 
     /// The listing read-ahead's counters, when it is on.
-    pub fn prefetch_counters(&self) -> Option<&PrefetchCounters> {
+    pub fn prefetch_counters(&self) -> Option<&Arc<PrefetchCounters>> {
         self.inner.prefetch.as_deref().map(ReadAhead::counters)
     }
 

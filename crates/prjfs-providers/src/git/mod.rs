@@ -189,7 +189,7 @@ impl GitProvider {
     }
 
     /// The listing read-ahead's counters.
-    pub fn read_ahead_counters(&self) -> &crate::readahead::PrefetchCounters {
+    pub fn read_ahead_counters(&self) -> &Arc<crate::readahead::PrefetchCounters> {
         self.inner.read_ahead.counters()
     }
 
