@@ -105,6 +105,7 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                     serde_json::json!({ "read": n(&c.read), "used": n(&c.used), "stale": n(&c.stale) })
                 }),
                 "log": log,
+                "dirs_kept_open": virt.layer().kept_dirs(),
                 "pid": std::process::id(),
                 "threads": concurrent,
                 "pool_threads": pool,

@@ -368,6 +368,12 @@ impl Layer {
         self.vstore.sync();
     }
 
+    /// Parent directories kept open now (closed after a second unused): fds
+    /// the daemon holds only while busy.
+    pub fn kept_dirs(&self) -> usize {
+        self.dirs.kept()
+    }
+
     /// The placeholder log's counters: records, entries not written yet,
     /// batches written, the log's length.
     pub fn log_stats(&self) -> PlaceholderLogStats {

@@ -270,8 +270,7 @@ impl DirCache {
     }
 
     /// How many directories are kept open.
-    #[cfg(test)]
-    fn kept(&self) -> usize {
+    pub(crate) fn kept(&self) -> usize {
         self.shared.lock().dirs.len()
     }
 
