@@ -297,20 +297,36 @@ pub fn basic_info(metadata: &Metadata) -> Option<FileBasicInfo> {
     })
 }
 
-/// Version of an item: [`PROVIDER_ID`], and a content id of 32 bytes: inode (u64),
-/// size (u64) and mtime in nanoseconds since the epoch (i128), all little-endian. A
-/// change of any of them is a new version.
+/// Version of an item: [`PROVIDER_ID`], and as content id its inode (u64), size
+/// (u64) and mtime in nanoseconds since the epoch (i128, zigzag: 0, −1, 1, … →
+/// 0, 1, 2, …), each a LEB128 varint (7 bits a byte, low first): about 15
+/// bytes, so that the layer's record of a hydrated file fits in an ext4
+/// inode. The encoding is one-to-one: a change of any of the three is a new
+/// version. (Placeholders written before 2026-11-30 carry 32 bytes, the
+/// three little-endian; they compare unequal to every new id, which only
+/// means one more update of such a file under `--watch`.)
 pub fn version_info(metadata: &Metadata) -> VersionInfo {
     let mtime_nanos =
         i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec());
-    let mut content_id = Vec::with_capacity(32);
-    content_id.extend_from_slice(&metadata.ino().to_le_bytes());
-    content_id.extend_from_slice(&metadata.len().to_le_bytes());
-    content_id.extend_from_slice(&mtime_nanos.to_le_bytes());
     VersionInfo {
         provider_id: PROVIDER_ID.to_vec(),
-        content_id,
+        content_id: content_id(metadata.ino(), metadata.len(), mtime_nanos),
     }
+}
+
+/// The content id [`version_info`] gives a file of inode `ino`, `size` bytes
+/// and mtime `mtime_nanos` (ns since the epoch).
+pub fn content_id(ino: u64, size: u64, mtime_nanos: i128) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    let zigzag = ((mtime_nanos << 1) ^ (mtime_nanos >> 127)) as u128;
+    for mut v in [u128::from(ino), u128::from(size), zigzag] {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out
 }
 
 /// A `stat` time as a [`SystemTime`] (times before the epoch included).

@@ -72,8 +72,33 @@ fn assert_matches_metadata(info: &prjfs::PlaceholderInfo, path: &Path) {
     }
     assert_eq!(info.basic.owner, Some((meta.uid(), meta.gid())));
     assert_eq!(info.version.provider_id, PROVIDER_ID);
-    assert_eq!(info.version.content_id.len(), 32);
-    assert_eq!(info.version.content_id[..8], meta.ino().to_le_bytes());
+    let mtime_nanos = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    assert_eq!(
+        info.version.content_id,
+        store::content_id(meta.ino(), meta.len(), mtime_nanos)
+    );
+}
+
+#[test]
+fn content_ids_are_short_varints() {
+    // Inode 300, 4096 bytes, mtime 1 ns after the epoch; then negative.
+    assert_eq!(
+        store::content_id(300, 4096, 1),
+        [0xac, 0x02, 0x80, 0x20, 0x02]
+    );
+    assert_eq!(store::content_id(0, 0, -1), [0, 0, 1]);
+    // A typical file of today: at most 5 + 5 + 9 bytes.
+    let now = 1_764_500_000_123_456_789i128;
+    assert!(store::content_id(u64::from(u32::MAX), u64::from(u32::MAX), now).len() <= 19);
+    // Any of the three changes the id.
+    let base = store::content_id(7, 8, now);
+    for other in [
+        store::content_id(8, 8, now),
+        store::content_id(7, 9, now),
+        store::content_id(7, 8, now + 1),
+    ] {
+        assert_ne!(base, other);
+    }
 }
 
 #[test]

@@ -423,7 +423,7 @@ impl Layer {
             h.file.as_fd(),
             (st.st_uid, st.st_gid),
             st.st_mode & 0o7777,
-            &rec.encode(),
+            &rec.encode_at(rel),
             &times,
         )
         .map_err(|e| LayerError::io("set attributes", rel, e))?;
@@ -471,7 +471,7 @@ impl Layer {
             h.file.as_fd(),
             (vrec.uid, vrec.gid),
             u32::from(vrec.perm),
-            &rec.encode(),
+            &rec.encode_at(rel),
             &times,
         )
         .map_err(|e| LayerError::io("set attributes", rel, e))?;

@@ -1,16 +1,46 @@
 //! The per-item metadata record stored in one xattr, and the root marker: both
 //! versioned, length-checked and CRC-32 protected.
 //!
-//! Item record, version 2 (all integers little-endian):
+//! Item record, version 3 (what this code writes). Integers marked *v* are
+//! LEB128 varints (7 bits a byte, low first); *zz* marks a signed one in
+//! zigzag form (0, −1, 1, −2, … → 0, 1, 2, 3, …).
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 2 | magic `PJ` |
+//! | 1 | format version (3) |
+//! | 1 | flags: bits 0–1 kind (1 file, 2 directory, 3 symlink); bit 2 *listed* (the placeholder came from a listing; its VersionInfo is not known yet); bits 3–4 origin: 0 none, 1 *the item's own path*, 2 stored below; bit 5 atime equals mtime; bits 6–7 zero |
+//! | 1 | state bits ([`crate::OnDiskState`]) |
+//! | v | size |
+//! | zz v | mtime seconds (i64) |
+//! | v | mtime nanoseconds (< 10⁹) |
+//! | zz v | atime − mtime in nanoseconds (i128); absent when flag bit 5 is set |
+//! | 1+n | provider_id: a byte 0–128 is its length n, then n bytes; 129 + i names entry i of [`KNOWN_PROVIDER_IDS`] (no bytes follow) |
+//! | 1+m | content_id (length byte, m ≤ 128) |
+//! | v+k | origin path relative to the root, only when flag bits 3–4 are 2 (length k ≤ [`MAX_ORIGIN_LEN`]) |
+//! | 4 | CRC-32 (IEEE, little-endian) of every byte before it |
+//!
+//! *Origin 1* means the placeholder's origin is the path the item is at now;
+//! the decoder is told that path. It is written only by a writer that knows
+//! where the item ends up ([`Record::encode_at`]), and every operation that
+//! moves an item with such a record (a rename, with everything below a
+//! renamed directory, and a hard link) first rewrites it with the origin
+//! stored ([`Record::encode`]), which means the same at that instant; see
+//! `Layer::pin_origins`. The point of the format: a hydrated 4 KiB file of the
+//! dir provider has a record of about 40 bytes, which ext4 keeps inside a
+//! 256-byte inode (60 bytes of value for this name), where 102 bytes made it
+//! allocate a 4 KiB xattr block per file.
+//!
+//! Version 2 (still read, never written; all integers little-endian):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `PJFS` |
-//! | 4 | 1 | format version (1) |
+//! | 4 | 1 | format version (2) |
 //! | 5 | 1 | kind: 1 file, 2 directory, 3 symlink |
-//! | 6 | 1 | flags: bit 0 *listed* (the placeholder came from a listing; its VersionInfo is not known yet); other bits 0 |
+//! | 6 | 1 | flags: bit 0 *listed*; other bits 0 |
 //! | 7 | 1 | reserved, 0 |
-//! | 8 | 4 | state bits ([`crate::OnDiskState`]) |
+//! | 8 | 4 | state bits |
 //! | 12 | 8 | size |
 //! | 20 | 8+4 | mtime (secs i64, nsecs u32) |
 //! | 32 | 8+4 | atime (secs i64, nsecs u32) |
@@ -21,7 +51,9 @@
 //! | .. | 4 | CRC-32 (IEEE) of every byte before it |
 //!
 //! Version 1 is version 2 without the two origin fields; it is still read (origin
-//! `None`) and never written. The root marker keeps its own version byte (1).
+//! `None`) and never written. A record of version 1 or 2 is rewritten as
+//! version 3 only when it is written anyway. The root marker keeps its own
+//! version byte (1).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -29,23 +61,59 @@ use std::path::{Path, PathBuf};
 
 use crate::types::{FileKind, OnDiskState, VersionInfo, VERSION_ID_MAX};
 
-const MAGIC: &[u8; 4] = b"PJFS";
+/// Magic of format versions 1 and 2.
+const MAGIC_V2: &[u8; 4] = b"PJFS";
+/// Magic of format version 3 (the first two bytes of [`MAGIC_V2`]; the byte
+/// after it, 3, is not the `F` of version 2).
+const MAGIC: &[u8; 2] = b"PJ";
 const ROOT_MAGIC: &[u8; 4] = b"PJRT";
 /// The item record format this code writes.
-pub(crate) const FORMAT_VERSION: u8 = 2;
-/// The previous item record format, still read (it has no origin).
-const FORMAT_V1: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 3;
+/// The previous item record formats, still read.
+pub(crate) const FORMAT_V2: u8 = 2;
+pub(crate) const FORMAT_V1: u8 = 1;
 /// Version byte of the root marker (unchanged since version 1).
 const ROOT_FORMAT_VERSION: u8 = 1;
-const HEADER_LEN: usize = 44;
+/// Fixed part of a version 1 or 2 record.
+const HEADER_LEN_V2: usize = 44;
+/// Provider ids a version 3 record names by one byte (129 + index). Part of
+/// the format: entries are only ever appended. Those of the workspace's
+/// providers (`dir`, `git`, `archive`, `s3`).
+pub(crate) const KNOWN_PROVIDER_IDS: [&[u8]; 4] = [b"prjfs-dir", b"git", b"prjfs-archive", b"s3"];
+const KNOWN_ID_BASE: u8 = VERSION_ID_MAX as u8 + 1;
 /// Longest origin path a record holds. Ext4 keeps all of an inode's xattrs in one
 /// block, so the record stays well below 4 KiB to leave room for user xattrs.
 pub(crate) const MAX_ORIGIN_LEN: usize = 3072;
-/// Upper bound of an encoded item record.
-pub(crate) const MAX_RECORD_LEN: usize =
-    HEADER_LEN + 2 + 2 * VERSION_ID_MAX + 3 + MAX_ORIGIN_LEN + 4;
+/// Upper bound of an encoded version 2 record.
+const MAX_RECORD_LEN_V2: usize = HEADER_LEN_V2 + 2 + 2 * VERSION_ID_MAX + 3 + MAX_ORIGIN_LEN + 4;
+/// Upper bound of an encoded version 3 record: magic, version, flags, state,
+/// size (10), mtime (10 + 5), atime delta (19), ids, origin (length 2), CRC.
+const MAX_RECORD_LEN_V3: usize =
+    5 + 10 + 15 + 19 + 2 * (1 + VERSION_ID_MAX) + 2 + MAX_ORIGIN_LEN + 4;
+/// Upper bound of a record of any version this code reads.
+pub(crate) const MAX_RECORD_LEN: usize = if MAX_RECORD_LEN_V2 > MAX_RECORD_LEN_V3 {
+    MAX_RECORD_LEN_V2
+} else {
+    MAX_RECORD_LEN_V3
+};
+/// Largest record value ext4 keeps inside a default (256-byte) inode under
+/// the name `trusted.prjfs.meta` or `user.prjfs.meta`: found by experiment
+/// (`setfattr` of N bytes on a 4 KiB file of a fresh `mkfs.ext4` image: 60
+/// bytes leave `st_blocks` at 8, 61 make it 16).
+#[cfg(test)]
+const EXT4_INODE_BUDGET: usize = 60;
 /// Every state bit ProjFS defines.
 const KNOWN_STATE_BITS: u32 = 0x1f;
+
+const FLAG_KIND: u8 = 0b11;
+const FLAG_LISTED: u8 = 1 << 2;
+const ORIGIN_SHIFT: u8 = 3;
+const ORIGIN_NONE: u8 = 0;
+const ORIGIN_HERE: u8 = 1;
+const ORIGIN_STORED: u8 = 2;
+const FLAG_ATIME_IS_MTIME: u8 = 1 << 5;
+const FLAGS_KNOWN: u8 = FLAG_KIND | FLAG_LISTED | (0b11 << ORIGIN_SHIFT) | FLAG_ATIME_IS_MTIME;
+const NANOS: i128 = 1_000_000_000;
 
 /// The decoded metadata record of one item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +131,9 @@ pub(crate) struct Record {
     /// The store's version of the item.
     pub version: VersionInfo,
     /// The path (relative to the root) the item had when its placeholder was
-    /// written; `None` for tombstones and records of format version 1.
+    /// written; `None` for tombstones, marks and records of format version 1.
+    /// Always the full path here, also when the encoded record leaves it out
+    /// (origin 1: the item's own path).
     pub origin: Option<PathBuf>,
     /// The placeholder came from a listing: `version` is empty until
     /// GetPlaceholderInfo fills it.
@@ -75,6 +145,15 @@ fn kind_code(kind: FileKind) -> u8 {
         FileKind::File => 1,
         FileKind::Directory => 2,
         FileKind::Symlink => 3,
+    }
+}
+
+fn kind_of(code: u8) -> Result<FileKind, String> {
+    match code {
+        1 => Ok(FileKind::File),
+        2 => Ok(FileKind::Directory),
+        3 => Ok(FileKind::Symlink),
+        k => Err(format!("unknown kind {k}")),
     }
 }
 
@@ -93,10 +172,51 @@ fn check_state(state: u32) -> Result<(), String> {
     Ok(())
 }
 
+fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i128) -> u128 {
+    ((v << 1) ^ (v >> 127)) as u128
+}
+
+fn unzigzag(v: u128) -> i128 {
+    ((v >> 1) as i128) ^ -((v & 1) as i128)
+}
+
+fn total_nanos((secs, nsecs): (i64, u32)) -> i128 {
+    i128::from(secs) * NANOS + i128::from(nsecs)
+}
+
+/// Whether the encoded record `bytes` (already decoded without error) leaves
+/// its origin out because it is the item's own path: such a record must be
+/// rewritten with [`Record::encode`] before its item moves.
+pub(crate) fn origin_is_implicit(bytes: &[u8]) -> bool {
+    bytes.len() > 3
+        && bytes[..2] == *MAGIC
+        && bytes[2] == FORMAT_VERSION
+        && (bytes[3] >> ORIGIN_SHIFT) & 0b11 == ORIGIN_HERE
+}
+
 impl Record {
-    /// Encode. Panics only on a programming error (ids too long or an invalid
-    /// state); callers validate user input first.
+    /// Encode with the origin stored (when there is one): valid wherever the
+    /// item is. Panics only on a programming error (ids too long or an
+    /// invalid state); callers validate user input first.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(None)
+    }
+
+    /// Encode for an item that is (or is about to be renamed) at `at`: an
+    /// origin equal to `at` is left out.
+    pub fn encode_at(&self, at: &Path) -> Vec<u8> {
+        self.encode_with(Some(at))
+    }
+
+    fn encode_with(&self, at: Option<&Path>) -> Vec<u8> {
         assert!(self.version.provider_id.len() <= VERSION_ID_MAX);
         assert!(self.version.content_id.len() <= VERSION_ID_MAX);
         assert!(self
@@ -104,64 +224,83 @@ impl Record {
             .as_ref()
             .is_none_or(|o| o.as_os_str().len() <= MAX_ORIGIN_LEN));
         debug_assert!(check_state(self.state.0).is_ok());
-        let mut out = Vec::with_capacity(MAX_RECORD_LEN);
+        let origin_mode = match (&self.origin, at) {
+            (None, _) => ORIGIN_NONE,
+            (Some(o), Some(at)) if o.as_os_str().as_bytes() == at.as_os_str().as_bytes() => {
+                ORIGIN_HERE
+            }
+            (Some(_), _) => ORIGIN_STORED,
+        };
+        let atime_delta = total_nanos(self.atime) - total_nanos(self.mtime);
+        let mut flags = kind_code(self.kind) | (origin_mode << ORIGIN_SHIFT);
+        if self.listed {
+            flags |= FLAG_LISTED;
+        }
+        if atime_delta == 0 {
+            flags |= FLAG_ATIME_IS_MTIME;
+        }
+        let mut out = Vec::with_capacity(64);
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
-        out.push(kind_code(self.kind));
-        out.extend_from_slice(&[u8::from(self.listed), 0]);
-        out.extend_from_slice(&self.state.0.to_le_bytes());
-        out.extend_from_slice(&self.size.to_le_bytes());
-        for (secs, nsecs) in [self.mtime, self.atime] {
-            out.extend_from_slice(&secs.to_le_bytes());
-            out.extend_from_slice(&nsecs.to_le_bytes());
+        out.push(flags);
+        // Fits: check_state allows 5 bits only.
+        out.push(self.state.0 as u8);
+        put_varint(&mut out, u128::from(self.size));
+        put_varint(&mut out, zigzag(i128::from(self.mtime.0)));
+        put_varint(&mut out, u128::from(self.mtime.1));
+        if atime_delta != 0 {
+            put_varint(&mut out, zigzag(atime_delta));
         }
-        for id in [&self.version.provider_id, &self.version.content_id] {
-            // Fits: checked against VERSION_ID_MAX (128) above.
-            out.push(id.len() as u8);
-            out.extend_from_slice(id);
-        }
-        match &self.origin {
-            None => out.push(0),
-            Some(origin) => {
-                let bytes = origin.as_os_str().as_bytes();
-                out.push(1);
-                // Fits: checked against MAX_ORIGIN_LEN above.
-                out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
-                out.extend_from_slice(bytes);
+        let provider_id = &self.version.provider_id;
+        match KNOWN_PROVIDER_IDS.iter().position(|k| *k == provider_id) {
+            // Fits: the table has fewer than 127 entries.
+            Some(i) => out.push(KNOWN_ID_BASE + i as u8),
+            None => {
+                // Fits: checked against VERSION_ID_MAX (128) above.
+                out.push(provider_id.len() as u8);
+                out.extend_from_slice(provider_id);
             }
+        }
+        out.push(self.version.content_id.len() as u8);
+        out.extend_from_slice(&self.version.content_id);
+        if origin_mode == ORIGIN_STORED {
+            let bytes = self.origin.as_ref().expect("stored").as_os_str().as_bytes();
+            put_varint(&mut out, bytes.len() as u128);
+            out.extend_from_slice(bytes);
         }
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decode and check; the error says which check failed.
-    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
-        if bytes.len() < 4 || &bytes[..4] != MAGIC {
+    /// Decode and check the record of the item at `at` (the path an origin
+    /// left out stands for); the error says which check failed.
+    pub fn decode(bytes: &[u8], at: &Path) -> Result<Record, String> {
+        if bytes.len() < 2 || bytes[..2] != *MAGIC {
             return Err("bad magic".into());
+        }
+        if bytes.len() < 3 {
+            return Err("truncated before the format version".into());
+        }
+        if bytes[2] == FORMAT_VERSION {
+            return Self::decode_v3(bytes, at);
+        }
+        if bytes.len() < 4 || bytes[..4] != *MAGIC_V2 {
+            return Err(format!("unsupported format version {}", bytes[2]));
         }
         if bytes.len() < 5 {
             return Err("truncated before the format version".into());
         }
         let format = bytes[4];
-        if format != FORMAT_VERSION && format != FORMAT_V1 {
+        if format != FORMAT_V2 && format != FORMAT_V1 {
             return Err(format!("unsupported format version {format}"));
         }
-        if bytes.len() < HEADER_LEN + 2 + 4 {
+        if bytes.len() < HEADER_LEN_V2 + 2 + 4 {
             return Err(format!("truncated: {} bytes", bytes.len()));
         }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_le_bytes(tail.try_into().expect("4-byte tail"));
-        if crc32(body) != stored {
-            return Err("checksum mismatch".into());
-        }
+        let body = check_crc(bytes)?;
         let mut r = Reader { buf: body, pos: 5 };
-        let kind = match r.u8()? {
-            1 => FileKind::File,
-            2 => FileKind::Directory,
-            3 => FileKind::Symlink,
-            k => return Err(format!("unknown kind {k}")),
-        };
+        let kind = kind_of(r.u8()?)?;
         let listed = match r.take(2)? {
             [0, 0] => false,
             [1, 0] => true,
@@ -179,9 +318,7 @@ impl Record {
         } else {
             r.origin()?
         };
-        if r.pos != body.len() {
-            return Err(format!("{} trailing bytes", body.len() - r.pos));
-        }
+        r.end()?;
         Ok(Record {
             state: OnDiskState(state),
             kind,
@@ -196,6 +333,95 @@ impl Record {
             listed,
         })
     }
+
+    fn decode_v3(bytes: &[u8], at: &Path) -> Result<Record, String> {
+        // Magic, version, flags, state, three one-byte varints, two id bytes.
+        if bytes.len() < 10 + 4 {
+            return Err(format!("truncated: {} bytes", bytes.len()));
+        }
+        let body = check_crc(bytes)?;
+        let mut r = Reader { buf: body, pos: 3 };
+        let flags = r.u8()?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(format!("unknown flags {flags:#x}"));
+        }
+        let kind = kind_of(flags & FLAG_KIND)?;
+        let state = u32::from(r.u8()?);
+        check_state(state)?;
+        let size = u64::try_from(r.varint()?).map_err(|_| "size out of range".to_string())?;
+        let secs = i64::try_from(unzigzag(r.varint()?))
+            .map_err(|_| "mtime seconds out of range".to_string())?;
+        let nsecs = u32::try_from(r.varint()?).unwrap_or(u32::MAX);
+        if nsecs >= 1_000_000_000 {
+            return Err(format!("nanoseconds out of range: {nsecs}"));
+        }
+        let mtime = (secs, nsecs);
+        let atime = if flags & FLAG_ATIME_IS_MTIME != 0 {
+            mtime
+        } else {
+            let delta = unzigzag(r.varint()?);
+            if delta == 0 {
+                return Err("atime delta 0 without its flag".into());
+            }
+            let total = total_nanos(mtime)
+                .checked_add(delta)
+                .ok_or_else(|| "atime out of range".to_string())?;
+            let secs = i64::try_from(total.div_euclid(NANOS))
+                .map_err(|_| "atime out of range".to_string())?;
+            (secs, total.rem_euclid(NANOS) as u32)
+        };
+        let provider_id = match r.u8()? {
+            b if b >= KNOWN_ID_BASE => KNOWN_PROVIDER_IDS
+                .get(usize::from(b - KNOWN_ID_BASE))
+                .ok_or_else(|| format!("unknown provider id number {}", b - KNOWN_ID_BASE))?
+                .to_vec(),
+            len => r.take(usize::from(len))?.to_vec(),
+        };
+        let content_id = r.id()?;
+        let origin = match (flags >> ORIGIN_SHIFT) & 0b11 {
+            ORIGIN_NONE => None,
+            ORIGIN_HERE => Some(at.to_path_buf()),
+            ORIGIN_STORED => {
+                let len = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
+                if len > MAX_ORIGIN_LEN {
+                    return Err(format!("origin of {len} bytes (max {MAX_ORIGIN_LEN})"));
+                }
+                Some(origin_path(r.take(len)?)?)
+            }
+            m => return Err(format!("bad origin mode {m}")),
+        };
+        r.end()?;
+        Ok(Record {
+            state: OnDiskState(state),
+            kind,
+            size,
+            mtime,
+            atime,
+            version: VersionInfo {
+                provider_id,
+                content_id,
+            },
+            origin,
+            listed: flags & FLAG_LISTED != 0,
+        })
+    }
+}
+
+/// The body of `bytes` (all but the last four) if its CRC-32 matches them.
+fn check_crc(bytes: &[u8]) -> Result<&[u8], String> {
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes(tail.try_into().expect("4-byte tail"));
+    if crc32(body) != stored {
+        return Err("checksum mismatch".into());
+    }
+    Ok(body)
+}
+
+fn origin_path(bytes: &[u8]) -> Result<PathBuf, String> {
+    if bytes.contains(&0) || bytes.first() == Some(&b'/') {
+        return Err("origin is not a relative path".into());
+    }
+    Ok(Path::new(OsStr::from_bytes(bytes)).to_path_buf())
 }
 
 /// Bounds-checked little-endian reader over a record body.
@@ -250,13 +476,35 @@ impl<'a> Reader<'a> {
                 if len > MAX_ORIGIN_LEN {
                     return Err(format!("origin of {len} bytes (max {MAX_ORIGIN_LEN})"));
                 }
-                let bytes = self.take(len)?;
-                if bytes.contains(&0) || bytes.first() == Some(&b'/') {
-                    return Err("origin is not a relative path".into());
-                }
-                Ok(Some(Path::new(OsStr::from_bytes(bytes)).to_path_buf()))
+                origin_path(self.take(len)?).map(Some)
             }
             f => Err(format!("bad origin flag {f}")),
+        }
+    }
+    /// A LEB128 varint of at most 19 bytes (128 bits); a last byte of 0
+    /// after others (a longer form than needed) is refused.
+    fn varint(&mut self) -> Result<u128, String> {
+        let mut v = 0u128;
+        for i in 0..19 {
+            let b = self.u8()?;
+            let bits = u128::from(b & 0x7f);
+            if i == 18 && bits > 0b11 {
+                return Err("varint out of range".into());
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err("varint longer than needed".into());
+                }
+                return Ok(v);
+            }
+        }
+        Err("varint out of range".into())
+    }
+    fn end(&self) -> Result<(), String> {
+        match self.buf.len() - self.pos {
+            0 => Ok(()),
+            n => Err(format!("{n} trailing bytes")),
         }
     }
     fn string(&mut self) -> Result<String, String> {
@@ -264,6 +512,41 @@ impl<'a> Reader<'a> {
         let bytes = self.take(len)?.to_vec();
         String::from_utf8(bytes).map_err(|_| "string is not UTF-8".to_string())
     }
+}
+
+#[cfg(test)]
+/// A record as format version 2 wrote it (version 1: without the origin
+/// fields), for tests of old roots.
+pub(crate) fn encode_v2(r: &Record, format: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC_V2);
+    out.push(format);
+    out.push(kind_code(r.kind));
+    out.extend_from_slice(&[u8::from(r.listed), 0]);
+    out.extend_from_slice(&r.state.0.to_le_bytes());
+    out.extend_from_slice(&r.size.to_le_bytes());
+    for (secs, nsecs) in [r.mtime, r.atime] {
+        out.extend_from_slice(&secs.to_le_bytes());
+        out.extend_from_slice(&nsecs.to_le_bytes());
+    }
+    for id in [&r.version.provider_id, &r.version.content_id] {
+        out.push(id.len() as u8);
+        out.extend_from_slice(id);
+    }
+    if format == FORMAT_V2 {
+        match &r.origin {
+            None => out.push(0),
+            Some(o) => {
+                let b = o.as_os_str().as_bytes();
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// Encode the root marker: `PJRT`, version byte, two u32-length-prefixed UTF-8
@@ -354,18 +637,35 @@ mod tests {
         }
     }
 
-    /// A record as format version 1 wrote it (no origin fields).
-    fn encode_v1(r: &Record) -> Vec<u8> {
-        let mut bytes = Record {
-            origin: None,
-            ..r.clone()
-        }
-        .encode();
-        bytes.truncate(bytes.len() - 4 - 1);
-        bytes[4] = FORMAT_V1;
+    fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes.truncate(bytes.len() - 4);
         let crc = crc32(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes
+    }
+
+    /// The record of a hydrated 4 KiB file of the dir provider, with the
+    /// provider's content id (inode, size, mtime in ns as varints) for a
+    /// large inode number, and an atime a day after the mtime.
+    fn dir_provider_file(at: &Path) -> Record {
+        let mtime = (1_764_500_000, 123_456_789);
+        let mut content_id = Vec::new();
+        put_varint(&mut content_id, u128::from(u32::MAX));
+        put_varint(&mut content_id, 4096);
+        put_varint(&mut content_id, zigzag(total_nanos(mtime)));
+        Record {
+            state: OnDiskState::PLACEHOLDER | OnDiskState::HYDRATED_PLACEHOLDER,
+            kind: FileKind::File,
+            size: 4096,
+            mtime,
+            atime: (mtime.0 + 86_400, 987_654_321),
+            version: VersionInfo {
+                provider_id: b"prjfs-dir".to_vec(),
+                content_id,
+            },
+            origin: Some(at.to_path_buf()),
+            listed: false,
+        }
     }
 
     #[test]
@@ -374,39 +674,209 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
-        for kind in [FileKind::File, FileKind::Directory, FileKind::Symlink] {
-            let r = Record { kind, ..sample() };
-            let bytes = r.encode();
-            assert!(bytes.len() <= MAX_RECORD_LEN);
-            assert_eq!(Record::decode(&bytes).expect("valid record"), r);
+    fn varints_and_zigzag_round_trip() {
+        for v in [0u128, 1, 127, 128, 300, u128::from(u64::MAX), u128::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut r = Reader { buf: &out, pos: 0 };
+            assert_eq!(r.varint().expect("valid varint"), v);
+            assert_eq!(r.pos, out.len());
         }
-        let empty = Record {
-            version: VersionInfo::default(),
-            state: OnDiskState::TOMBSTONE,
-            origin: None,
-            ..sample()
+        for v in [0i128, -1, 1, i128::from(i64::MIN), i128::MAX, i128::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
+        // Longer than needed, and more than 128 bits.
+        let mut r = Reader {
+            buf: &[0x80, 0x00],
+            pos: 0,
         };
-        assert_eq!(Record::decode(&empty.encode()).expect("valid"), empty);
+        assert!(r.varint().unwrap_err().contains("longer"));
+        let too_long = [0xffu8; 19];
+        let mut r = Reader {
+            buf: &too_long,
+            pos: 0,
+        };
+        assert!(r.varint().unwrap_err().contains("range"));
+    }
+
+    #[test]
+    fn round_trip_every_kind_state_and_origin() {
+        let states = [1u32, 3, 5, 7, 8, 16, 1 | 16];
+        let here = Path::new("dir/ø/file");
+        let times = [
+            ((1_700_000_000, 999_999_999), (1_700_000_000, 999_999_999)),
+            ((1_700_000_000, 5), (1_700_000_001, 0)),
+            ((-5, 1), (i64::MAX, 999_999_999)),
+            ((i64::MIN, 0), (i64::MAX, 999_999_999)),
+            ((i64::MAX, 999_999_999), (i64::MIN, 0)),
+        ];
+        let ids: [&[u8]; 6] = [
+            b"",
+            b"prjfs-dir",
+            b"git",
+            b"prjfs-archive",
+            b"s3",
+            b"prjfs-mem",
+        ];
+        for kind in [FileKind::File, FileKind::Directory, FileKind::Symlink] {
+            for state in states {
+                for origin in [None, Some(here), Some(Path::new("elsewhere/x"))] {
+                    for (mtime, atime) in times {
+                        for id in ids {
+                            for listed in [false, true] {
+                                let r = Record {
+                                    kind,
+                                    state: OnDiskState(state),
+                                    origin: origin.map(Path::to_path_buf),
+                                    mtime,
+                                    atime,
+                                    listed,
+                                    version: VersionInfo {
+                                        provider_id: id.to_vec(),
+                                        content_id: vec![9; 20],
+                                    },
+                                    ..sample()
+                                };
+                                for bytes in [r.encode(), r.encode_at(here)] {
+                                    assert!(bytes.len() <= MAX_RECORD_LEN);
+                                    let back = Record::decode(&bytes, here).expect("valid record");
+                                    assert_eq!(back, r);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let long = Record {
             origin: Some(PathBuf::from("a".repeat(MAX_ORIGIN_LEN))),
             version: VersionInfo {
                 provider_id: vec![1; VERSION_ID_MAX],
                 content_id: vec![2; VERSION_ID_MAX],
             },
+            size: u64::MAX,
+            mtime: (i64::MIN, 999_999_999),
+            atime: (i64::MAX, 999_999_999),
             ..sample()
         };
         let bytes = long.encode();
-        assert_eq!(bytes.len(), MAX_RECORD_LEN);
-        assert_eq!(Record::decode(&bytes).expect("valid"), long);
+        assert!(bytes.len() <= MAX_RECORD_LEN);
+        assert_eq!(Record::decode(&bytes, here).expect("valid"), long);
+        let long_here = long.encode_at(long.origin.as_deref().expect("set"));
+        assert_eq!(long_here.len(), bytes.len() - 2 - MAX_ORIGIN_LEN);
+        assert_eq!(
+            Record::decode(&long_here, long.origin.as_deref().expect("set")).expect("valid"),
+            long
+        );
     }
 
     #[test]
-    fn version_1_records_still_decode_without_origin() {
+    fn an_origin_left_out_is_the_path_the_record_is_read_at() {
+        let here = Path::new("a/b");
+        let r = Record {
+            origin: Some(here.to_path_buf()),
+            ..sample()
+        };
+        let implicit = r.encode_at(here);
+        let stored = r.encode();
+        assert!(origin_is_implicit(&implicit));
+        assert!(!origin_is_implicit(&stored));
+        assert_eq!(implicit.len() + 1 + here.as_os_str().len(), stored.len());
+        // Read where it was written: the same record, either way.
+        assert_eq!(Record::decode(&implicit, here).expect("valid"), r);
+        assert_eq!(Record::decode(&stored, here).expect("valid"), r);
+        // Read somewhere else (which is why moves store it first): only the
+        // stored origin survives.
+        let moved = Path::new("c/d");
+        let read = Record::decode(&implicit, moved).expect("valid");
+        assert_eq!(read.origin.as_deref(), Some(moved));
+        let read = Record::decode(&stored, moved).expect("valid");
+        assert_eq!(read.origin.as_deref(), Some(here));
+        // An origin elsewhere is stored by encode_at too; none stays none.
+        assert!(!origin_is_implicit(&r.encode_at(moved)));
+        let none = Record {
+            origin: None,
+            ..sample()
+        };
+        assert!(!origin_is_implicit(&none.encode_at(here)));
+        assert_eq!(
+            Record::decode(&none.encode_at(here), here).expect("valid"),
+            none
+        );
+        // Older formats always store it.
+        assert!(!origin_is_implicit(&encode_v2(&r, FORMAT_V2)));
+    }
+
+    #[test]
+    fn typical_records_fit_in_an_ext4_inode() {
+        let at = Path::new("src/module/file-00123.rs");
+        let dir = dir_provider_file(at);
+        let bytes = dir.encode_at(at);
+        assert!(
+            bytes.len() <= EXT4_INODE_BUDGET,
+            "dir provider: {} bytes",
+            bytes.len()
+        );
+        assert_eq!(Record::decode(&bytes, at).expect("valid"), dir);
+        // The same record in format 2 did not fit (the reason for format 3).
+        assert!(encode_v2(&dir, FORMAT_V2).len() > EXT4_INODE_BUDGET);
+        // Dirty, and a directory placeholder: no bigger.
+        let dirty = Record {
+            state: dir.state | OnDiskState::DIRTY_PLACEHOLDER,
+            ..dir.clone()
+        };
+        assert!(dirty.encode_at(at).len() <= EXT4_INODE_BUDGET);
+        // git: kind byte and a SHA-1 (or SHA-256) object id; commit times,
+        // atime = mtime.
+        for oid_len in [20, 32] {
+            let git = Record {
+                mtime: (1_764_500_000, 0),
+                atime: (1_764_500_000, 0),
+                version: VersionInfo {
+                    provider_id: b"git".to_vec(),
+                    content_id: vec![b'f'; 1 + oid_len],
+                },
+                ..dir.clone()
+            };
+            let n = git.encode_at(at).len();
+            assert!(
+                n <= EXT4_INODE_BUDGET,
+                "git ({oid_len}-byte oids): {n} bytes"
+            );
+        }
+        // archive: 20-byte content id, atime = mtime, whole seconds.
+        let archive = Record {
+            mtime: (1_764_500_000, 0),
+            atime: (1_764_500_000, 0),
+            size: 1 << 30,
+            version: VersionInfo {
+                provider_id: b"prjfs-archive".to_vec(),
+                content_id: vec![3; 20],
+            },
+            ..dir.clone()
+        };
+        let n = archive.encode_at(at).len();
+        assert!(n <= EXT4_INODE_BUDGET, "archive: {n} bytes");
+        // Marks and tombstones are tiny.
+        let mark = Record {
+            state: OnDiskState::FULL,
+            version: VersionInfo::default(),
+            origin: None,
+            ..dir
+        };
+        assert!(mark.encode().len() <= 32);
+    }
+
+    #[test]
+    fn versions_1_and_2_still_decode() {
         let r = sample();
-        let v1 = encode_v1(&r);
-        let decoded = Record::decode(&v1).expect("version 1 is read");
-        assert_eq!(decoded.origin, None);
+        let here = Path::new("somewhere/else");
+        let v2 = encode_v2(&r, FORMAT_V2);
+        assert_eq!(Record::decode(&v2, here).expect("version 2 is read"), r);
+        let v1 = encode_v2(&r, FORMAT_V1);
+        let decoded = Record::decode(&v1, here).expect("version 1 is read");
         assert_eq!(
             decoded,
             Record {
@@ -414,78 +884,125 @@ mod tests {
                 ..r.clone()
             }
         );
-        // Written back, it becomes version 2.
-        assert_eq!(decoded.encode()[4], FORMAT_VERSION);
-        for len in 0..v1.len() {
-            assert!(Record::decode(&v1[..len]).is_err(), "v1 prefix of {len}");
+        // Written back, they become version 3.
+        assert_eq!(decoded.encode()[2], FORMAT_VERSION);
+        for old in [&v1, &v2] {
+            for len in 0..old.len() {
+                assert!(
+                    Record::decode(&old[..len], here).is_err(),
+                    "prefix of {len}"
+                );
+            }
+            let mut flipped = old.clone();
+            flipped[20] ^= 1;
+            assert_eq!(
+                Record::decode(&flipped, here).unwrap_err(),
+                "checksum mismatch"
+            );
         }
+        let mut bad_version = v2.clone();
+        bad_version[4] = 3;
+        assert!(Record::decode(&bad_version, here)
+            .unwrap_err()
+            .contains("unsupported format version 3"));
+        let mut flag = v2;
+        flag[HEADER_LEN_V2 + 2 + VERSION_ID_MAX + 3] = 2;
+        assert!(Record::decode(&reseal(flag), here)
+            .unwrap_err()
+            .contains("origin flag"));
     }
 
     #[test]
     fn corrupt_records_are_rejected() {
-        let good = sample().encode();
+        let here = Path::new("a/b");
+        for good in [
+            sample().encode(),
+            sample().encode_at(Path::new("dir/ø/file")),
+            dir_provider_file(here).encode_at(here),
+        ] {
+            let mut bad_magic = good.clone();
+            bad_magic[0] = b'X';
+            assert_eq!(Record::decode(&bad_magic, here).unwrap_err(), "bad magic");
 
-        let mut bad_magic = good.clone();
-        bad_magic[0] = b'X';
-        assert_eq!(Record::decode(&bad_magic).unwrap_err(), "bad magic");
+            let mut bad_version = good.clone();
+            bad_version[2] = 4;
+            assert!(Record::decode(&bad_version, here)
+                .unwrap_err()
+                .contains("unsupported format version 4"));
 
-        let mut bad_version = good.clone();
-        bad_version[4] = 3;
-        assert!(Record::decode(&bad_version)
-            .unwrap_err()
-            .contains("unsupported format version 3"));
-
-        let mut bad_sum = good.clone();
-        bad_sum[20] ^= 1;
-        assert_eq!(Record::decode(&bad_sum).unwrap_err(), "checksum mismatch");
-
-        for len in 0..good.len() {
-            assert!(
-                Record::decode(&good[..len]).is_err(),
-                "prefix of {len} bytes"
-            );
+            // Every single bit flipped after the version byte is caught.
+            for i in 3..good.len() {
+                for bit in 0..8 {
+                    let mut bad = good.clone();
+                    bad[i] ^= 1 << bit;
+                    assert!(Record::decode(&bad, here).is_err(), "bit {bit} of byte {i}");
+                }
+            }
+            for len in 0..good.len() {
+                assert!(
+                    Record::decode(&good[..len], here).is_err(),
+                    "prefix of {len} bytes"
+                );
+            }
+            let mut longer = good.clone();
+            longer.insert(good.len() - 4, 0);
+            assert!(Record::decode(&reseal(longer), here)
+                .unwrap_err()
+                .contains("trailing"));
         }
-        assert!(Record::decode(&[]).is_err());
+        assert!(Record::decode(&[], here).is_err());
     }
 
     #[test]
     fn bad_fields_with_valid_checksum_are_rejected() {
-        let reseal = |mut body: Vec<u8>| {
-            body.truncate(body.len() - 4);
-            let crc = crc32(&body);
-            body.extend_from_slice(&crc.to_le_bytes());
-            body
+        let here = Path::new("a/b");
+        let r = Record {
+            version: VersionInfo {
+                provider_id: b"git".to_vec(),
+                content_id: b"abc".to_vec(),
+            },
+            mtime: (1, 2),
+            atime: (1, 3),
+            size: 5,
+            ..sample()
         };
-        let good = sample().encode();
-        let mut kind = good.clone();
-        kind[5] = 9;
-        assert!(Record::decode(&reseal(kind)).unwrap_err().contains("kind"));
-        let mut state = good.clone();
-        state[8..12].copy_from_slice(&(8u32 | 16).to_le_bytes());
-        assert!(Record::decode(&reseal(state)).unwrap_err().contains("Full"));
-        let mut zero = good.clone();
-        zero[8..12].copy_from_slice(&0u32.to_le_bytes());
-        assert!(Record::decode(&reseal(zero)).is_err());
-        let mut nsecs = good.clone();
-        nsecs[28..32].copy_from_slice(&1_000_000_000u32.to_le_bytes());
-        assert!(Record::decode(&reseal(nsecs))
-            .unwrap_err()
-            .contains("nanoseconds"));
-        let mut long_id = good.clone();
-        long_id[44] = 129;
-        assert!(Record::decode(&reseal(long_id)).is_err());
-        // The origin flag sits right after the two ids.
-        let flag_at = HEADER_LEN + 2 + VERSION_ID_MAX + 3;
-        let mut flag = good.clone();
-        flag[flag_at] = 2;
-        assert!(Record::decode(&reseal(flag))
-            .unwrap_err()
-            .contains("origin flag"));
-        let mut absolute = good.clone();
-        absolute[flag_at + 3] = b'/';
-        assert!(Record::decode(&reseal(absolute))
-            .unwrap_err()
-            .contains("relative"));
+        // magic, version, flags, state, size, mtime secs, mtime nsecs, atime
+        // delta, provider id (known: 130), content id (3 bytes), origin.
+        let good = r.encode();
+        assert_eq!(good[5..10], [5, 2, 2, 2, KNOWN_ID_BASE + 1]);
+        let err = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            Record::decode(&reseal(b), here).unwrap_err()
+        };
+        assert!(err(&|b| b[3] |= 0x40).contains("unknown flags"));
+        assert!(err(&|b| b[3] &= !FLAG_KIND).contains("kind"));
+        assert!(err(&|b| b[3] |= 3 << ORIGIN_SHIFT).contains("origin mode"));
+        assert!(err(&|b| b[4] = 0).contains("state is 0"));
+        assert!(err(&|b| b[4] = 8 | 16).contains("Full"));
+        assert!(err(&|b| b[4] = 0x21).contains("unknown state bits"));
+        assert!(err(&|b| b[9] = KNOWN_ID_BASE + 100).contains("unknown provider id"));
+        assert!(err(&|b| b[10] = 129).contains("version id"));
+        // nanoseconds of 10^9 (a varint of five bytes instead of one).
+        let nsecs = err(&|b| {
+            let mut ns = Vec::new();
+            put_varint(&mut ns, 1_000_000_000);
+            b.splice(7..8, ns);
+        });
+        assert!(nsecs.contains("nanoseconds"), "{nsecs}");
+        // An atime delta of 0 must be the flag.
+        assert!(err(&|b| b[8] = 0).contains("atime delta 0"));
+        // A stored origin too long, absolute, or with a NUL.
+        let origin_at = 10 + 1 + 3;
+        assert_eq!(usize::from(good[origin_at]), "dir/ø/file".len());
+        assert!(err(&|b| b[origin_at + 1] = b'/').contains("relative"));
+        assert!(err(&|b| b[origin_at + 1] = 0).contains("relative"));
+        let long = err(&|b| {
+            let mut len = Vec::new();
+            put_varint(&mut len, MAX_ORIGIN_LEN as u128 + 1);
+            b.splice(origin_at..origin_at + 1, len);
+        });
+        assert!(long.contains("origin of"), "{long}");
     }
 
     #[test]

@@ -37,12 +37,18 @@
 //!   Dirty bit first.
 //! * Renames move records with their items: a placeholder keeps its VersionInfo
 //!   and its origin (the path it was created at, which GetFileData is told).
+//!   A record may leave its origin out when it is the item's own path
+//!   (`meta`): such records are written only for an item known to land at
+//!   that path, and get the origin stored before anything moves them (a
+//!   rename of the item or of a directory above it, a hard link;
+//!   `Layer::pin_origins`).
 //! * A record that fails its checks is [`LayerError::CorruptMeta`], never a panic.
 //! * Every mutation ([`Layer::finish_hydration`], [`Layer::write_tombstone`],
 //!   [`Layer::create_file`], [`Layer::rename`], [`Layer::delete`],
 //!   [`Layer::set_attr`], ...) holds one lock from its checks to its last rename,
 //!   so two of them never interleave. [`Layer::write_placeholder`] needs no lock: it
-//!   never replaces anything.
+//!   never replaces anything (it takes it for its final rename when its record
+//!   leaves the origin out, to know that no directory above moved meanwhile).
 
 mod attr;
 #[cfg(test)]
@@ -60,6 +66,8 @@ mod temp;
 mod tests;
 #[cfg(test)]
 mod tests_attr;
+#[cfg(test)]
+mod tests_origin;
 #[cfg(test)]
 mod tests_rw;
 mod update;
@@ -496,8 +504,17 @@ impl Layer {
         }
     }
 
+    /// Decode the record of the item at `rel`. A record that leaves its
+    /// origin out (format 3) has `rel`, in its normal form, as origin.
     fn decode(&self, rel: &Path, bytes: &[u8]) -> Result<Record> {
-        Record::decode(bytes).map_err(|reason| LayerError::CorruptMeta {
+        let normal;
+        let at = if meta::origin_is_implicit(bytes) {
+            normal = path::join(&path::components(rel)?);
+            normal.as_path()
+        } else {
+            rel
+        };
+        Record::decode(bytes, at).map_err(|reason| LayerError::CorruptMeta {
             path: rel.to_path_buf(),
             reason,
         })

@@ -569,6 +569,9 @@ impl Layer {
                 path: new.to_path_buf(),
             });
         }
+        // One inode, one record, two paths: its origin cannot be "the item's
+        // own path" any more.
+        self.pin_origins(src_dir, &src.name, existing)?;
         let tmp = Temp::new(self, "ln");
         rustix::fs::linkat(src_dir, &src.name, &*self.tmp, tmp.name(), AtFlags::empty())
             .map_err(|e| LayerError::io("linkat", new, e))?;

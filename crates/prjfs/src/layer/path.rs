@@ -274,6 +274,13 @@ impl DirCache {
         self.shared.lock().dirs.len()
     }
 
+    /// How many times [`DirCache::moved`] ran: a writer that read it before
+    /// locating a directory and reads the same number later (both under the
+    /// layer's lock, or the later one) knows no directory moved in between.
+    pub(crate) fn generation(&self) -> u64 {
+        self.shared.lock().generation
+    }
+
     /// A directory below the root was moved, replaced or removed: forget
     /// every directory kept.
     pub(crate) fn moved(&self) {

@@ -37,6 +37,8 @@ impl Layer {
     ) -> Result<bool> {
         let comps = path::components(rel)?;
         check_info(info)?;
+        // Read before the parent is located: see the rename into place below.
+        let generation = self.dirs.generation();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let origin_comps = path::components(origin)?;
         if origin_comps.is_empty() {
@@ -100,7 +102,29 @@ impl Layer {
             record.size = 0;
         }
         let tmp_name = self.temp_name("ph");
-        let built = self.build_placeholder(&tmp_name, info, owner, basic.mode & 0o7777, &record);
+        let here = origin.as_os_str() == rel.as_os_str();
+        let built = self.build_placeholder(
+            &tmp_name,
+            info,
+            owner,
+            basic.mode & 0o7777,
+            &record,
+            here.then_some(rel),
+        );
+        // A record that leaves its origin out (it is `rel`) must land at
+        // `rel`: the parent located above may have been moved since, by a
+        // rename that stored the origins of what it moved but not of this
+        // item, which was in `tmp` then. Renames hold the lock and bump the
+        // generation: with the lock held and the generation unchanged, the
+        // parent is still at its path; otherwise the origin is stored.
+        let _guard = here.then(|| self.lock());
+        let built = built.and_then(|()| {
+            if here && self.dirs.generation() != generation {
+                self.restore_origin(&tmp_name, &record)
+            } else {
+                Ok(())
+            }
+        });
         let result = built.and_then(|()| {
             rustix::fs::renameat_with(
                 &*self.tmp,
@@ -143,7 +167,7 @@ impl Layer {
                 rec.version = info.version.clone();
                 rec.listed = false;
                 self.xattrs
-                    .set(dir, &loc.name, &self.meta_name, &rec.encode())
+                    .set(dir, &loc.name, &self.meta_name, &rec.encode_at(rel))
                     .map_err(|e| LayerError::io("setxattrat", rel, e))?;
                 Ok(true)
             }
@@ -151,7 +175,29 @@ impl Layer {
         }
     }
 
-    /// Create the temp item `tmp_name` for a placeholder, fully formed.
+    /// Give the temp item `tmp_name` the record `record` with its origin
+    /// stored (see [`Record::encode`]).
+    fn restore_origin(&self, tmp_name: &CStr, record: &Record) -> Result<()> {
+        match self.xattrs.set(
+            self.tmp.as_fd(),
+            tmp_name,
+            &self.meta_name,
+            &record.encode(),
+        ) {
+            // A symlink that could not take a record at all has none to fix.
+            Ok(()) | Err(Errno::LOOP) | Err(Errno::PERM) => Ok(()),
+            Err(e) => Err(LayerError::io(
+                "setxattrat",
+                Path::new(".prjfs/tmp").join(OsStr::from_bytes(tmp_name.to_bytes())),
+                e,
+            )),
+        }
+    }
+
+    /// Create the temp item `tmp_name` for a placeholder, fully formed. With
+    /// `at`, the item is to be renamed to `at` (under the lock, or checked as
+    /// [`Layer::write_placeholder_with_origin`] does) and its record leaves
+    /// out an origin equal to `at`.
     pub(super) fn build_placeholder(
         &self,
         tmp_name: &CStr,
@@ -159,6 +205,7 @@ impl Layer {
         (uid, gid): (u32, u32),
         perm: u32,
         record: &Record,
+        at: Option<&Path>,
     ) -> Result<()> {
         let tmp = self.tmp.as_fd();
         let tmp_rel = Path::new(".prjfs/tmp").join(OsStr::from_bytes(tmp_name.to_bytes()));
@@ -170,7 +217,10 @@ impl Layer {
             last_access: timespec(record.atime),
             last_modification: timespec(record.mtime),
         };
-        let encoded = record.encode();
+        let encoded = match at {
+            Some(at) => record.encode_at(at),
+            None => record.encode(),
+        };
         match info.basic.kind {
             FileKind::Symlink => {
                 let target = info.symlink_target.as_ref().expect("checked by check_info");
@@ -388,7 +438,7 @@ impl Layer {
         self.copy_projected_times(dir, name, rel, &rec)?;
         rec.state = rec.state | OnDiskState::DIRTY_PLACEHOLDER;
         self.xattrs
-            .set(dir, name, &self.meta_name, &rec.encode())
+            .set(dir, name, &self.meta_name, &rec.encode_at(rel))
             .map_err(|e| LayerError::io("setxattrat", rel, e))
     }
 

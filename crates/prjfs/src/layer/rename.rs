@@ -1,13 +1,18 @@
 //! Renames within the root. Items keep their records (VersionInfo and origin), so
 //! a renamed placeholder still hydrates from the path and version it was created
-//! with.
+//! with. A record that leaves its origin out (it is the item's own path, see
+//! `meta`) has it stored before the item, or a directory above it, moves
+//! ([`Layer::pin_origins`]).
 
-use std::ffi::CStr;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::ffi::{CStr, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, RenameFlags as AtRename};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags as AtRename};
 use rustix::io::Errno;
+
+use super::meta;
 
 use super::error::{LayerError, Result};
 use super::ops::{is_dir_mode, Slot};
@@ -141,6 +146,8 @@ impl Layer {
                 });
             };
             let from_projected = self.at_projected_name(&src_st, src_rec.as_ref());
+            self.pin_origins(src.dir, src.name, from)?;
+            self.pin_origins(dst.dir, dst.name, to)?;
             mark_src()?;
             if from_projected && dst_rec.is_none() {
                 self.set_mark(dst.dir, dst.name, to)?;
@@ -179,6 +186,7 @@ impl Layer {
                         })
                     }
                     (false, false) => {
+                        self.pin_origins(src.dir, src.name, from)?;
                         mark_src()?;
                         self.dirty_parent(&from_comps)?;
                         self.dirty_parent(&to_comps)?;
@@ -199,6 +207,7 @@ impl Layer {
                                 path: to.to_path_buf(),
                             });
                         }
+                        self.pin_origins(src.dir, src.name, from)?;
                         mark_src()?;
                         self.dirty_parent(&from_comps)?;
                         self.dirty_parent(&to_comps)?;
@@ -211,6 +220,7 @@ impl Layer {
             }
         };
         if old_dir.is_none() {
+            self.pin_origins(src.dir, src.name, from)?;
             mark_src()?;
             self.dirty_parent(&from_comps)?;
             self.dirty_parent(&to_comps)?;
@@ -254,6 +264,78 @@ impl Layer {
             self.unmark_unless(to_projected, &dst);
         }
         result
+    }
+
+    /// Store the origin in every record that leaves it out (format 3: the
+    /// origin is the item's own path) of `dir/name` (at `rel`) and, for a
+    /// directory, of everything below it: before a rename or a hard link
+    /// gives the item, or what is below it, another path. The record means
+    /// the same before and after, so a crash anywhere in between changes
+    /// nothing; the caller holds the lock, so no record is written meanwhile
+    /// (`write_placeholder` checks under it, see there). Costs a read of
+    /// every record below a renamed directory.
+    pub(super) fn pin_origins(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<()> {
+        let mut buf = vec![0u8; meta::MAX_RECORD_LEN];
+        if !self.pin_origin(dir, name, rel, &mut buf)? {
+            return Ok(());
+        }
+        let Some(fd) = open_below(dir, name, rel)? else {
+            return Ok(());
+        };
+        let mut pending: Vec<(OwnedFd, PathBuf)> = vec![(fd, rel.to_path_buf())];
+        while let Some((fd, rel)) = pending.pop() {
+            let mut entries =
+                rustix::fs::Dir::read_from(&fd).map_err(|e| LayerError::io("opendir", &rel, e))?;
+            while let Some(entry) = entries.read() {
+                let entry = entry.map_err(|e| LayerError::io("readdir", &rel, e))?;
+                let name = entry.file_name();
+                if name == c"." || name == c".." {
+                    continue;
+                }
+                let child = rel.join(OsStr::from_bytes(name.to_bytes()));
+                if self.pin_origin(fd.as_fd(), name, &child, &mut buf)? {
+                    if let Some(sub) = open_below(fd.as_fd(), name, &child)? {
+                        pending.push((sub, child));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Layer::pin_origins`] of `dir/name` alone; whether it is a directory.
+    fn pin_origin(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &Path,
+        buf: &mut [u8],
+    ) -> Result<bool> {
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(LayerError::io("statat", rel, e)),
+        };
+        let n = match self.xattrs.get(dir, name, &self.meta_name, buf) {
+            Ok(n) => n,
+            Err(Errno::NOENT) => return Ok(false),
+            // Symlinks where records cannot be read have none.
+            Err(Errno::LOOP) | Err(Errno::PERM) => None,
+            Err(Errno::RANGE) => {
+                return Err(LayerError::CorruptMeta {
+                    path: rel.to_path_buf(),
+                    reason: format!("record longer than {} bytes", meta::MAX_RECORD_LEN),
+                })
+            }
+            Err(e) => return Err(LayerError::io("getxattrat", rel, e)),
+        };
+        if let Some(n) = n.filter(|&n| meta::origin_is_implicit(&buf[..n])) {
+            let rec = self.decode(rel, &buf[..n])?;
+            self.xattrs
+                .set(dir, name, &self.meta_name, &rec.encode())
+                .map_err(|e| LayerError::io("setxattrat", rel, e))?;
+        }
+        Ok(FileType::from_raw_mode(st.st_mode) == FileType::Directory)
     }
 
     /// After a rename: unless the name `end` is a projected one, the full item
@@ -344,6 +426,16 @@ impl Layer {
         }
         tb.placed();
         Ok(())
+    }
+}
+
+/// The directory `dir/name` opened for reading; `None` if it is gone.
+fn open_below(dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<Option<OwnedFd>> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(LayerError::io("opendir", rel, e)),
     }
 }
 

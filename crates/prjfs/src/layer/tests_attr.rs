@@ -378,11 +378,7 @@ fn origin_is_recorded_and_old_records_still_read() {
         origin: None,
         listed: false,
     };
-    let mut v1 = rec.encode();
-    v1.truncate(v1.len() - 5);
-    v1[4] = 1;
-    let crc = super::meta::crc32(&v1);
-    v1.extend_from_slice(&crc.to_le_bytes());
+    let v1 = super::meta::encode_v2(&rec, super::meta::FORMAT_V1);
     std::fs::write(dir.path().join("old"), b"abc").expect("write");
     let f = std::fs::File::open(dir.path().join("old")).expect("open");
     let cname = std::ffi::CString::new(layer.xattr_name()).expect("name");

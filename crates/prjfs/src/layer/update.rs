@@ -296,7 +296,7 @@ impl Layer {
             },
         };
         self.xattrs
-            .set(dir, &loc.name, &self.meta_name, &record.encode())
+            .set(dir, &loc.name, &self.meta_name, &record.encode_at(rel))
             .map_err(|e| LayerError::io("setxattrat", rel, e))
     }
 }

@@ -233,6 +233,7 @@ impl Layer {
             (rec.uid, rec.gid),
             u32::from(rec.perm),
             &record,
+            Some(rel),
         );
         let placed = built.and_then(|()| {
             rustix::fs::renameat_with(
