@@ -1,8 +1,9 @@
 //! Mounted tests of FUSE passthrough and the kernel caches: opens of hydrated
 //! and full files go to the on-disk file, a node keeps one io mode while it has
 //! open files (a placeholder opened before its hydration keeps the node served
-//! by the daemon), the same behaviour without passthrough, and attributes that
-//! hydration changes reach clients despite the long attribute timeout.
+//! by the daemon), the same behaviour without passthrough, hydration that
+//! changes no attribute a client sees, and on-disk changes of directories that
+//! reach clients despite the long attribute timeout.
 //!
 //! Client work runs in child processes (`perl`, `cat`, `stat`): the provider's
 //! own process never reaches the provider.
@@ -176,20 +177,31 @@ fn hydrated_and_created_files_open_in_passthrough() {
     );
 }
 
-/// Hydration replaces the placeholder on disk (new ctime and allocated blocks)
-/// without a request from the kernel: the attribute invalidation must reach a
-/// client that had the placeholder's attributes cached (for a day).
+/// Hydration replaces the placeholder on disk (a new inode, its own ctime and
+/// allocated blocks) without a request from the kernel. A clean placeholder
+/// shows the projection's attributes whether hydrated or not, so what a client
+/// had cached (for a day) stays right: the stat after the read equals the one
+/// before, and so does the answer of a fresh mount (no kernel cache at all).
 #[test]
-fn hydration_refreshes_cached_attributes() {
+fn hydration_changes_nothing_stat_shows() {
     if !mount_available() {
         return;
     }
-    let m = Mounted::start(MemTree::new().file("h.bin", vec![7u8; 5000]), true);
+    let tree = || MemTree::new().file("h.bin", vec![7u8; 5000]);
+    let m = Mounted::start(tree(), true);
     let h = m.path("h.bin");
-    let stat = |p: &Path| stdout(Command::new("stat").args(["-c", "%s %b %.9Z"]).arg(p));
+    let stat = |p: &Path| {
+        stdout(
+            Command::new("stat")
+                .args(["-c", "%s %b %i %.9Y %.9Z"])
+                .arg(p),
+        )
+    };
     let placeholder = stat(&h);
     assert!(placeholder.starts_with("5000 10 "), "{placeholder}");
-    run(Command::new("cat").arg(&h));
+    let fields: Vec<&str> = placeholder.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "ctime is the projected mtime");
+    assert_eq!(stdout(Command::new("cat").arg(&h)).len(), 5000);
     let item = m
         .instance()
         .virtualizer()
@@ -197,23 +209,33 @@ fn hydration_refreshes_cached_attributes() {
         .lookup(Path::new("h.bin"))
         .expect("layer lookup")
         .expect("h.bin on disk");
-    let on_disk = format!(
-        "5000 {} {}.{:09}\n",
-        item.attr.blocks, item.attr.ctime.0, item.attr.ctime.1
+    assert!(
+        item.state
+            .contains(prjfs::OnDiskState::HYDRATED_PLACEHOLDER),
+        "{:?}",
+        item.state
     );
-    // The invalidation travels on its own thread; give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let seen = stat(&h);
-        if seen == on_disk {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {seen:?} after hydration, on disk {on_disk:?} (placeholder: {placeholder:?})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let on_disk_ctime = format!("{}.{:09}", item.attr.ctime.0, item.attr.ctime.1);
+    assert_ne!(on_disk_ctime, fields[4], "the layer's file is a new inode");
+    assert_eq!(stat(&h), placeholder, "through the kernel's cache");
+    // A fresh mount of the same root: the daemon's answer, not a cache.
+    let root = m.root.clone();
+    let Mounted { guard, _tmp, .. } = m;
+    guard.stop();
+    let options = StartOptions {
+        pool_threads: 4,
+        concurrent_threads: 2,
+        passthrough: true,
+        ..Default::default()
+    };
+    let again = InstanceGuard::start(&root, Arc::new(MemProvider::new(tree())), options);
+    assert_eq!(
+        stat(&again.root().join("h.bin")),
+        placeholder,
+        "after a remount"
+    );
+    drop(again);
+    drop(_tmp);
 }
 
 /// A lookup that makes a placeholder changes its directory on disk (a new

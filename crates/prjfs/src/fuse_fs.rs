@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prjfs_fuse::encode::{
@@ -128,7 +128,13 @@ enum Notice {
 /// (the kernel may need locks that a request in progress holds), coalescing
 /// what piled up meanwhile. Names and listings a provider changed go first,
 /// in order, then attributes; a flush is answered after both.
-fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
+///
+/// `pending` holds the directories sent as [`Notice::DirAttr`] and not yet
+/// invalidated: the sender sends a directory only when it is not there (a walk
+/// that hydrates a directory's files wakes this thread once per directory and
+/// window, not once per file). A directory leaves it right before its
+/// invalidation is sent, so a change after that point is sent again.
+fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>, pending: PendingDirs) {
     use std::sync::mpsc::RecvTimeoutError;
     let send = |node: u64| {
         // ENOENT: the kernel has no inode for it cached; nothing to drop.
@@ -175,7 +181,9 @@ fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
             let _ = notifier.try_send_raw(&inval_entry_notification(parent, &name));
         }
         for node in listings.drain() {
-            dirs.remove(&node);
+            if dirs.remove(&node) {
+                unpend(&pending, node);
+            }
             send_listing(node);
         }
         now.drain().for_each(send);
@@ -183,7 +191,10 @@ fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
             let _ = ack.send(());
         }
         if stop || due.is_some_and(|t| t <= Instant::now()) {
-            dirs.drain().for_each(send);
+            dirs.drain().for_each(|node| {
+                unpend(&pending, node);
+                send(node);
+            });
             due = None;
         } else if due.is_none() && !dirs.is_empty() {
             due = Some(Instant::now() + DIR_INVAL_DELAY);
@@ -192,6 +203,16 @@ fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>) {
             break;
         }
     }
+}
+
+/// Directories with a [`Notice::DirAttr`] sent and not yet invalidated.
+type PendingDirs = Arc<Mutex<HashSet<u64>>>;
+
+fn unpend(pending: &PendingDirs, node: u64) {
+    pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&node);
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -242,9 +263,11 @@ impl Filesystem for FuseFs {
     fn connected(&self, notifier: Notifier) {
         let _ = self.io.channel.set(notifier.clone());
         let (tx, rx) = mpsc::channel();
+        let pending = PendingDirs::default();
+        let in_loop = pending.clone();
         let spawned = std::thread::Builder::new()
             .name("prjfs-notify".into())
-            .spawn(move || notifier_loop(notifier, rx));
+            .spawn(move || notifier_loop(notifier, rx, in_loop));
         if let Err(e) = spawned {
             // Without it, hydrated files keep their placeholder attributes in the
             // kernel's cache until it drops them.
@@ -253,6 +276,15 @@ impl Filesystem for FuseFs {
         }
         let hook = tx.clone();
         self.virt.on_changed(move |changed| {
+            if let Changed::Dir(node) = changed {
+                if !pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(node)
+                {
+                    return; // already on its way
+                }
+            }
             let _ = hook.send(match changed {
                 Changed::File(node) => Notice::Attr(node),
                 Changed::Dir(node) => Notice::DirAttr(node),

@@ -436,9 +436,9 @@ impl Inner {
             CommandOutcome::Cancelled => End::Retry,
         };
         if matches!(end, End::Done) {
-            // The placeholder was replaced by its hydrated file: its ctime and
-            // blocks changed behind the kernel's back.
-            self.file_changed(node);
+            // The placeholder was replaced by its hydrated file: its directory
+            // changed behind the kernel's back (the file shows the same).
+            self.file_hydrated(node);
         }
         {
             let mut fetching = self.fetching.lock().expect("fetching lock");

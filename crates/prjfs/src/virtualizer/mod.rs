@@ -574,7 +574,17 @@ fn process_name(pid: u32) -> Option<String> {
 }
 
 impl Inner {
-    /// The file `node` was hydrated (replaced on disk in its directory); see
+    /// The placeholder file `node` was hydrated by a read (replaced on disk in
+    /// its directory, still clean): what it shows is unchanged ([`present`]),
+    /// only its directory changed on disk; see [`Virtualizer::on_changed`].
+    pub(crate) fn file_hydrated(&self, node: u64) {
+        if let (Some(f), Some(parent)) = (self.changed.get(), self.nodes.parent(node)) {
+            f(Changed::Dir(parent));
+        }
+    }
+
+    /// The file `node` was hydrated and made full (replaced on disk in its
+    /// directory; its ctime, blocks and inode number changed); see
     /// [`Virtualizer::on_changed`].
     pub(crate) fn file_changed(&self, node: u64) {
         if let Some(f) = self.changed.get() {
@@ -752,16 +762,34 @@ impl Inner {
 /// until looked up, so the on-disk count (2 + subdirectories) would undercount
 /// and mislead tools that skip leaf directories by it. A full directory's
 /// subdirectories are all on disk: its count is exact.
+///
+/// A clean placeholder file (not dirty, not full) shows the projection's
+/// attributes whether or not its content is on disk: ctime is the projected
+/// mtime and `st_blocks` the size in 512-byte units, as a virtual placeholder
+/// shows them ([`crate::layer`]'s records). So hydration changes nothing a
+/// `stat` sees (ProjFS keeps a placeholder's basic information through
+/// hydration), and the kernel's cached attributes stay right without an
+/// invalidation (and the GETATTR it would cost the reader).
 pub(crate) fn present(mut item: Item) -> Item {
     if item.state.contains(OnDiskState::PLACEHOLDER) {
         if let Some(origin) = &item.origin {
             item.attr.ino = synthetic_ino(origin);
         }
-        if item.kind == FileKind::Directory {
-            item.attr.nlink = 1;
+        match item.kind {
+            FileKind::Directory => item.attr.nlink = 1,
+            FileKind::File if is_clean(item.state) => {
+                item.attr.ctime = item.attr.mtime;
+                item.attr.blocks = item.attr.size.div_ceil(512);
+            }
+            _ => {}
         }
     }
     item
+}
+
+/// A placeholder nothing local has changed: neither dirty nor full.
+fn is_clean(state: OnDiskState) -> bool {
+    !state.contains(OnDiskState::DIRTY_PLACEHOLDER) && !state.contains(OnDiskState::FULL)
 }
 
 /// A stable inode number for the projected item at `provider_path` (high bit

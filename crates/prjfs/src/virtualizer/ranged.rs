@@ -525,7 +525,7 @@ impl Inner {
             Err(e) => End::Failed(e),
         };
         if matches!(end, End::Done) {
-            self.file_changed(node);
+            self.file_hydrated(node);
         }
         self.leave_fetching(node, fetch);
         fetch.finish(end);
