@@ -805,6 +805,31 @@ mod tests {
             ..dir.clone()
         };
         assert!(dirty.encode_at(at).len() <= EXT4_INODE_BUDGET);
+        // A file of 4 GiB whose source was last read three years after it
+        // was written (the longest atime delta and size varints in common
+        // use), its content id as long as the provider makes it.
+        let mut content_id = Vec::new();
+        for v in [
+            u128::from(u32::MAX),
+            1 << 32,
+            zigzag(total_nanos(dir.mtime)),
+        ] {
+            put_varint(&mut content_id, v);
+        }
+        let old = Record {
+            size: 1 << 32,
+            atime: (dir.mtime.0 + 3 * 365 * 86_400, 5),
+            version: VersionInfo {
+                provider_id: b"prjfs-dir".to_vec(),
+                content_id,
+            },
+            ..dir.clone()
+        };
+        let n = old.encode_at(at).len();
+        assert!(
+            n <= EXT4_INODE_BUDGET,
+            "a big file read years later: {n} bytes"
+        );
         // git: kind byte and a SHA-1 (or SHA-256) object id; commit times,
         // atime = mtime.
         for oid_len in [20, 32] {

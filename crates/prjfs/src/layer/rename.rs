@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags as AtRename};
 use rustix::io::Errno;
 
-use super::meta;
-
 use super::error::{LayerError, Result};
+use super::meta;
 use super::ops::{is_dir_mode, Slot};
 use super::path;
 use super::temp::Temp;
@@ -276,7 +275,8 @@ impl Layer {
     /// every record below a renamed directory.
     pub(super) fn pin_origins(&self, dir: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<()> {
         let mut buf = vec![0u8; meta::MAX_RECORD_LEN];
-        if !self.pin_origin(dir, name, rel, &mut buf)? {
+        self.pin_origin(dir, name, rel, &mut buf)?;
+        if !is_dir(dir, name, rel, FileType::Unknown)? {
             return Ok(());
         }
         let Some(fd) = open_below(dir, name, rel)? else {
@@ -293,7 +293,8 @@ impl Layer {
                     continue;
                 }
                 let child = rel.join(OsStr::from_bytes(name.to_bytes()));
-                if self.pin_origin(fd.as_fd(), name, &child, &mut buf)? {
+                self.pin_origin(fd.as_fd(), name, &child, &mut buf)?;
+                if is_dir(fd.as_fd(), name, &child, entry.file_type())? {
                     if let Some(sub) = open_below(fd.as_fd(), name, &child)? {
                         pending.push((sub, child));
                     }
@@ -303,22 +304,17 @@ impl Layer {
         Ok(())
     }
 
-    /// [`Layer::pin_origins`] of `dir/name` alone; whether it is a directory.
+    /// [`Layer::pin_origins`] of `dir/name` alone (nothing if it is gone).
     fn pin_origin(
         &self,
         dir: BorrowedFd<'_>,
         name: &CStr,
         rel: &Path,
         buf: &mut [u8],
-    ) -> Result<bool> {
-        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Ok(false),
-            Err(e) => return Err(LayerError::io("statat", rel, e)),
-        };
+    ) -> Result<()> {
         let n = match self.xattrs.get(dir, name, &self.meta_name, buf) {
             Ok(n) => n,
-            Err(Errno::NOENT) => return Ok(false),
+            Err(Errno::NOENT) => return Ok(()),
             // Symlinks where records cannot be read have none.
             Err(Errno::LOOP) | Err(Errno::PERM) => None,
             Err(Errno::RANGE) => {
@@ -335,7 +331,7 @@ impl Layer {
                 .set(dir, name, &self.meta_name, &rec.encode())
                 .map_err(|e| LayerError::io("setxattrat", rel, e))?;
         }
-        Ok(FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        Ok(())
     }
 
     /// After a rename: unless the name `end` is a projected one, the full item
@@ -426,6 +422,19 @@ impl Layer {
         }
         tb.placed();
         Ok(())
+    }
+}
+
+/// Whether `dir/name` is a directory, from `known` (a listing's entry type)
+/// or, when that is `Unknown`, a stat; `false` if it is gone.
+fn is_dir(dir: BorrowedFd<'_>, name: &CStr, rel: &Path, known: FileType) -> Result<bool> {
+    if known != FileType::Unknown {
+        return Ok(known == FileType::Directory);
+    }
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(LayerError::io("statat", rel, e)),
     }
 }
 
