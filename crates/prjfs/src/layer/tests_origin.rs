@@ -4,8 +4,9 @@
 //! and links, and after the layer is opened again.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use super::tests::{dir_info, hydrate, new_layer, symlink_info, H, P};
+use super::tests::{dir_info, hydrate, new_layer, symlink_info, tmp_entries, H, P};
 use super::tests_rw::{item, p, placeholder};
 use super::*;
 
@@ -134,4 +135,37 @@ fn placeholders_written_at_their_origin_leave_it_out_and_others_store_it() {
             .as_deref(),
         Some(p("here"))
     );
+}
+
+/// `write_placeholder` runs without the lock: a directory above the
+/// placeholder it is building may move before its item lands (in the moved
+/// directory). The rename then could not store the new item's origin, so the
+/// writer stores it itself.
+#[test]
+fn a_placeholder_placed_while_its_parent_moves_stores_its_origin() {
+    let (dir, layer) = new_layer();
+    let root = dir.path();
+    layer.write_placeholder(p("d"), &dir_info()).expect("d");
+    std::thread::scope(|s| {
+        let guard = layer.lock();
+        let writer = s.spawn(|| layer.write_placeholder(p("d/x"), &dir_info()));
+        // The writer located `d` and builds its item in tmp; it then waits
+        // for the lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !tmp_entries(root)
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("ph-"))
+        {
+            assert!(Instant::now() < deadline, "the writer never built its item");
+            std::thread::yield_now();
+        }
+        // `d` moves, as `Layer::rename` moves it: under the lock, then the
+        // directory cache told.
+        std::fs::rename(root.join("d"), root.join("e")).expect("rename");
+        layer.dirs.moved();
+        drop(guard);
+        assert!(writer.join().expect("no panic").expect("written"));
+    });
+    assert_eq!(origin(&layer, "e/x").as_deref(), Some(p("d/x")));
+    assert!(!meta::origin_is_implicit(&raw(root, "e/x", &layer)));
 }
