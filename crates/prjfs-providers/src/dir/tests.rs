@@ -179,7 +179,10 @@ fn fast_open_answers_as_the_walk() {
     let inst = RecordingInstance::new();
     assert_eq!(placeholder_of(&dir, "dir/inner").basic.size, 1);
     let cb = inst.callback(1, "a.txt");
-    assert_eq!(Provider::get_file_data(&dir, &cb, 0, 5), Ok(prjfs::Outcome::Done));
+    assert_eq!(
+        Provider::get_file_data(&dir, &cb, 0, 5),
+        Ok(prjfs::Outcome::Done)
+    );
     assert_eq!(inst.stream_bytes(1), b"hello");
     fs::remove_file(src.path().join("Big")).unwrap();
     let fifo = std::ffi::CString::new(src.path().join("Big").into_os_string().into_encoded_bytes())
