@@ -18,8 +18,8 @@
 //! Callbacks answer inline from memory (lookups, listings) or by reading the
 //! archive: a plain tar or stored zip member is copied in the kernel
 //! (`copy_file_data`); a compressed tar member is decoded from the resume point
-//! before it ([`blocks`]), so a read costs at most one [`SPAN`] of decoding
-//! before the member's own bytes.
+//! before it ([`blocks`]), so a read costs at most one [`SPAN`] (gzip) or
+//! [`zst::SPAN`] (zstd) of decoding before the member's own bytes.
 //!
 //! A member that cannot be read whole (past a truncation, a corrupt block, an
 //! unsupported method) fails its read with `EIO` and one `error` log line naming
@@ -54,10 +54,10 @@ use blocks::{Blocks, Points};
 use catalog::{Catalog, Entry, ROOT};
 use index::{Access, Data, Format, Kind};
 
-/// Spacing of resume points in the uncompressed stream (gzip: at least this
-/// much between points, at deflate block boundaries; zstd: exactly this much
-/// per cache frame). Reading a member costs at most about this much decoding
-/// before its first byte. 256 KiB: gzip windows then take 1/8 of the
+/// Spacing of gzip resume points in the uncompressed stream: at least this
+/// much between points, at deflate block boundaries (zstd cache frames have
+/// their own, [`zst::SPAN`]). Reading a member costs at most about this much
+/// decoding before its first byte. 256 KiB: gzip windows then take 1/8 of the
 /// uncompressed size on disk; see ARCHITECTURE.md for the trade.
 pub const SPAN: u64 = 256 * 1024;
 
