@@ -62,6 +62,13 @@ pub struct MountArgs {
     /// instead of FUSE passthrough (which needs root and kernel 6.9 or later).
     #[arg(long)]
     pub no_passthrough: bool,
+    /// Opens and closes of files never reach the daemon (FUSE no-open): faster
+    /// opens of small files, and the kernel keeps their pages across opens. No
+    /// passthrough then, a placeholder becomes full at its first write rather
+    /// than at its open for write, and a file opened without O_CREAT and then
+    /// removed cannot be read through that descriptor (see SEMANTICS.md).
+    #[arg(long, conflicts_with = "notify_log")]
+    pub no_open: bool,
     /// Send every listing to the provider instead of letting the kernel keep a
     /// directory's listing until a change through the mount.
     #[arg(long)]
@@ -238,6 +245,9 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
     }
     if args.no_passthrough {
         cmd.arg("--no-passthrough");
+    }
+    if args.no_open {
+        cmd.arg("--no-open");
     }
     if args.no_listing_cache {
         cmd.arg("--no-listing-cache");
@@ -568,6 +578,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         pool_threads: args.pool_threads.unwrap_or(0) as usize,
         negative_path_cache: args.negative_cache,
         passthrough: !args.no_passthrough,
+        no_open: args.no_open,
         cache_listings: !args.no_listing_cache,
         marker: Some(marker),
         notification_mappings: subscribe.then(|| {

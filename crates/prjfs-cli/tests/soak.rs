@@ -24,12 +24,27 @@ fn bin() -> PathBuf {
 
 #[test]
 fn a_short_soak_passes() {
+    short_soak(&[]);
+}
+
+/// The same soak with every mount `--no-open` (opens and closes never reach
+/// the daemon; reads and writes carry no handle).
+#[test]
+fn a_short_no_open_soak_passes() {
+    short_soak(&["--no-open"]);
+}
+
+/// Run the short soak with `mount_options` added to `prjfs bench` (they reach
+/// every `prjfs mount` of the run) and check that it passed.
+fn short_soak(mount_options: &[&str]) {
     if !mount_available() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(bin())
-        .args(["bench", "--quick", "--dir"])
+        .args(["bench", "--quick"])
+        .args(mount_options)
+        .arg("--dir")
         .arg(tmp.path())
         .args([
             "soak",

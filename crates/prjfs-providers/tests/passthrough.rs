@@ -285,3 +285,24 @@ fn placeholder_creation_refreshes_the_directory_attributes() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// No-open mode has no opens or closes to raise notifications for: asking for
+/// both is refused before anything is mounted or written.
+#[test]
+fn no_open_with_notifications_is_refused() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let options = StartOptions {
+        no_open: true,
+        notification_mappings: Some(vec![]),
+        ..Default::default()
+    };
+    let provider = Arc::new(MemProvider::new(MemTree::new().file("a", "a")));
+    match prjfs::VirtualizationInstance::start(tmp.path(), provider, options) {
+        Err(e @ prjfs::StartError::BadOptions(_)) => {
+            assert!(e.to_string().contains("no-open"), "{e}")
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("started"),
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}

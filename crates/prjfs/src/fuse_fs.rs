@@ -55,6 +55,10 @@ pub struct FuseFs {
     /// one is served up to this size (no kernel sends one), so that its size
     /// cannot make a worker allocate and copy gigabytes.
     max_read: AtomicU32,
+    /// No-open mode (`StartOptions::no_open`): OPEN is answered `ENOSYS`, and
+    /// a request on a file with handle 0 is served through a handle opened
+    /// for it ([`FuseFs::implicit`]).
+    no_open: bool,
 }
 
 impl FuseFs {
@@ -72,7 +76,50 @@ impl FuseFs {
             notices: OnceLock::new(),
             cache_listings: false,
             max_read: AtomicU32::new(u32::MAX),
+            no_open: false,
         }
+    }
+
+    /// No-open mode (see `StartOptions::no_open`; the session must not
+    /// negotiate passthrough or `FUSE_ATOMIC_O_TRUNC`).
+    pub fn with_no_open(mut self, on: bool) -> Self {
+        self.no_open = on;
+        self
+    }
+
+    /// In no-open mode the kernel sends READ, WRITE, FSYNC and FALLOCATE of a
+    /// file with handle 0 (no OPEN gave it one): open a handle on `node` with
+    /// `flags` for this request (`ENOSYS`-free path of an OPEN: the VersionInfo
+    /// asked, a placeholder opened for write made full), run `op` with it, and
+    /// discard it when `op` answers (no RELEASE will come, and no close
+    /// notification is raised: the mode has none). A node whose last name went
+    /// is served through the handle kept for it (`Virtualizer::kept_handle`).
+    fn implicit(
+        &self,
+        ctx: &RequestCtx,
+        node: u64,
+        flags: i32,
+        reply: Reply,
+        op: impl FnOnce(u64, Reply, Box<dyn FnOnce() + Send>) + Send + 'static,
+    ) {
+        if let Some(fh) = self.virt.kept_handle(node) {
+            // A file whose last name went: its content lives on in the handle
+            // kept for it until the kernel forgets the node.
+            return op(fh, reply, Box::new(|| {}));
+        }
+        let virt = self.virt.clone();
+        self.virt.open(
+            ctx,
+            node,
+            flags,
+            Box::new(move |r: Result<Opened, i32>| match r {
+                Ok(opened) => {
+                    let fh = opened.fh;
+                    op(fh, reply, Box::new(move || virt.discard(fh)));
+                }
+                Err(e) => reply.error(e),
+            }),
+        );
     }
 
     /// Let the kernel keep listings across `opendir`s (see
@@ -327,7 +374,9 @@ impl Filesystem for FuseFs {
                     }),
                 );
             }
-            Operation::GetAttr { fh } => match self.virt.getattr_fh(node, fh) {
+            // Handle 0 is never one of ours (they count from 1): the kernel's
+            // handle of a file opened in no-open mode.
+            Operation::GetAttr { fh } => match self.virt.getattr_fh(node, fh.filter(|&h| h != 0)) {
                 Ok(item) => reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item))),
                 Err(e) => reply.error(e),
             },
@@ -335,6 +384,9 @@ impl Filesystem for FuseFs {
                 Ok(target) => reply.bytes(target.as_bytes()),
                 Err(e) => reply.error(e),
             },
+            // The kernel opens without the daemon from now on (no RELEASE
+            // either); this open too succeeds, with handle 0.
+            Operation::Open { .. } if self.no_open => reply.error(libc::ENOSYS),
             Operation::Open { flags, .. } => {
                 let ctx = Self::ctx(&req, &reply);
                 let virt = self.virt.clone();
@@ -354,6 +406,38 @@ impl Filesystem for FuseFs {
                         }
                         Err(e) => reply.error(e),
                     }),
+                );
+            }
+            Operation::Read {
+                fh: 0,
+                offset,
+                size,
+                ..
+            } if self.no_open => {
+                let ctx = Self::ctx(&req, &reply);
+                let size = size.min(self.max_read.load(Ordering::Relaxed));
+                let virt = self.virt.clone();
+                let ctx2 = ctx.clone();
+                self.implicit(
+                    &ctx,
+                    node,
+                    libc::O_RDONLY,
+                    reply,
+                    move |fh, reply, close| {
+                        virt.read(
+                            &ctx2,
+                            fh,
+                            offset,
+                            size,
+                            Box::new(move |r: Result<Vec<u8>, i32>| {
+                                close();
+                                match r {
+                                    Ok(data) => reply.bytes(&data),
+                                    Err(e) => reply.error(e),
+                                }
+                            }),
+                        )
+                    },
                 );
             }
             Operation::Read {
@@ -483,8 +567,60 @@ impl Filesystem for FuseFs {
                 empty_reply(reply, self.virt.remove_xattr(node, name))
             }
             Operation::Access { .. } => reply.error(libc::ENOSYS),
+            Operation::Fsync { fh: 0, datasync } if self.no_open => {
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                self.implicit(
+                    &ctx,
+                    node,
+                    libc::O_RDONLY,
+                    reply,
+                    move |fh, reply, close| {
+                        let r = virt.fsync(fh, datasync);
+                        close();
+                        empty_reply(reply, r);
+                    },
+                );
+            }
             Operation::Fsync { fh, datasync } => empty_reply(reply, self.virt.fsync(fh, datasync)),
             Operation::FsyncDir { .. } => reply.ok(),
+            Operation::Write {
+                fh: 0,
+                offset,
+                data,
+                ..
+            } if self.no_open => {
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                let ctx2 = ctx.clone();
+                // The data outlives this call only as a copy: the write starts
+                // after the open, which may wait for the provider.
+                let data = data.to_vec();
+                self.implicit(
+                    &ctx,
+                    node,
+                    libc::O_WRONLY,
+                    reply,
+                    move |fh, reply, close| {
+                        virt.write(
+                            &ctx2,
+                            fh,
+                            offset,
+                            &data,
+                            Box::new(move |r: Result<u32, i32>| {
+                                close();
+                                match r {
+                                    Ok(n) => reply.value(&abi::FuseWriteOut {
+                                        size: n,
+                                        padding: 0,
+                                    }),
+                                    Err(e) => reply.error(e),
+                                }
+                            }),
+                        )
+                    },
+                );
+            }
             Operation::Write {
                 fh, offset, data, ..
             } => {
@@ -507,6 +643,7 @@ impl Filesystem for FuseFs {
                 let ctx = Self::ctx(&req, &reply);
                 let virt = self.virt.clone();
                 let io = self.io.clone();
+                let no_open = self.no_open;
                 self.virt.create(
                     &ctx,
                     node,
@@ -518,6 +655,20 @@ impl Filesystem for FuseFs {
                             let entry =
                                 entry_out(id, 0, &file_attr(&item.attr), TTL, attr_ttl(&item));
                             let mut body = entry.as_bytes().to_vec();
+                            if no_open {
+                                // No RELEASE comes on a no-open connection, not
+                                // even for a created file: answer handle 0, as
+                                // the file's later requests are served.
+                                virt.discard(opened.fh);
+                                let out = abi::FuseOpenOut {
+                                    fh: 0,
+                                    open_flags: abi::FOPEN_KEEP_CACHE,
+                                    backing_id: 0,
+                                };
+                                body.extend_from_slice(out.as_bytes());
+                                let _ = reply.try_bytes(&body);
+                                return;
+                            }
                             body.extend_from_slice(io.open_out(id, &opened, &virt).as_bytes());
                             if reply.try_bytes(&body).is_err() {
                                 io.released(opened.fh);
@@ -612,12 +763,41 @@ impl Filesystem for FuseFs {
                 self.virt.setattr(
                     &ctx,
                     node,
-                    fh,
+                    fh.filter(|&h| h != 0),
                     attr,
                     Box::new(move |r: Result<Item, i32>| match r {
                         Ok(item) => reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item))),
                         Err(e) => reply.error(e),
                     }),
+                );
+            }
+            Operation::Fallocate {
+                fh: 0,
+                offset,
+                length,
+                mode,
+            } if self.no_open => {
+                let ctx = Self::ctx(&req, &reply);
+                let virt = self.virt.clone();
+                let ctx2 = ctx.clone();
+                self.implicit(
+                    &ctx,
+                    node,
+                    libc::O_WRONLY,
+                    reply,
+                    move |fh, reply, close| {
+                        virt.fallocate(
+                            &ctx2,
+                            fh,
+                            offset,
+                            length,
+                            mode,
+                            Box::new(move |r| {
+                                close();
+                                empty_reply(reply, r)
+                            }),
+                        )
+                    },
                 );
             }
             Operation::Fallocate {

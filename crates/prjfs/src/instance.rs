@@ -65,6 +65,19 @@ pub struct StartOptions {
     /// window) instead of the whole file. `None` (the default): every
     /// hydration is of the whole file.
     pub ranged_hydration: Option<crate::types::RangedHydration>,
+    /// FUSE no-open: opens and closes of files never reach the daemon (its
+    /// first OPEN is answered `ENOSYS`, after which the kernel sends none for
+    /// the connection), so an open costs no round trip and the kernel keeps a
+    /// file's pages across opens. READ, WRITE and the rest then carry no
+    /// handle; each is served through a handle the daemon opens for that one
+    /// request (GetPlaceholderInfo and hydration happen as for an open). What
+    /// it costs: no passthrough (hydrated and full files are read through the
+    /// page cache; a miss is a READ to the daemon), a placeholder becomes full
+    /// at its first write instead of at its open for write, no open or close
+    /// notifications (so it is refused together with `notification_mappings`),
+    /// and a file opened without `O_CREAT` and then unlinked can no longer be
+    /// read or written through that descriptor. Default off.
+    pub no_open: bool,
 }
 
 impl Default for StartOptions {
@@ -79,6 +92,7 @@ impl Default for StartOptions {
             cache_listings: false,
             notification_mappings: None,
             ranged_hydration: None,
+            no_open: false,
         }
     }
 }
@@ -115,6 +129,9 @@ pub enum StartError {
     /// The layer could not be opened.
     #[error("{0}")]
     Layer(#[from] crate::layer::LayerError),
+    /// The options contradict each other; the text says how.
+    #[error("{0}")]
+    BadOptions(String),
     /// Mounting failed.
     #[error("mounting {path} failed: {source}")]
     Mount {
@@ -203,6 +220,13 @@ impl VirtualizationInstance {
             path: root.to_path_buf(),
             reason,
         };
+        if options.no_open && options.notification_mappings.is_some() {
+            return Err(StartError::BadOptions(
+                "no-open cannot be combined with notifications: the daemon sees no \
+                 opens or closes to raise them for"
+                    .into(),
+            ));
+        }
         // statfs reaches the daemon (a stat of the root may come from the
         // kernel's attribute cache): ENOTCONN means a dead daemon left its mount.
         if let Err(rustix::io::Errno::NOTCONN) = rustix::fs::statfs(root) {
@@ -274,6 +298,7 @@ impl VirtualizationInstance {
                 lazy_enumeration: options.cache_listings,
                 notification_mappings: options.notification_mappings.clone(),
                 ranged_hydration: options.ranged_hydration.map(|r| r.normalized()),
+                keep_unnamed_files: options.no_open,
                 ..Default::default()
             },
         );
@@ -287,12 +312,20 @@ impl VirtualizationInstance {
             threads: pool,
             ..Default::default()
         };
-        if !options.passthrough {
+        let passthrough = options.passthrough && !options.no_open;
+        if !passthrough {
             config.wanted_flags &= !prjfs_fuse::abi::FUSE_PASSTHROUGH;
         }
+        if options.no_open {
+            // Without OPEN, an O_TRUNC must reach the daemon as a SETATTR of
+            // the size (with ATOMIC_O_TRUNC the kernel leaves it to the OPEN
+            // it no longer sends).
+            config.wanted_flags &= !prjfs_fuse::abi::FUSE_ATOMIC_O_TRUNC;
+        }
         let fs = Arc::new(
-            FuseFs::with_passthrough(virt.clone(), options.passthrough)
-                .with_listing_cache(options.cache_listings),
+            FuseFs::with_passthrough(virt.clone(), passthrough)
+                .with_listing_cache(options.cache_listings)
+                .with_no_open(options.no_open),
         );
         let session = match Session::start(fd, mountpoint, config, fs.clone()) {
             Ok(s) => s,

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// the daemon), to compare with the default.
     #[arg(long, global = true)]
     no_passthrough: bool,
+    /// Mount with `--no-open` (opens and closes of files never reach the
+    /// daemon), to compare with the default.
+    #[arg(long, global = true)]
+    no_open: bool,
 }
 
 #[derive(Subcommand, Clone, Debug, PartialEq)]
@@ -117,9 +121,14 @@ const DEFAULT_ASYNC: AsyncParams = AsyncParams {
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
     fixture::catch_interrupts();
+    let mut options = Vec::new();
     if args.no_passthrough {
-        fixture::set_mount_options(vec!["--no-passthrough".into()]);
+        options.push("--no-passthrough".into());
     }
+    if args.no_open {
+        options.push("--no-open".into());
+    }
+    fixture::set_mount_options(options);
     let base = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir(),

@@ -175,6 +175,13 @@ fn timed_walk(top: &Path, want: usize) -> Result<Duration, String> {
 
 /// `reps` runs, each through a new mount made by `mount` (the previous mount is
 /// unmounted outside the timed part); returns every time and the last mount.
+/// Every mount of this run is `--no-open` already (`prjfs bench --no-open`).
+fn no_open_run() -> bool {
+    super::fixture::mount_options()
+        .iter()
+        .any(|o| o == "--no-open")
+}
+
 fn fresh_runs<M>(
     reps: usize,
     label: &str,
@@ -298,6 +305,17 @@ impl Suite {
         BenchMount::new(&[], source, &root)
     }
 
+    /// A fresh `prjfs mount --no-open` of `source`, for the rows that show
+    /// what no-open mode buys; `None` when every mount of the run is one
+    /// already (`prjfs bench --no-open`).
+    fn mount_no_open(&mut self, name: &str, source: &Path) -> Option<Result<BenchMount, String>> {
+        if no_open_run() {
+            return None;
+        }
+        let root = self.fresh_root(&format!("{name}-no-open"));
+        Some(BenchMount::new(&["--no-open".into()], source, &root))
+    }
+
     /// A fresh bindfs mount of `source` (call only when there is a peer).
     fn bindfs(&mut self, name: &str, source: &Path) -> Result<BindfsMount, String> {
         let peer = self.peer.clone().ok_or("bindfs is not installed")?;
@@ -377,6 +395,20 @@ impl Suite {
         if self.files_warm.is_none() {
             self.files_warm = Some(m);
         }
+        let no_open = if no_open_run() {
+            None
+        } else {
+            let (times, _) = fresh_runs(
+                reps,
+                "cold: prjfs --no-open",
+                || {
+                    let root = self.fresh_root("cold-no-open");
+                    BenchMount::new(&["--no-open".into()], &src, &root)
+                },
+                |m: &BenchMount| read_all(&m.root, "cold prjfs --no-open bytes"),
+            )?;
+            Some(times)
+        };
         let ops = files.len() as u64;
         let native = Row::new("cold", "native", &native, ops, want);
         let bindfs = bindfs.map(|b| {
@@ -385,6 +417,11 @@ impl Suite {
         let prjfs = Row::new("cold", "prjfs (fresh mount)", &prjfs, ops, want)
             .vs("prjfs/native", &native)
             .vs_opt("prjfs/bindfs", bindfs.as_ref());
+        let no_open = no_open.map(|t| {
+            Row::new("cold", "prjfs --no-open (fresh mount)", &t, ops, want)
+                .vs("prjfs/native", &native)
+                .vs_opt("prjfs/bindfs", bindfs.as_ref())
+        });
         Ok(Section {
             workload: "cold".into(),
             description: format!(
@@ -392,7 +429,7 @@ impl Suite {
                  mount (prjfs: on an empty root) per run, no latency; best of {reps}; ops = files",
                 self.files_desc()
             ),
-            rows: [Some(native), bindfs, Some(prjfs)]
+            rows: [Some(native), bindfs, Some(prjfs), no_open]
                 .into_iter()
                 .flatten()
                 .collect(),
@@ -651,6 +688,18 @@ impl Suite {
             None => None,
         };
         let prjfs = bench("small: prjfs", &root)?;
+        let no_open = match self.mount_no_open("small", &src) {
+            Some(m) => {
+                let m = m?;
+                let (_, d) = timed(|| read_files(&m.root, &files))?;
+                progress(&format!(
+                    "small: --no-open hydrating read: {:.3} s",
+                    d.as_secs_f64()
+                ));
+                Some(bench("small: prjfs --no-open", &m.root)?)
+            }
+            None => None,
+        };
         let ops = files.len() as u64;
         let native = Row::new("small", "native", &native, ops, want);
         let bindfs = bindfs.map(|b| {
@@ -659,6 +708,11 @@ impl Suite {
         let prjfs = Row::new("small", "prjfs (hydrated)", &prjfs, ops, want)
             .vs("prjfs/native", &native)
             .vs_opt("prjfs/bindfs", bindfs.as_ref());
+        let no_open = no_open.map(|t| {
+            Row::new("small", "prjfs --no-open (hydrated)", &t, ops, want)
+                .vs("prjfs/native", &native)
+                .vs_opt("prjfs/bindfs", bindfs.as_ref())
+        });
         Ok(Section {
             workload: "small".into(),
             description: format!(
@@ -666,7 +720,7 @@ impl Suite {
                  before through the same mount); best of {reps}; ops = files",
                 self.files_desc()
             ),
-            rows: [Some(native), bindfs, Some(prjfs)]
+            rows: [Some(native), bindfs, Some(prjfs), no_open]
                 .into_iter()
                 .flatten()
                 .collect(),

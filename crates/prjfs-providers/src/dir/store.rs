@@ -14,6 +14,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
 use crate::readahead::Lister;
 use prjfs::names::{compare_with, validate_name};
 use prjfs::{
@@ -48,6 +50,21 @@ pub struct Resolved {
 /// component that does not exist as spelled matches a name equal under the collation
 /// (the byte-smallest such name when there are several).
 pub fn resolve(root: &Path, rel: &Path, collation: Collation) -> Result<Resolved, ProviderError> {
+    if let Some((file, source, name)) = open_fast(root, rel, collation, OFlags::PATH) {
+        if let Ok(metadata) = file.metadata() {
+            return Ok(Resolved {
+                source,
+                name,
+                metadata,
+            });
+        }
+    }
+    resolve_walk(root, rel, collation)
+}
+
+/// [`resolve`] one component at a time: a `symlink_metadata` per component.
+/// Decides every error and every case-insensitive match.
+fn resolve_walk(root: &Path, rel: &Path, collation: Collation) -> Result<Resolved, ProviderError> {
     let mut source = root.to_path_buf();
     let mut found: Option<(OsString, Metadata)> = None;
     for component in rel.components() {
@@ -82,6 +99,45 @@ pub fn resolve(root: &Path, rel: &Path, collation: Collation) -> Result<Resolved
             name: OsString::new(),
         }),
     }
+}
+
+/// The common case of [`resolve`] in one system call: under the case-sensitive
+/// collation, `rel` (only valid normal components) opened with `flags` below
+/// `root` by an `openat2` that refuses a symlink in every component, which is
+/// what the walk checks one `symlink_metadata` at a time (a symlink as the last
+/// component is opened itself with [`OFlags::PATH`]; with other flags the open
+/// fails). Returns the file, its source path and its last component; `None`
+/// for everything else (not found, a symlink on the way, a root path that
+/// itself holds a symlink, an old kernel, an empty `rel`): the walk then
+/// answers as before.
+fn open_fast(
+    root: &Path,
+    rel: &Path,
+    collation: Collation,
+    flags: OFlags,
+) -> Option<(File, PathBuf, OsString)> {
+    if collation != Collation::CaseSensitive {
+        return None;
+    }
+    let mut name = None;
+    for component in rel.components() {
+        match component {
+            Component::Normal(n) if validate_name(n).is_ok() => name = Some(n),
+            _ => return None,
+        }
+    }
+    let name = name?.to_os_string();
+    let source = root.join(rel);
+    let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let fd = rustix::fs::openat2(
+        rustix::fs::CWD,
+        &source,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        how,
+    )
+    .ok()?;
+    Some((File::from(fd), source, name))
 }
 
 /// `name` in the directory `dir`: as spelled, or else (case-insensitive collation) a
@@ -238,14 +294,22 @@ pub fn read_file(
     length: u64,
     mut copy: impl FnMut(&File, u64, u64) -> Result<u64, ProviderError>,
 ) -> Result<(), ProviderError> {
-    let item = resolve(root, rel, collation)?;
-    if !item.metadata.is_file() {
+    let (file, metadata) = match open_fast_read(root, rel, collation) {
+        Some(opened) => opened,
+        None => {
+            let item = resolve_walk(root, rel, collation)?;
+            if !item.metadata.is_file() {
+                return Err(ProviderError::NotFound);
+            }
+            (open_source_file(&item.source)?, item.metadata)
+        }
+    };
+    if !metadata.is_file() {
         return Err(ProviderError::NotFound);
     }
-    let file = open_source_file(&item.source)?;
     let end = offset
         .saturating_add(length)
-        .min(item.metadata.len().max(offset));
+        .min(metadata.len().max(offset));
     let mut pos = offset;
     while pos < end {
         let want = (end - pos).min(CHUNK_SIZE as u64);
@@ -256,6 +320,19 @@ pub fn read_file(
         pos += n;
     }
     Ok(())
+}
+
+/// [`open_fast`] for reading, as [`open_source_file`] opens (no access time
+/// update when allowed), with the file's metadata. Non-blocking and without a
+/// controlling terminal, so that a FIFO or a device that replaced a file in
+/// the source is opened without waiting or side effect, and then refused by
+/// the caller as the walk refuses it (not a regular file).
+fn open_fast_read(root: &Path, rel: &Path, collation: Collation) -> Option<(File, Metadata)> {
+    let read = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let (file, _, _) = open_fast(root, rel, collation, read | OFlags::NOATIME)
+        .or_else(|| open_fast(root, rel, collation, read))?;
+    let metadata = file.metadata().ok()?;
+    Some((file, metadata))
 }
 
 /// Open a source file for reading without following a symlink and, when allowed

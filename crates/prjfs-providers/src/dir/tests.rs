@@ -153,6 +153,49 @@ fn symlinks_are_never_followed_and_paths_stay_below_the_root() {
     assert!(inst.writes(2).is_empty());
 }
 
+/// The one-call open that `resolve` and `read_file` try first answers as the
+/// walk does: the same item for a file, a directory and a symlink, a root
+/// reached through a symlink (the fast open refuses it, the walk does not),
+/// and a FIFO that took a file's place refused without blocking the reader.
+#[test]
+fn fast_open_answers_as_the_walk() {
+    let src = source();
+    let cs = Collation::CaseSensitive;
+    for rel in ["a.txt", "dir", "dir/inner", "link", "dirlink"] {
+        let r = store::resolve(src.path(), Path::new(rel), cs).expect(rel);
+        let want = fs::symlink_metadata(src.path().join(rel)).unwrap();
+        assert_eq!(r.source, src.path().join(rel), "{rel}");
+        assert_eq!(r.name, Path::new(rel).file_name().unwrap(), "{rel}");
+        assert_eq!(
+            (r.metadata.ino(), r.metadata.mode(), r.metadata.len()),
+            (want.ino(), want.mode(), want.len()),
+            "{rel}"
+        );
+    }
+    let outer = tempfile::tempdir().unwrap();
+    let via_link = outer.path().join("src");
+    symlink(src.path(), &via_link).unwrap();
+    let dir = sync_dir(&via_link);
+    let inst = RecordingInstance::new();
+    assert_eq!(placeholder_of(&dir, "dir/inner").basic.size, 1);
+    let cb = inst.callback(1, "a.txt");
+    assert_eq!(
+        Provider::get_file_data(&dir, &cb, 0, 5),
+        Ok(prjfs::Outcome::Done)
+    );
+    assert_eq!(inst.stream_bytes(1), b"hello");
+    fs::remove_file(src.path().join("Big")).unwrap();
+    let fifo = std::ffi::CString::new(src.path().join("Big").into_os_string().into_encoded_bytes())
+        .unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let cb = inst.callback(2, "Big");
+    assert_eq!(
+        Provider::get_file_data(&sync_dir(src.path()), &cb, 0, 1),
+        Err(ProviderError::NotFound)
+    );
+}
+
 /// The names a client listing `rel` sees, with a buffer of `capacity` bytes, and
 /// the number of Gets it took.
 fn list(dir: &dyn Provider, rel: &str, capacity: usize) -> (Vec<String>, usize) {

@@ -316,6 +316,41 @@ impl Inner {
         self.open_local(handle, path).map(|_| ())
     }
 
+    /// `keep_unnamed_files`: before the last name of the file `item` at `path`
+    /// (node `node`, if the kernel holds one) goes, open its on-disk content
+    /// as a handle that outlives the name (kept in `keepers`); `None`
+    /// when nothing needs keeping or can be kept (a placeholder whose content
+    /// was never fetched: it is not fetched for this). Committed with
+    /// [`Inner::commit_keeper`] once the name is gone.
+    pub(super) fn keeper_for(
+        &self,
+        node: Option<u64>,
+        path: &Path,
+        item: &Item,
+    ) -> Option<(u64, u64)> {
+        let node = node.filter(|_| self.options.keep_unnamed_files)?;
+        if item.kind != FileKind::File || needs_data(item) {
+            return None;
+        }
+        let file = self.layer.open_file(path, rustix::fs::OFlags::RDWR).ok()?;
+        Some((
+            node,
+            self.register_file_handle(node, true, Some(Arc::new(file))),
+        ))
+    }
+
+    /// The name went (`ok`): keep the handle; else drop it.
+    pub(super) fn commit_keeper(&self, keeper: Option<(u64, u64)>, ok: bool) {
+        let Some((node, fh)) = keeper else { return };
+        if !ok {
+            return self.discard(fh);
+        }
+        let old = self.keepers.lock().expect("keepers lock").insert(node, fh);
+        if let Some(old) = old {
+            self.discard(old);
+        }
+    }
+
     /// Turn the item at `path` into a full file (content is local or truncated).
     pub(super) fn make_full(&self, path: &Path, truncate: bool) -> Result<(), Errno> {
         self.layer.convert_to_full(path, truncate).map_err(|e| {

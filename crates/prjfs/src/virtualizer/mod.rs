@@ -85,6 +85,11 @@ pub struct VirtualizerOptions {
     pub notification_mappings: Option<Vec<crate::notifications::NotificationMapping>>,
     /// Demand-driven hydration of big files ([`ranged`]); `None`: whole files.
     pub ranged_hydration: Option<crate::types::RangedHydration>,
+    /// No-open mode (`StartOptions::no_open`): the kernel's open files carry no
+    /// handle, so a file node whose last name goes (unlink, rename over it)
+    /// while its content is on disk keeps that content through a handle of
+    /// its own ([`Virtualizer::kept_handle`]) until the kernel forgets the node.
+    pub keep_unnamed_files: bool,
 }
 
 impl Default for VirtualizerOptions {
@@ -98,6 +103,7 @@ impl Default for VirtualizerOptions {
             lazy_enumeration: false,
             notification_mappings: None,
             ranged_hydration: None,
+            keep_unnamed_files: false,
         }
     }
 }
@@ -157,6 +163,9 @@ pub(crate) struct Inner {
     changed: OnceLock<ChangeHook>,
     /// Notification state; `None` when the provider asked for none.
     notify: Option<notify::Notify>,
+    /// With `keep_unnamed_files`: node → the handle that keeps the content of
+    /// a file whose last name went; removed when the kernel forgets the node.
+    keepers: Mutex<HashMap<u64, u64>>,
 }
 
 type ChangeHook = Box<dyn Fn(Changed) + Send + Sync>;
@@ -225,6 +234,7 @@ impl Virtualizer {
             handle: InstanceHandle::new(Arc::new(Api(weak.clone()))),
             changed: OnceLock::new(),
             notify,
+            keepers: Mutex::new(HashMap::new()),
         });
         Self { inner }
     }
@@ -310,9 +320,31 @@ impl Virtualizer {
     /// The kernel dropped `n` lookups of `node`.
     pub fn forget(&self, node: u64, n: u64) {
         self.inner.nodes.forget(node, n);
+        if self.inner.options.keep_unnamed_files && !self.inner.nodes.is_live(node) {
+            let kept = self
+                .inner
+                .keepers
+                .lock()
+                .expect("keepers lock")
+                .remove(&node);
+            if let Some(fh) = kept {
+                self.inner.discard(fh);
+            }
+        }
         if self.inner.options.ranged_hydration.is_some() && self.inner.nodes.path(node).is_none() {
             self.inner.forget_partial(node);
         }
+    }
+
+    /// The handle that keeps the content of `node`, a file whose last name
+    /// went while the kernel still held it (`keep_unnamed_files` only).
+    pub fn kept_handle(&self, node: u64) -> Option<u64> {
+        self.inner
+            .keepers
+            .lock()
+            .expect("keepers lock")
+            .get(&node)
+            .copied()
     }
 
     /// Metadata of a node.

@@ -345,6 +345,17 @@ impl NodeTable {
         }
     }
 
+    /// Whether the kernel still holds `id` (it is in the table, named or not).
+    pub fn is_live(&self, id: u64) -> bool {
+        id == ROOT_ID
+            || self
+                .inner
+                .lock()
+                .expect("node lock")
+                .nodes
+                .contains_key(&id)
+    }
+
     /// Number of live nodes besides the root.
     pub fn len(&self) -> usize {
         self.inner.lock().expect("node lock").nodes.len()

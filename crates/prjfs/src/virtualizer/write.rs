@@ -405,24 +405,27 @@ impl Inner {
         if item.kind == FileKind::Directory {
             return done(Err(libc::EISDIR));
         }
-        let handles = self
-            .nodes
-            .find(parent, name)
+        let node = self.nodes.find(parent, name);
+        let handles = node
             .map(|n| self.handles_needing_path(n))
             .unwrap_or_default();
         let inner = self.clone();
         let name = name.to_os_string();
         let item_path = path.clone();
         let fetch_first = !handles.is_empty();
+        let kept_item = item.clone();
         let finish = move |r: Result<(), Errno>| {
             done(r.and_then(|()| {
                 for h in &handles {
                     inner.keep_open(h, &path)?;
                 }
-                inner
+                let keeper = inner.keeper_for(node, &path, &kept_item);
+                let deleted = inner
                     .layer
                     .delete(&path, inner.needs_tombstone(&parent_path, &path))
-                    .map_err(|e| e.errno())?;
+                    .map_err(|e| e.errno());
+                inner.commit_keeper(keeper, deleted.is_ok());
+                deleted?;
                 inner.nodes.detach(parent, &name);
                 inner.mark_dirty_dir(&parent_path);
                 Ok(())
@@ -583,13 +586,24 @@ impl Inner {
         let new_name: OsString = new_name.to_os_string();
         let new_name_for_handles = new_name.clone();
         let target = to.clone();
+        // The file a rename replaces loses its name as by an unlink.
+        let replaced = match &dst {
+            Some(d) if !exchange && d.kind == FileKind::File => self
+                .nodes
+                .find(new_parent, &new_name)
+                .map(|n| (n, d.clone())),
+            _ => None,
+        };
         let apply = move |r: Result<bool, Errno>| {
             done(r.and_then(|target_empty| {
                 if !target_empty {
                     return Err(libc::ENOTEMPTY);
                 }
                 let tombstone = !exchange && inner.needs_tombstone(&from_dir, &from);
-                inner
+                let keeper = replaced
+                    .as_ref()
+                    .and_then(|(n, d)| inner.keeper_for(Some(*n), &to, d));
+                let renamed = inner
                     .layer
                     .rename(
                         &from,
@@ -600,7 +614,9 @@ impl Inner {
                         },
                         tombstone,
                     )
-                    .map_err(|e| e.errno())?;
+                    .map_err(|e| e.errno());
+                inner.commit_keeper(keeper, renamed.is_ok());
+                renamed?;
                 inner
                     .nodes
                     .rename(parent, &name, new_parent, &new_name, exchange);
