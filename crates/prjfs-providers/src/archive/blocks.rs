@@ -5,10 +5,11 @@
 //! their block once.
 //!
 //! Invariants: the cache holds at most [`CACHE_BYTES`] of blocks (32 gzip
-//! blocks of [`super::SPAN`], 128 zstd blocks of [`super::zst::SPAN`]); the blocks in the middle of a member
-//! longer than two blocks are decoded, handed over and dropped, so a large
-//! file read does not evict everything; a block is decoded with no lock held
-//! (two threads may decode the same block at once and one result is kept).
+//! blocks of [`super::SPAN`], 128 zstd blocks of [`super::zst::SPAN`]); the
+//! blocks in the middle of a member longer than two blocks are decoded, handed
+//! over and dropped, so a large file read does not evict everything; a block
+//! is decoded with no lock held (two threads may decode the same block at once
+//! and one result is kept).
 
 use std::fs::File;
 use std::io;
