@@ -135,6 +135,11 @@ impl FuseFs {
         self.io.enabled.load(Ordering::Relaxed)
     }
 
+    /// Whether OPEN is answered `ENOSYS` (no-open mode).
+    pub fn no_open(&self) -> bool {
+        self.no_open
+    }
+
     /// How opens were answered so far.
     pub fn open_stats(&self) -> OpenStats {
         let st = self.io.state.lock().expect("io lock");
