@@ -210,9 +210,10 @@ pub fn mount(args: MountArgs) -> Result<(), String> {
             return Err(format!("{flag} applies to an s3:// source"));
         }
     }
-    if let Source::Archive(path) = &source {
+    if let (Source::Archive(path), None) = (&source, args.ready_fd) {
         // Index the archive here, where the terminal is (a progress bar), and
-        // report a bad archive before a daemon starts; the daemon reuses it.
+        // report a bad archive before a daemon starts; the daemon reuses it
+        // (and does not check again what `prjfs mount` just checked).
         archive::prepare(path, &root)?;
     }
     if args.foreground {

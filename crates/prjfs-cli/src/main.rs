@@ -205,6 +205,21 @@ fn status(root: &Path, json: bool) -> Result<(), String> {
         "threads:   {} callback slots, {} request threads",
         v["threads"], v["pool_threads"]
     );
+    let opens = &v["opens"];
+    if opens["no_open"] == true {
+        println!("opens:     no-open (opens and closes do not reach the daemon)");
+    } else {
+        println!(
+            "opens:     {} with passthrough, {} served by the daemon{}",
+            get("opens", "passthrough"),
+            get("opens", "daemon"),
+            if opens["passthrough_active"] == true {
+                ""
+            } else {
+                " (passthrough off)"
+            }
+        );
+    }
     println!(
         "callbacks: {} invoked, {} running, {} pending, {} completed, {} cancelled, {} failed",
         get("callbacks", "invoked"),

@@ -129,6 +129,9 @@ fn no_open_mount_reads_and_changes_like_a_copy() {
     assert_eq!(m.invoked("get_file_data"), fetched, "no second fetch");
     assert_eq!(counter(&m, &["opens", "daemon"]), 0, "no OPEN was served");
     assert_eq!(counter(&m, &["opens", "passthrough"]), 0);
+    assert_eq!(m.status()["opens"]["no_open"], true);
+    let text = ok(m.prjfs(&["status"]).arg(&root));
+    assert!(text.contains("opens:     no-open"), "{text}");
 
     // The same changes in the root and in the copy.
     let [a, b, c, d, e] = [0, 1, 2, 3, 4].map(|i| {
@@ -198,6 +201,7 @@ fn no_open_mount_reads_and_changes_like_a_copy() {
     m.unmount();
     let m = CliMount::new(&bin(), &[], &source, &root);
     assert_same_tree(&expect, &root, "remounted without --no-open");
+    assert_eq!(m.status()["opens"]["no_open"], false);
     m.unmount();
 }
 

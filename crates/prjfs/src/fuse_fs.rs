@@ -1,18 +1,14 @@
 //! The thin adapter from kernel requests to the virtualizer: decode arguments,
 //! call the virtualizer, encode its answer. No file-system logic lives here.
 
-use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use prjfs_fuse::encode::{
-    attr_out, entry_out, inval_entry_notification, inval_inode_notification, statfs_out, DirBuf,
-    FileAttr, StatFs,
-};
+use prjfs_fuse::encode::{attr_out, entry_out, statfs_out, DirBuf, FileAttr, StatFs};
 use prjfs_fuse::request::{Operation, TimeOrNow};
 use prjfs_fuse::{abi, Filesystem, InitInfo, Notifier, Reply, Request};
 use zerocopy::IntoBytes;
@@ -23,6 +19,11 @@ use crate::layer::{Attr, Item, SetAttr, TimeSpec};
 use crate::types::FileKind;
 use crate::virtualizer::{Changed, Creator, Opened, RequestCtx, Virtualizer};
 
+mod no_open;
+mod notifier;
+
+use notifier::{notifier_loop, Notice, PendingDirs};
+
 /// Name of the synthesized, read-only xattr holding an item's state.
 pub const STATE_XATTR: &str = "user.prjfs.state";
 
@@ -31,11 +32,6 @@ pub const STATE_XATTR: &str = "user.prjfs.state";
 /// its own (hydration replaces a file in its directory, placeholders appear in
 /// directories) is sent as an invalidation.
 const TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// How long directory invalidations are held back to be sent once: while
-/// lookups create placeholders in a directory one after the other, each would
-/// otherwise cost a GETATTR at the next path walk through it.
-const DIR_INVAL_DELAY: Duration = Duration::from_millis(20);
 
 /// The smallest `fuse_dirent` record (a name of up to 8 bytes), and the
 /// smallest `fuse_direntplus` one: how many entries a reply of a given size can
@@ -87,41 +83,6 @@ impl FuseFs {
         self
     }
 
-    /// In no-open mode the kernel sends READ, WRITE, FSYNC and FALLOCATE of a
-    /// file with handle 0 (no OPEN gave it one): open a handle on `node` with
-    /// `flags` for this request (`ENOSYS`-free path of an OPEN: the VersionInfo
-    /// asked, a placeholder opened for write made full), run `op` with it, and
-    /// discard it when `op` answers (no RELEASE will come, and no close
-    /// notification is raised: the mode has none). A node whose last name went
-    /// is served through the handle kept for it (`Virtualizer::kept_handle`).
-    fn implicit(
-        &self,
-        ctx: &RequestCtx,
-        node: u64,
-        flags: i32,
-        reply: Reply,
-        op: impl FnOnce(u64, Reply, Box<dyn FnOnce() + Send>) + Send + 'static,
-    ) {
-        if let Some(fh) = self.virt.kept_handle(node) {
-            // A file whose last name went: its content lives on in the handle
-            // kept for it until the kernel forgets the node.
-            return op(fh, reply, Box::new(|| {}));
-        }
-        let virt = self.virt.clone();
-        self.virt.open(
-            ctx,
-            node,
-            flags,
-            Box::new(move |r: Result<Opened, i32>| match r {
-                Ok(opened) => {
-                    let fh = opened.fh;
-                    op(fh, reply, Box::new(move || virt.discard(fh)));
-                }
-                Err(e) => reply.error(e),
-            }),
-        );
-    }
-
     /// Let the kernel keep listings across `opendir`s (see
     /// `StartOptions::cache_listings`).
     pub fn with_listing_cache(mut self, on: bool) -> Self {
@@ -133,6 +94,11 @@ impl FuseFs {
     /// refused by the kernel so far).
     pub fn passthrough_active(&self) -> bool {
         self.io.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether OPEN is answered `ENOSYS` (no-open mode).
+    pub fn no_open(&self) -> bool {
+        self.no_open
     }
 
     /// How opens were answered so far.
@@ -153,113 +119,6 @@ pub struct OpenStats {
     /// `FUSE_DEV_IOC_BACKING_OPEN` calls that failed (the open was then served
     /// by the daemon).
     pub refused: u64,
-}
-
-/// What the notifier thread sends to the kernel.
-enum Notice {
-    /// Drop the cached attributes of a node now.
-    Attr(u64),
-    /// Drop the cached attributes of a directory, soon ([`DIR_INVAL_DELAY`]).
-    DirAttr(u64),
-    /// Forget a name, and its directory's attributes and listing, now.
-    Entry(u64, OsString),
-    /// Drop a directory's attributes and cached listing now.
-    Listing(u64),
-    /// Acknowledge once everything before it was sent.
-    Flush(mpsc::Sender<()>),
-    /// The connection ended.
-    Stop,
-}
-
-/// The notifier thread: sends invalidations from a thread that holds no request
-/// (the kernel may need locks that a request in progress holds), coalescing
-/// what piled up meanwhile. Names and listings a provider changed go first,
-/// in order, then attributes; a flush is answered after both.
-///
-/// `pending` holds the directories sent as [`Notice::DirAttr`] and not yet
-/// invalidated: the sender sends a directory only when it is not there (a walk
-/// that hydrates a directory's files wakes this thread once per directory and
-/// window, not once per file). A directory leaves it right before its
-/// invalidation is sent, so a change after that point is sent again.
-fn notifier_loop(notifier: Notifier, rx: Receiver<Notice>, pending: PendingDirs) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let send = |node: u64| {
-        // ENOENT: the kernel has no inode for it cached; nothing to drop.
-        let _ = notifier.try_send_raw(&inval_inode_notification(node, -1, 0));
-    };
-    // Offset 0, length 0: the attributes and every cached page (for a
-    // directory, its cached listing).
-    let send_listing = |node: u64| {
-        let _ = notifier.try_send_raw(&inval_inode_notification(node, 0, 0));
-    };
-    let mut now = HashSet::new();
-    let mut dirs = HashSet::new();
-    let mut names: Vec<(u64, OsString)> = Vec::new();
-    let mut listings = HashSet::new();
-    let mut flushes = Vec::new();
-    let mut due: Option<Instant> = None;
-    loop {
-        let first = match due {
-            Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        let mut stop = matches!(first, Err(RecvTimeoutError::Disconnected));
-        for notice in first.into_iter().chain(rx.try_iter()) {
-            match notice {
-                Notice::Attr(node) => {
-                    now.insert(node);
-                }
-                Notice::DirAttr(node) => {
-                    dirs.insert(node);
-                }
-                Notice::Entry(parent, name) => {
-                    listings.insert(parent);
-                    names.push((parent, name));
-                }
-                Notice::Listing(node) => {
-                    listings.insert(node);
-                }
-                Notice::Flush(ack) => flushes.push(ack),
-                Notice::Stop => stop = true,
-            }
-        }
-        for (parent, name) in names.drain(..) {
-            // ENOENT: the kernel holds no such name; nothing to forget.
-            let _ = notifier.try_send_raw(&inval_entry_notification(parent, &name));
-        }
-        for node in listings.drain() {
-            if dirs.remove(&node) {
-                unpend(&pending, node);
-            }
-            send_listing(node);
-        }
-        now.drain().for_each(send);
-        for ack in flushes.drain(..) {
-            let _ = ack.send(());
-        }
-        if stop || due.is_some_and(|t| t <= Instant::now()) {
-            dirs.drain().for_each(|node| {
-                unpend(&pending, node);
-                send(node);
-            });
-            due = None;
-        } else if due.is_none() && !dirs.is_empty() {
-            due = Some(Instant::now() + DIR_INVAL_DELAY);
-        }
-        if stop {
-            break;
-        }
-    }
-}
-
-/// Directories with a [`Notice::DirAttr`] sent and not yet invalidated.
-type PendingDirs = Arc<Mutex<HashSet<u64>>>;
-
-fn unpend(pending: &PendingDirs, node: u64) {
-    pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&node);
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -360,6 +219,9 @@ impl Filesystem for FuseFs {
         if names_too_long(&req.op) {
             return reply.error(libc::ENAMETOOLONG);
         }
+        if self.no_open && no_open::served_here(&req.op) {
+            return self.dispatch_no_open(req, reply);
+        }
         let node = req.header.nodeid;
         match req.op {
             Operation::Lookup { name } => {
@@ -384,8 +246,6 @@ impl Filesystem for FuseFs {
                 Ok(target) => reply.bytes(target.as_bytes()),
                 Err(e) => reply.error(e),
             },
-            // The kernel opens without the daemon from now on (no RELEASE
-            // either); this open too succeeds, with handle 0.
             Operation::Open { .. } if self.no_open => reply.error(libc::ENOSYS),
             Operation::Open { flags, .. } => {
                 let ctx = Self::ctx(&req, &reply);
@@ -406,38 +266,6 @@ impl Filesystem for FuseFs {
                         }
                         Err(e) => reply.error(e),
                     }),
-                );
-            }
-            Operation::Read {
-                fh: 0,
-                offset,
-                size,
-                ..
-            } if self.no_open => {
-                let ctx = Self::ctx(&req, &reply);
-                let size = size.min(self.max_read.load(Ordering::Relaxed));
-                let virt = self.virt.clone();
-                let ctx2 = ctx.clone();
-                self.implicit(
-                    &ctx,
-                    node,
-                    libc::O_RDONLY,
-                    reply,
-                    move |fh, reply, close| {
-                        virt.read(
-                            &ctx2,
-                            fh,
-                            offset,
-                            size,
-                            Box::new(move |r: Result<Vec<u8>, i32>| {
-                                close();
-                                match r {
-                                    Ok(data) => reply.bytes(&data),
-                                    Err(e) => reply.error(e),
-                                }
-                            }),
-                        )
-                    },
                 );
             }
             Operation::Read {
@@ -567,60 +395,8 @@ impl Filesystem for FuseFs {
                 empty_reply(reply, self.virt.remove_xattr(node, name))
             }
             Operation::Access { .. } => reply.error(libc::ENOSYS),
-            Operation::Fsync { fh: 0, datasync } if self.no_open => {
-                let ctx = Self::ctx(&req, &reply);
-                let virt = self.virt.clone();
-                self.implicit(
-                    &ctx,
-                    node,
-                    libc::O_RDONLY,
-                    reply,
-                    move |fh, reply, close| {
-                        let r = virt.fsync(fh, datasync);
-                        close();
-                        empty_reply(reply, r);
-                    },
-                );
-            }
             Operation::Fsync { fh, datasync } => empty_reply(reply, self.virt.fsync(fh, datasync)),
             Operation::FsyncDir { .. } => reply.ok(),
-            Operation::Write {
-                fh: 0,
-                offset,
-                data,
-                ..
-            } if self.no_open => {
-                let ctx = Self::ctx(&req, &reply);
-                let virt = self.virt.clone();
-                let ctx2 = ctx.clone();
-                // The data outlives this call only as a copy: the write starts
-                // after the open, which may wait for the provider.
-                let data = data.to_vec();
-                self.implicit(
-                    &ctx,
-                    node,
-                    libc::O_WRONLY,
-                    reply,
-                    move |fh, reply, close| {
-                        virt.write(
-                            &ctx2,
-                            fh,
-                            offset,
-                            &data,
-                            Box::new(move |r: Result<u32, i32>| {
-                                close();
-                                match r {
-                                    Ok(n) => reply.value(&abi::FuseWriteOut {
-                                        size: n,
-                                        padding: 0,
-                                    }),
-                                    Err(e) => reply.error(e),
-                                }
-                            }),
-                        )
-                    },
-                );
-            }
             Operation::Write {
                 fh, offset, data, ..
             } => {
@@ -769,35 +545,6 @@ impl Filesystem for FuseFs {
                         Ok(item) => reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item))),
                         Err(e) => reply.error(e),
                     }),
-                );
-            }
-            Operation::Fallocate {
-                fh: 0,
-                offset,
-                length,
-                mode,
-            } if self.no_open => {
-                let ctx = Self::ctx(&req, &reply);
-                let virt = self.virt.clone();
-                let ctx2 = ctx.clone();
-                self.implicit(
-                    &ctx,
-                    node,
-                    libc::O_WRONLY,
-                    reply,
-                    move |fh, reply, close| {
-                        virt.fallocate(
-                            &ctx2,
-                            fh,
-                            offset,
-                            length,
-                            mode,
-                            Box::new(move |r| {
-                                close();
-                                empty_reply(reply, r)
-                            }),
-                        )
-                    },
                 );
             }
             Operation::Fallocate {

@@ -376,6 +376,11 @@ impl VirtualizationInstance {
         self.fs.passthrough_active()
     }
 
+    /// Whether the instance runs in no-open mode (`StartOptions::no_open`).
+    pub fn no_open(&self) -> bool {
+        self.fs.no_open()
+    }
+
     /// How file opens were answered (passthrough or through the daemon).
     pub fn open_stats(&self) -> OpenStats {
         self.fs.open_stats()

@@ -134,6 +134,7 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                 },
                 "nodes": stats.nodes,
                 "opens": {
+                    "no_open": instance.no_open(),
                     "passthrough_active": instance.passthrough(),
                     "passthrough": opens.passthrough,
                     "daemon": opens.daemon,

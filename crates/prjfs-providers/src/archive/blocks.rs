@@ -4,11 +4,12 @@
 //! neighbouring members (a directory's files are neighbours in a tar) decode
 //! their block once.
 //!
-//! Invariants: the cache holds at most [`CACHE_BLOCKS`] blocks (with
-//! [`super::SPAN`] of 256 KiB: 8 MiB); the blocks in the middle of a member
-//! longer than two blocks are decoded, handed over and dropped, so a large
-//! file read does not evict everything; a block is decoded with no lock held
-//! (two threads may decode the same block at once and one result is kept).
+//! Invariants: the cache holds at most [`CACHE_BYTES`] of blocks (32 gzip
+//! blocks of [`super::SPAN`], 128 zstd blocks of [`super::zst::SPAN`]); the
+//! blocks in the middle of a member longer than two blocks are decoded, handed
+//! over and dropped, so a large file read does not evict everything; a block
+//! is decoded with no lock held (two threads may decode the same block at once
+//! and one result is kept).
 
 use std::fs::File;
 use std::io;
@@ -18,8 +19,10 @@ use super::gzip;
 use super::index::{GzPoint, ZstdPoint};
 use super::zst;
 
-/// Blocks kept decoded.
-pub const CACHE_BLOCKS: usize = 32;
+/// Bytes of blocks kept decoded: a budget in bytes rather than blocks, so that
+/// the smaller zstd blocks still cover a directory's members (neighbours in a
+/// tar) when they are read in another order than the archive's.
+pub const CACHE_BYTES: usize = 8 << 20;
 
 /// How blocks are decoded.
 pub enum Points {
@@ -47,7 +50,14 @@ pub struct Blocks {
     points: Points,
     /// Output offset of each block's start, then the readable end.
     bounds: Vec<u64>,
-    cache: Mutex<Vec<(usize, Arc<Vec<u8>>)>>,
+    cache: Mutex<Lru>,
+}
+
+/// Decoded blocks, least recently used first, and their total length.
+#[derive(Default)]
+struct Lru {
+    blocks: Vec<(usize, Arc<Vec<u8>>)>,
+    bytes: usize,
 }
 
 impl Blocks {
@@ -67,7 +77,7 @@ impl Blocks {
             archive,
             points,
             bounds,
-            cache: Mutex::new(Vec::with_capacity(CACHE_BLOCKS)),
+            cache: Mutex::new(Lru::default()),
         }
     }
 
@@ -118,10 +128,10 @@ impl Blocks {
     fn block(&self, i: usize, keep: bool) -> io::Result<Arc<Vec<u8>>> {
         {
             let mut cache = self.cache.lock().expect("block cache lock");
-            if let Some(at) = cache.iter().position(|(b, _)| *b == i) {
-                let hit = cache.remove(at);
+            if let Some(at) = cache.blocks.iter().position(|(b, _)| *b == i) {
+                let hit = cache.blocks.remove(at);
                 let data = hit.1.clone();
-                cache.push(hit);
+                cache.blocks.push(hit);
                 return Ok(data);
             }
         }
@@ -144,11 +154,13 @@ impl Blocks {
         let data = Arc::new(out);
         if keep {
             let mut cache = self.cache.lock().expect("block cache lock");
-            if !cache.iter().any(|(b, _)| *b == i) {
-                if cache.len() == CACHE_BLOCKS {
-                    cache.remove(0);
+            if !cache.blocks.iter().any(|(b, _)| *b == i) {
+                while cache.bytes + data.len() > CACHE_BYTES && !cache.blocks.is_empty() {
+                    let (_, old) = cache.blocks.remove(0);
+                    cache.bytes -= old.len();
                 }
-                cache.push((i, data.clone()));
+                cache.bytes += data.len();
+                cache.blocks.push((i, data.clone()));
             }
         }
         Ok(data)

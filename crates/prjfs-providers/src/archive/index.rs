@@ -1,6 +1,7 @@
 //! The index of an archive: its members (what a listing or a lookup needs, and
 //! where each member's data is) and how to reach any byte of the archive's
-//! uncompressed stream (resume points), plus the tree built from it at load.
+//! uncompressed stream (resume points), as the index pass builds it; the mount
+//! reads it laid out as a [`super::catalog::Catalog`].
 //!
 //! Invariants of a built [`Index`]: member paths are normalized (relative,
 //! `/`-separated, no `.`/`..`/empty components, no trailing `/`); a path occurs
@@ -148,7 +149,7 @@ pub struct Fingerprint {
     pub size: u64,
     /// mtime in nanoseconds since the epoch.
     pub mtime_ns: i128,
-    /// FNV-1a 64 of its first and last 64 KiB.
+    /// CRC-32 of its first 64 KiB (high half) and of its last 64 KiB (low half).
     pub head_tail: u64,
 }
 
@@ -192,13 +193,6 @@ fn parent_of(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|b| *b == b'/') {
         Some(i) => &path[..i],
         None => b"",
-    }
-}
-
-fn name_of(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|b| *b == b'/') {
-        Some(i) => &path[i + 1..],
-        None => path,
     }
 }
 
@@ -263,66 +257,6 @@ impl Index {
     }
 }
 
-/// The tree of an [`Index`]: lookups by path and listings by directory.
-pub struct Tree {
-    by_path: HashMap<Box<[u8]>, u32>,
-    /// Children of each directory (by member index; the root is `u32::MAX`),
-    /// sorted by name bytes.
-    children: HashMap<u32, Vec<u32>>,
-}
-
-/// The member index standing for the root directory in [`Tree`].
-pub const ROOT: u32 = u32::MAX;
-
-impl Tree {
-    /// Build the tree of a finished index.
-    pub fn new(index: &Index) -> Self {
-        let mut by_path = HashMap::with_capacity(index.members.len());
-        for (i, m) in index.members.iter().enumerate() {
-            by_path.insert(m.path.clone().into_boxed_slice(), i as u32);
-        }
-        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-        for (i, m) in index.members.iter().enumerate() {
-            let parent = parent_of(&m.path);
-            let p = if parent.is_empty() {
-                ROOT
-            } else {
-                match by_path.get(parent) {
-                    Some(&p) if index.members[p as usize].kind == Kind::Dir => p,
-                    // A parent that is not a directory hides its children.
-                    _ => continue,
-                }
-            };
-            children.entry(p).or_default().push(i as u32);
-        }
-        for list in children.values_mut() {
-            list.sort_by(|a, b| {
-                name_of(&index.members[*a as usize].path)
-                    .cmp(name_of(&index.members[*b as usize].path))
-            });
-        }
-        Self { by_path, children }
-    }
-
-    /// The member at `path` (normalized; empty for the root).
-    pub fn lookup(&self, path: &[u8]) -> Option<u32> {
-        if path.is_empty() {
-            return Some(ROOT);
-        }
-        self.by_path.get(path).copied()
-    }
-
-    /// The children of directory `dir`, sorted by name.
-    pub fn children(&self, dir: u32) -> &[u32] {
-        self.children.get(&dir).map(Vec::as_slice).unwrap_or(&[])
-    }
-
-    /// The last component of a member path.
-    pub fn name(path: &[u8]) -> &[u8] {
-        name_of(path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,10 +305,5 @@ mod tests {
         assert_eq!(index.members[0].data, Data::Stream(1536));
         assert!(matches!(index.members[1].data, Data::Broken(_)));
         assert_eq!(index.members[3].mtime, 7);
-        let tree = Tree::new(&index);
-        let root: Vec<u32> = tree.children(ROOT).to_vec();
-        assert_eq!(root, vec![3, 1]);
-        assert_eq!(tree.lookup(b"d/e/f"), Some(0));
-        assert_eq!(tree.children(2), &[0]);
     }
 }

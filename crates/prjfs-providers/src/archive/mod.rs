@@ -10,20 +10,23 @@
 //! ```
 //!
 //! [`ArchiveProvider::open`] reads the archive once to build an [`index::Index`]
-//! of its members and resume points ([`scan`]), stored in a state directory
-//! (`ROOT/.prjfs/archive` for `prjfs mount`) and reused while the archive's
-//! [`index::Fingerprint`] (size, mtime, hash of head and tail) is unchanged.
+//! of its members and resume points ([`scan`]), laid out as a
+//! [`catalog::Catalog`] (lookups and listings straight from it), stored in a
+//! state directory (`ROOT/.prjfs/archive` for `prjfs mount`) and reused while
+//! the archive's [`index::Fingerprint`] (size, mtime, hash of head and tail)
+//! is unchanged.
 //! Callbacks answer inline from memory (lookups, listings) or by reading the
 //! archive: a plain tar or stored zip member is copied in the kernel
 //! (`copy_file_data`); a compressed tar member is decoded from the resume point
-//! before it ([`blocks`]), so a read costs at most one [`SPAN`] of decoding
-//! before the member's own bytes.
+//! before it ([`blocks`]), so a read costs at most one [`SPAN`] (gzip) or
+//! [`zst::SPAN`] (zstd) of decoding before the member's own bytes.
 //!
 //! A member that cannot be read whole (past a truncation, a corrupt block, an
 //! unsupported method) fails its read with `EIO` and one `error` log line naming
 //! the archive, the member and the reason; lookups and listings still work.
 
 pub mod blocks;
+pub mod catalog;
 pub mod gzip;
 pub mod index;
 pub mod persist;
@@ -48,12 +51,13 @@ use prjfs::{
 };
 
 use blocks::{Blocks, Points};
-use index::{Access, Data, Format, Index, Kind, Member, Tree, ROOT};
+use catalog::{Catalog, Entry, ROOT};
+use index::{Access, Data, Format, Kind};
 
-/// Spacing of resume points in the uncompressed stream (gzip: at least this
-/// much between points, at deflate block boundaries; zstd: exactly this much
-/// per cache frame). Reading a member costs at most about this much decoding
-/// before its first byte. 256 KiB: gzip windows then take 1/8 of the
+/// Spacing of gzip resume points in the uncompressed stream: at least this
+/// much between points, at deflate block boundaries (zstd cache frames have
+/// their own, [`zst::SPAN`]). Reading a member costs at most about this much
+/// decoding before its first byte. 256 KiB: gzip windows then take 1/8 of the
 /// uncompressed size on disk; see ARCHITECTURE.md for the trade.
 pub const SPAN: u64 = 256 * 1024;
 
@@ -104,8 +108,7 @@ pub struct ArchiveProvider {
 struct Inner {
     path: PathBuf,
     archive: File,
-    index: Index,
-    tree: Tree,
+    catalog: Catalog,
     /// Compressed tars only.
     blocks: Option<Blocks>,
     enumerations: Enumerations,
@@ -117,10 +120,10 @@ fn open_state(dir: &Path, name: &str) -> io::Result<File> {
 }
 
 /// A stored index of `dir` if it describes the archive as it is now.
-fn load(dir: &Path, fingerprint: &index::Fingerprint) -> Option<Index> {
+fn load(dir: &Path, fingerprint: &index::Fingerprint) -> Option<Catalog> {
     let bytes = std::fs::read(dir.join(INDEX_FILE)).ok()?;
-    let index = persist::decode(&bytes)?;
-    (index.fingerprint == *fingerprint).then_some(index)
+    let catalog = persist::decode(&bytes)?;
+    (catalog.fingerprint == *fingerprint).then_some(catalog)
 }
 
 /// Write `bytes` to `dir/name` through a temporary name and a rename.
@@ -165,11 +168,11 @@ impl ArchiveProvider {
         }
         let fingerprint = persist::fingerprint(&file)?;
         std::fs::create_dir_all(state_dir)?;
-        let (index, reused) = match load(state_dir, &fingerprint) {
-            Some(index) => (index, true),
+        let (catalog, reused) = match load(state_dir, &fingerprint) {
+            Some(catalog) => (catalog, true),
             None => (Self::build(&file, state_dir, fingerprint, progress)?, false),
         };
-        let blocks = match &index.access {
+        let blocks = match &catalog.access {
             Access::Direct => None,
             Access::Gzip(points) => Some(Blocks::new(
                 file.try_clone()?,
@@ -177,7 +180,7 @@ impl ArchiveProvider {
                     points: points.clone(),
                     windows: open_state(state_dir, WINDOWS_FILE)?,
                 },
-                index.readable_end,
+                catalog.readable_end,
             )),
             Access::Zstd(points) => {
                 let cache = open_state(state_dir, CACHE_FILE)?;
@@ -189,30 +192,28 @@ impl ArchiveProvider {
                         cache,
                         cache_len,
                     },
-                    index.readable_end,
+                    catalog.readable_end,
                 ))
             }
         };
         let report = OpenReport {
-            format: index.format,
+            format: catalog.format,
             reused,
-            members: index.members.len(),
-            damage: index.damage.clone(),
+            members: catalog.len(),
+            damage: catalog.damage.clone(),
         };
-        if let Some(damage) = &index.damage {
+        if let Some(damage) = &catalog.damage {
             tracing::warn!(
                 "{}: {damage}; {} members indexed, those not read whole give EIO",
                 archive.display(),
-                index.members.len()
+                catalog.len()
             );
         }
-        let tree = Tree::new(&index);
         Ok(Self {
             inner: Arc::new(Inner {
                 path: archive.to_path_buf(),
                 archive: file,
-                index,
-                tree,
+                catalog,
                 blocks,
                 enumerations: Enumerations::new(),
                 report,
@@ -225,7 +226,7 @@ impl ArchiveProvider {
         dir: &Path,
         fingerprint: index::Fingerprint,
         progress: Option<Progress>,
-    ) -> Result<Index, ArchiveError> {
+    ) -> Result<Catalog, ArchiveError> {
         let format = scan::detect(file)?;
         // The old index goes first: a pass that fails leaves none.
         let _ = std::fs::remove_file(dir.join(INDEX_FILE));
@@ -257,8 +258,9 @@ impl ArchiveProvider {
                 std::fs::remove_file(&cache_tmp)?;
             }
         }
-        replace(dir, INDEX_FILE, &persist::encode(&index))?;
-        Ok(index)
+        let catalog = Catalog::from_index(index);
+        replace(dir, INDEX_FILE, &persist::encode(&catalog))?;
+        Ok(catalog)
     }
 
     /// How the archive was opened (format, index reused or built, damage).
@@ -268,7 +270,7 @@ impl ArchiveProvider {
 
     /// Members indexed.
     pub fn member_count(&self) -> usize {
-        self.inner.index.members.len()
+        self.inner.catalog.len()
     }
 
     /// This provider as an instance consumes it (it answers inline).
@@ -279,14 +281,22 @@ impl ArchiveProvider {
     fn find(&self, path: &Path) -> Result<u32, ProviderError> {
         let bytes = path.as_os_str().as_bytes();
         let norm = index::normalize(bytes).unwrap_or_default();
-        self.inner.tree.lookup(&norm).ok_or(ProviderError::NotFound)
+        self.inner
+            .catalog
+            .lookup(&norm)
+            .ok_or(ProviderError::NotFound)
     }
 
-    fn member(&self, i: u32) -> &Member {
-        &self.inner.index.members[i as usize]
+    fn member(&self, i: u32) -> &Entry {
+        self.inner.catalog.entry(i)
     }
 
-    fn basic(&self, m: &Member) -> FileBasicInfo {
+    fn symlink_target(&self, i: u32) -> Option<std::ffi::OsString> {
+        (self.member(i).kind == Kind::Symlink)
+            .then(|| OsStr::from_bytes(self.inner.catalog.target(i)).to_os_string())
+    }
+
+    fn basic(&self, m: &Entry) -> FileBasicInfo {
         let mtime = if m.mtime >= 0 {
             SystemTime::UNIX_EPOCH + Duration::from_secs(m.mtime as u64)
         } else {
@@ -307,7 +317,7 @@ impl ArchiveProvider {
     }
 
     fn version(&self, i: u32) -> VersionInfo {
-        let fp = &self.inner.index.fingerprint;
+        let fp = &self.inner.catalog.fingerprint;
         let mut content_id = Vec::with_capacity(20);
         content_id.extend_from_slice(&fp.head_tail.to_le_bytes());
         content_id.extend_from_slice(&fp.size.to_le_bytes());
@@ -325,29 +335,25 @@ impl ArchiveProvider {
         }
         Ok(self
             .inner
-            .tree
+            .catalog
             .children(dir)
-            .iter()
-            .map(|&c| {
-                let m = self.member(c);
-                DirEntry {
-                    name: OsStr::from_bytes(Tree::name(&m.path)).to_os_string(),
-                    basic: self.basic(m),
-                    symlink_target: (m.kind == Kind::Symlink)
-                        .then(|| OsStr::from_bytes(&m.target).to_os_string()),
-                }
+            .map(|c| DirEntry {
+                name: OsStr::from_bytes(self.inner.catalog.name(c)).to_os_string(),
+                basic: self.basic(self.member(c)),
+                symlink_target: self.symlink_target(c),
             })
             .collect())
     }
 
-    /// Write `[offset, offset + length)` of member `m` to `writer`.
+    /// Write `[offset, offset + length)` of member `i` to `writer`.
     fn read(
         &self,
-        m: &Member,
+        i: u32,
         offset: u64,
         length: u64,
         writer: &FileDataWriter,
     ) -> Result<(), ProviderError> {
+        let m = self.member(i);
         let end = offset.saturating_add(length).min(m.size);
         if offset >= end {
             return Ok(());
@@ -356,7 +362,7 @@ impl ArchiveProvider {
             tracing::error!(
                 "{}: member {:?}: {why}; its read fails with EIO",
                 self.inner.path.display(),
-                String::from_utf8_lossy(&m.path)
+                String::from_utf8_lossy(&self.inner.catalog.path(i))
             );
             ProviderError::Io(libc::EIO)
         };
@@ -458,8 +464,7 @@ impl Provider for ArchiveProvider {
         let info = PlaceholderInfo {
             basic: self.basic(m),
             version: self.version(i),
-            symlink_target: (m.kind == Kind::Symlink)
-                .then(|| OsStr::from_bytes(&m.target).to_os_string()),
+            symlink_target: self.symlink_target(i),
         };
         cb.instance.write_placeholder_info(&cb.path, &info)?;
         Ok(Outcome::Done)
@@ -471,7 +476,7 @@ impl Provider for ArchiveProvider {
             return Err(ProviderError::NotFound);
         }
         let writer = FileDataWriter::new(cb.instance.clone(), cb.data_stream_id);
-        self.read(self.member(i), byte_offset, length, &writer)?;
+        self.read(i, byte_offset, length, &writer)?;
         Ok(Outcome::Done)
     }
 }

@@ -127,7 +127,7 @@ fn zstd_cache_frames_decode_alone() {
     let (points, end, damage) = indexer.finish().unwrap();
     assert!(out == data);
     assert_eq!((end, damage), (data.len() as u64, None));
-    assert_eq!(points.len(), data.len().div_ceil(super::SPAN as usize));
+    assert_eq!(points.len(), data.len().div_ceil(super::zst::SPAN as usize));
     let cache = std::fs::File::open(&cache_path).unwrap();
     let cache_len = cache.metadata().unwrap().len();
     check_ranges(

@@ -14,13 +14,13 @@ mod file;
 mod lookup;
 pub mod nodes;
 mod notify;
+mod present;
 mod ranged;
 mod update;
 mod write;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +35,9 @@ use crate::provider::{
     ProviderError,
 };
 use crate::scheduler::Scheduler;
-use crate::types::{Collation, FileKind, OnDiskState};
+use crate::types::{Collation, OnDiskState};
+
+pub(crate) use present::{present, synthetic_ino_at};
 
 pub use dir::{DirItem, DirSlice};
 pub use file::Opened;
@@ -784,75 +786,6 @@ impl Inner {
     }
 }
 
-/// An item as clients see it. A placeholder's inode number is derived from the
-/// path the provider knows it by, so it stays the same when the placeholder is
-/// hydrated (a new file on disk), renamed, or seen again after a remount, and
-/// matches the number its listing entry showed while it was virtual.
-///
-/// A placeholder directory's link count is 1, "unknown" (as btrfs and many
-/// FUSE file systems report): its provider's subdirectories are not on disk
-/// until looked up, so the on-disk count (2 + subdirectories) would undercount
-/// and mislead tools that skip leaf directories by it. A full directory's
-/// subdirectories are all on disk: its count is exact.
-///
-/// A clean placeholder file (not dirty, not full) shows the projection's
-/// attributes whether or not its content is on disk: ctime is the projected
-/// mtime and `st_blocks` the size in 512-byte units, as a virtual placeholder
-/// shows them ([`crate::layer`]'s records). So hydration changes nothing a
-/// `stat` sees (ProjFS keeps a placeholder's basic information through
-/// hydration), and the kernel's cached attributes stay right without an
-/// invalidation (and the GETATTR it would cost the reader).
-pub(crate) fn present(mut item: Item) -> Item {
-    if item.state.contains(OnDiskState::PLACEHOLDER) {
-        if let Some(origin) = &item.origin {
-            item.attr.ino = synthetic_ino(origin);
-        }
-        match item.kind {
-            FileKind::Directory => item.attr.nlink = 1,
-            FileKind::File if is_clean(item.state) => {
-                item.attr.ctime = item.attr.mtime;
-                item.attr.blocks = item.attr.size.div_ceil(512);
-            }
-            _ => {}
-        }
-    }
-    item
-}
-
-/// A placeholder nothing local has changed: neither dirty nor full.
-fn is_clean(state: OnDiskState) -> bool {
-    !state.contains(OnDiskState::DIRTY_PLACEHOLDER) && !state.contains(OnDiskState::FULL)
-}
-
-/// A stable inode number for the projected item at `provider_path` (high bit
-/// set, so it never equals a real inode number of the layer's file system in
-/// practice): a keyed-the-same-in-every-process SipHash of the path's bytes.
-pub(crate) fn synthetic_ino(provider_path: &Path) -> u64 {
-    synthetic_ino_of(&[provider_path.as_os_str().as_bytes()])
-}
-
-/// [`synthetic_ino`] of `dir.join(name)`, without building that path (a
-/// listing computes one per projected entry).
-pub(crate) fn synthetic_ino_at(dir: &Path, name: &OsStr) -> u64 {
-    let dir = dir.as_os_str().as_bytes();
-    if dir.is_empty() || dir.ends_with(b"/") {
-        synthetic_ino_of(&[dir, name.as_bytes()])
-    } else {
-        synthetic_ino_of(&[dir, b"/", name.as_bytes()])
-    }
-}
-
-fn synthetic_ino_of(parts: &[&[u8]]) -> u64 {
-    use std::hash::Hasher;
-    // DefaultHasher::new() has fixed keys: the same number in every process.
-    // Its `write` is a stream: the parts hash as their concatenation.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for p in parts {
-        h.write(p);
-    }
-    h.finish() | (1 << 63)
-}
-
 /// A directory whose listing includes the provider's items: the root and
 /// placeholder directories (a directory created locally is full and has no
 /// virtual children).
@@ -860,25 +793,4 @@ fn is_projected_dir(item: &Item, node: u64) -> bool {
     node == ROOT_ID
         || (item.state.contains(OnDiskState::PLACEHOLDER)
             && !item.state.contains(OnDiskState::FULL))
-}
-
-#[cfg(test)]
-mod ino_tests {
-    use super::*;
-
-    #[test]
-    fn a_listing_entry_gets_the_inode_number_of_its_joined_path() {
-        for (dir, name) in [("", "a"), ("d", "x"), ("d/e/", "y"), ("long/dir/name", "ü")] {
-            assert_eq!(
-                synthetic_ino_at(Path::new(dir), OsStr::new(name)),
-                synthetic_ino(&Path::new(dir).join(name)),
-                "{dir:?} {name:?}"
-            );
-        }
-        assert_ne!(
-            synthetic_ino(Path::new("a/b")),
-            synthetic_ino(Path::new("a/c"))
-        );
-        assert!(synthetic_ino(Path::new("a")) >= 1 << 63);
-    }
 }
