@@ -12,39 +12,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use prjfs_testkit::{make_tree, mount_available, CliMount, TreeSpec};
+use prjfs_testkit::{make_tree, mount_available, run_ok, CliMount, TreeSpec};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_prjfs"))
 }
 
-/// Run to completion; its stdout as bytes, panicking unless it succeeded.
-fn ok_bytes(c: &mut Command) -> Vec<u8> {
-    let out = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{c:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// Run to completion; panic with its output unless it succeeded.
+/// Run to completion; its stdout as text, panicking unless it succeeded.
 fn ok(c: &mut Command) -> String {
-    let out = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{c:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&run_ok(c)).into_owned()
 }
 
 fn sh(script: &str, dir: &Path) -> String {
@@ -172,7 +148,7 @@ fn no_open_mount_reads_and_changes_like_a_copy() {
 
     // Descriptors outlive the name: unlinked, renamed over, created, projected.
     let before = std::fs::read(root.join(&e)).unwrap();
-    let out = ok_bytes(
+    let out = run_ok(
         Command::new("perl")
             .args(["-e", KEEP])
             .arg(root.join(&e))

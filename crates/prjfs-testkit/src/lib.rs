@@ -248,6 +248,21 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("running a command")
 }
 
+/// Run a command to completion and return its stdout; panics, with the
+/// command, its status and its stderr, unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Shape of a generated tree.
 #[derive(Clone, Copy, Debug)]
 pub struct TreeSpec {
