@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use prjfs_testkit::{is_mounted, make_tree, mount_available, CliMount, TreeSpec};
+use prjfs_testkit::{
+    default_signals, eventually, is_mounted, make_tree, mount_available, CliMount, TreeSpec,
+};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_prjfs"))
@@ -643,7 +645,7 @@ fn refused_mount_leaves_a_foreign_directory_untouched() {
 
 /// Spawn `cat PATH` with its output captured.
 fn spawn_cat(path: &Path) -> Child {
-    cmd("cat")
+    default_signals(&mut cmd("cat"))
         .arg(path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -656,7 +658,13 @@ fn spawn_cat(path: &Path) -> Child {
 fn interrupt_slow_cat(m: &CliMount, file: &Path, sig: i32) {
     let before = m.status();
     let mut cat = spawn_cat(file);
-    std::thread::sleep(Duration::from_millis(300));
+    // The read reaches the provider, whose callback waits 3 s.
+    assert!(
+        eventually(Duration::from_secs(3), || counter(&m.status(), "pending")
+            == 1),
+        "cat's GetFileData was never pending: {}",
+        m.status()
+    );
     assert!(
         cat.try_wait().unwrap().is_none(),
         "cat ended before the 3 s latency"

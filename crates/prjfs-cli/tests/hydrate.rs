@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use prjfs_testkit::{mount_available, CliMount};
+use prjfs_testkit::{default_signals, mount_available, CliMount};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prjfs");
 
@@ -75,7 +75,7 @@ fn hydrate_reads_every_file_with_bounded_parallelism() {
         &source,
         &root,
     );
-    let mut child = Command::new(BIN)
+    let mut child = default_signals(&mut Command::new(BIN))
         .args(["hydrate", "--jobs", "3"])
         .arg(&root)
         .stdout(Stdio::piped())
@@ -187,7 +187,7 @@ fn ctrl_c_stops_hydrate_and_leaves_no_partial_file() {
     }
     // Every callback waits 300 ms (a timer, cancelled with its command).
     let m = CliMount::new(&bin(), &["--async", "--latency", "300"], &source, &root);
-    let mut child = Command::new(BIN)
+    let mut child = default_signals(&mut Command::new(BIN))
         .args(["hydrate", "--jobs", "4"])
         .arg(&root)
         .stdout(Stdio::piped())

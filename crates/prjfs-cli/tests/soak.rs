@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prjfs_testkit::mount_available;
+use prjfs_testkit::{default_signals, mount_available};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_prjfs"))
@@ -41,7 +41,7 @@ fn short_soak(mount_options: &[&str]) {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(bin())
+    let mut child = default_signals(&mut Command::new(bin()))
         .args(["bench", "--quick"])
         .args(mount_options)
         .arg("--dir")

@@ -26,7 +26,7 @@ use prjfs_providers::testing::{
     MemProvider, MemTree, Misbehaving, Misbehavior, NeverCompletes, PanicIn, Panicking,
     PendedCommand, SlowSync,
 };
-use prjfs_testkit::{mount_available, InstanceGuard};
+use prjfs_testkit::{default_signals, eventually, mount_available, InstanceGuard};
 use rustix::process::{kill_process, Pid, Signal};
 
 // ---------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ fn run(program: &str, args: &[&OsStr]) -> Output {
 }
 
 fn spawn(program: &str, args: &[&OsStr]) -> Child {
-    Command::new(program)
+    default_signals(&mut Command::new(program))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -186,18 +186,6 @@ fn still_running(child: &mut Child) -> bool {
 }
 
 /// Poll `cond` until it holds or `timeout` passes.
-fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn tree() -> MemTree {
     MemTree::new()
@@ -309,9 +297,13 @@ fn killed_client_cancels_its_pended_command() {
             }
             assert_eq!(pended.callback().path, Path::new(file), "{what}");
             let id = pended.id();
-            std::thread::sleep(Duration::from_millis(50));
+            // Pended: counted once the callback has returned.
+            assert!(
+                eventually(Duration::from_secs(10), || m.stats().pending == 1),
+                "{what}: the command was never counted pending: {:?}",
+                m.stats()
+            );
             assert!(still_running(&mut child), "{what}: cat did not block");
-            assert_eq!(m.stats().pending, 1, "{what}");
 
             let t = Instant::now();
             signal(&child, sig);

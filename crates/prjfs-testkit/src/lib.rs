@@ -243,6 +243,43 @@ impl Drop for InstanceGuard {
     }
 }
 
+/// Give the command's process the default action for SIGINT, SIGQUIT and
+/// SIGTERM, whatever this process has: a test that signals a client expects
+/// the signal to reach it, and a test run started in the background by a
+/// non-interactive shell (as CI jobs may be) inherits SIGINT and SIGQUIT
+/// ignored, which `exec` keeps.
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only `signal(2)`, which is async-signal-safe, runs between fork
+    // and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Whether `cond` holds within `timeout`, asking every 5 ms: for waiting on
+/// a condition another process brings about (the timeout only bounds a
+/// failure).
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Run a command, returning its output (panics if it cannot start).
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("running a command")

@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use prjfs_testkit::{force_unmount, is_mounted, mount_available};
+use prjfs_testkit::{default_signals, force_unmount, is_mounted, mount_available};
 use rustix::process::{kill_process, Pid, Signal};
 
 /// Long enough for a mount on a loaded machine; conditions usually hold at once.
@@ -73,7 +73,7 @@ struct Example {
 
 impl Example {
     fn start(bin: &Path, name: &'static str, root: &Path) -> Example {
-        let mut child = Command::new(bin)
+        let mut child = default_signals(&mut Command::new(bin))
             .arg(root)
             .env("PRJFS_LOG", "error")
             .stdin(Stdio::null())
@@ -215,7 +215,7 @@ fn check_serves(root: &Path) {
 /// A `cat` of the never-completing file waits until SIGINT, then ends at once;
 /// the provider hears the cancel.
 fn check_ctrl_c_releases_the_blocked_client(example: &mut Example, cancelled_line: &str) {
-    let mut cat = Command::new("cat")
+    let mut cat = default_signals(&mut Command::new("cat"))
         .arg(example.root.join("slow/never.txt"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -284,7 +284,7 @@ fn memfs_serves_stops_on_signals_and_restarts_with_its_hydrated_files() {
 
     // SIGINT (Ctrl-C) stops it too, also with a client waiting: the client
     // is answered, the example exits 0.
-    let mut cat = Command::new("cat")
+    let mut cat = default_signals(&mut Command::new("cat"))
         .arg(root.join("slow/never.txt"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
