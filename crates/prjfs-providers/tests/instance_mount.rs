@@ -185,8 +185,6 @@ fn still_running(child: &mut Child) -> bool {
     child.try_wait().expect("polling a client").is_none()
 }
 
-/// Poll `cond` until it holds or `timeout` passes.
-
 fn tree() -> MemTree {
     MemTree::new()
         .file("a.txt", "alpha\n")
