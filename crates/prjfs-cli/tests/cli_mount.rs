@@ -819,8 +819,14 @@ fn kill_daemon_under_a_client(d: &Dirs, data: &[u8]) -> (CliMount, u32) {
 
     // A client is waiting on the provider when the daemon dies.
     ok(cmd("stat").arg(root.join("top.bin")));
+    let fetches = by_kind(&old.status(), "get_file_data");
     let mut cat = spawn_cat(&root.join("top.bin"));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            by_kind(&old.status(), "get_file_data") > fetches
+        }),
+        "cat's read never reached the provider"
+    );
     assert!(cat.try_wait().unwrap().is_none(), "cat ended too early");
     signal(pid, libc::SIGKILL);
     let (st, took) = wait_limited(&mut cat, Duration::from_secs(10));

@@ -363,9 +363,12 @@ fn stop_answers_commands_never_completed() {
     let pended = provider.pended();
     assert!(matches!(pended[0], PendedCommand::PlaceholderInfo(_)));
     assert!(matches!(pended[2], PendedCommand::FileData { .. }));
-    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        eventually(Duration::from_secs(10), || m.stats().pending == 2),
+        "both commands pending: {:?}",
+        m.stats()
+    );
     assert!(still_running(&mut in_lookup) && still_running(&mut in_read));
-    assert_eq!(m.stats().pending, 2);
 
     let guard = m.guard.take().expect("the instance runs");
     let t = Instant::now();
