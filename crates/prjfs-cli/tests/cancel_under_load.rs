@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prjfs_testkit::{mount_available, CliMount};
+use prjfs_testkit::{default_signals, mount_available, CliMount};
 
 const ROUNDS: usize = 200;
 /// The provider's latency: far longer than any release may take.
@@ -116,7 +116,7 @@ enum When {
 }
 
 fn spawn_cat(path: &Path) -> Child {
-    Command::new("cat")
+    default_signals(&mut Command::new("cat"))
         .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use prjfs::command::CallbackKind;
 use prjfs::{Completion, StartOptions};
 use prjfs_providers::testing::{MemTree, NeverCompletes, PendedCommand};
-use prjfs_testkit::{mount_available, InstanceGuard};
+use prjfs_testkit::{default_signals, mount_available, InstanceGuard};
 use rustix::process::{kill_process, Pid, Signal};
 
 /// Bigger than the size from which reads stream (1 MiB).
@@ -64,7 +64,7 @@ impl Mounted {
 }
 
 fn spawn(program: &str, args: &[&str]) -> Child {
-    Command::new(program)
+    default_signals(&mut Command::new(program))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
