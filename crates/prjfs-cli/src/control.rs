@@ -1,7 +1,10 @@
 //! The control socket between `prjfs` commands and a mount's daemon: an abstract
 //! Unix socket named after the root, one JSON request and one JSON answer per line.
+//! A long request ([`ControlRequest::is_long`]: `hydrate`) gets a thread of its
+//! own and may send progress lines (objects with a `progress` key) before its
+//! answer; the client stops it by shutting down its side of the connection.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::Path;
@@ -30,6 +33,79 @@ pub enum ControlRequest {
         /// Relative path of the directory (empty: the root).
         path: String,
     },
+    /// Hydrate these files (paths relative to the root), `jobs` at a time,
+    /// in the daemon; answers progress lines, then a summary.
+    Hydrate {
+        /// Relative paths of regular files.
+        paths: Vec<String>,
+        /// Files hydrated at once.
+        jobs: u32,
+    },
+}
+
+/// The answer's error when a user other than the one who mounted a root (or
+/// root) asks its daemon to hydrate; `prjfs hydrate` then reads through the
+/// mount, with that user's permissions.
+pub const HYDRATE_REFUSED: &str =
+    "only the user who mounted the root may ask its daemon to hydrate";
+
+impl ControlRequest {
+    /// Whether the request may take long: it is served on a thread of its
+    /// own, so that `status` and the rest answer meanwhile.
+    pub fn is_long(&self) -> bool {
+        matches!(self, ControlRequest::Hydrate { .. })
+    }
+}
+
+/// One client's connection, as a request handler sees it.
+pub struct Conn {
+    stream: UnixStream,
+}
+
+impl Conn {
+    /// The client's process id, user and group (`SO_PEERCRED`).
+    pub fn peer(&self) -> std::io::Result<rustix::net::UCred> {
+        rustix::net::sockopt::socket_peercred(&self.stream).map_err(std::io::Error::from)
+    }
+
+    /// Send one line (a progress report) before the answer.
+    pub fn send(&self, v: &serde_json::Value) -> std::io::Result<()> {
+        let mut out = v.to_string();
+        out.push('\n');
+        (&self.stream).write_all(out.as_bytes())
+    }
+
+    /// Block until the client shuts down its side of the connection (or it
+    /// goes away, or [`Conn::close`] ends it from here).
+    pub fn wait_for_hang_up(&self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match (&self.stream).read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Shut down the reading side here (wakes [`Conn::wait_for_hang_up`]);
+    /// answers can still be sent.
+    pub fn close_read(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
+    }
+
+    /// Shut the connection down both ways (wakes [`Conn::wait_for_hang_up`]).
+    pub fn close(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn answer(&self, v: &serde_json::Value) {
+        let _ = self.send(v);
+    }
 }
 
 /// The abstract socket name of a root (`\0prjfs-ctl:<root>`, shortened by hash when
@@ -84,23 +160,119 @@ pub fn is_alive(root: &Path) -> bool {
         .is_ok()
 }
 
-/// Serve requests forever with `handler` (one thread per connection is not
-/// needed: requests are short).
-pub fn serve(listener: UnixListener, handler: impl Fn(ControlRequest) -> serde_json::Value) {
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut reader = BufReader::new(&conn);
+/// Serve requests forever with `handler`: short ones one after the other on
+/// this thread, long ones ([`ControlRequest::is_long`]) each on a thread of
+/// its own.
+pub fn serve(
+    listener: UnixListener,
+    handler: impl Fn(ControlRequest, &Conn) -> serde_json::Value + Send + Sync + 'static,
+) {
+    let handler = std::sync::Arc::new(handler);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        // A request line can be long (hydrate's paths): read it whole.
         let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
+        if BufReader::new(&stream).read_line(&mut line).is_err() {
             continue;
         }
-        let answer = match serde_json::from_str::<ControlRequest>(&line) {
-            Ok(req) => handler(req),
-            Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
+        let conn = Conn { stream };
+        let req = match serde_json::from_str::<ControlRequest>(&line) {
+            Ok(req) => req,
+            Err(e) => {
+                conn.answer(&serde_json::json!({ "error": format!("bad request: {e}") }));
+                continue;
+            }
         };
-        let mut out = answer.to_string();
-        out.push('\n');
-        let _ = (&conn).write_all(out.as_bytes());
+        if req.is_long() {
+            let handler = handler.clone();
+            let spawned = std::thread::Builder::new()
+                .name("prjfs-control-long".into())
+                .spawn(move || {
+                    let _ = conn.stream.set_read_timeout(None);
+                    let answer = handler(req, &conn);
+                    conn.answer(&answer);
+                    conn.close();
+                });
+            if let Err(e) = spawned {
+                tracing::error!("control: cannot start a thread: {e}");
+            }
+        } else {
+            let answer = handler(req, &conn);
+            conn.answer(&answer);
+        }
+    }
+}
+
+/// Send a long request to the daemon of `root`: `on_progress` sees every
+/// progress line and says whether to go on; when it says no, the request is
+/// stopped (this side of the connection shut down) and the daemon's final
+/// answer is still awaited, for up to `stop_wait`. Returns that answer.
+pub fn call_long(
+    root: &Path,
+    req: &ControlRequest,
+    mut on_progress: impl FnMut(&serde_json::Value) -> bool,
+    stop_wait: Duration,
+) -> std::io::Result<serde_json::Value> {
+    let stream = UnixStream::connect_addr(&address(root)?)?;
+    let mut line = serde_json::to_string(req).map_err(std::io::Error::other)?;
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    // Short timeouts: `on_progress` is asked again at least this often, so a
+    // stop (Ctrl-C) is seen even while the daemon is silent.
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stopped_at: Option<std::time::Instant> = None;
+    loop {
+        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            let text: Vec<u8> = pending.drain(..=nl).collect();
+            let v: serde_json::Value =
+                serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+            if v.get("progress").is_none() {
+                if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+                    return Err(std::io::Error::other(err.to_string()));
+                }
+                return Ok(v);
+            }
+            if stopped_at.is_none() && !on_progress(&v) {
+                stopped_at = Some(std::time::Instant::now());
+                stream.shutdown(std::net::Shutdown::Write)?;
+            }
+        }
+        match (&stream).read(&mut buf) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the daemon closed the connection without an answer",
+                ))
+            }
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                match stopped_at {
+                    None => {
+                        if !on_progress(&serde_json::Value::Null) {
+                            stopped_at = Some(std::time::Instant::now());
+                            stream.shutdown(std::net::Shutdown::Write)?;
+                        }
+                    }
+                    Some(t) if t.elapsed() > stop_wait => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the daemon did not confirm the stop",
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

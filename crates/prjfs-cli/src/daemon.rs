@@ -34,6 +34,7 @@ use crate::notify_log::NotifyLog;
 use crate::source::Source;
 
 mod answer;
+mod prefetch;
 use answer::{answer, Served};
 
 #[derive(Args, Clone, Debug)]
@@ -645,7 +646,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
         std::thread::Builder::new()
             .name("prjfs-control".into())
             .spawn(move || {
-                control::serve(listener, |req| {
+                control::serve(listener, move |req, conn| {
                     answer(
                         &Served {
                             instance: &instance,
@@ -659,6 +660,7 @@ fn run_foreground(args: MountArgs, source: Source, root: PathBuf) -> Result<(), 
                             faults: faults.as_deref(),
                         },
                         req,
+                        conn,
                     )
                 })
             })

@@ -1,15 +1,20 @@
-//! `prjfs hydrate PATH...`: prefetch a subtree of any projection by reading
-//! every regular file under the paths through the mount, `--jobs` files at a
-//! time, with a progress bar (bytes and files) on a terminal and a summary line
-//! otherwise.
+//! `prjfs hydrate PATH...`: prefetch a subtree of any projection, `--jobs`
+//! files at a time, with a progress bar (bytes and files) on a terminal and a
+//! summary line otherwise.
 //!
-//! Invariants: at most `jobs` files are being read at once, so at most `jobs`
-//! GetFileData callbacks of this command are in flight (the walk before the
-//! reads is one thread: one listing or lookup at a time). Ctrl-C (SIGINT) or
-//! SIGTERM stops it: no new file is started and every worker's blocked read is
-//! interrupted (the kernel sends FUSE_INTERRUPT, prjfs cancels that
-//! hydration), so no file is left half hydrated — prjfs hydration is
-//! all-or-nothing (SEMANTICS.md) — and the command exits with status 130.
+//! The paths are walked through the mount (listings and `lstat`s, one at a
+//! time). Then the files are hydrated by the root's daemon when one answers
+//! on its control socket (`daemon/prefetch.rs`: no open, read or close
+//! through the kernel per file), else — or with `--read` — by reading each
+//! file through the mount.
+//!
+//! Invariants: at most `jobs` files are in hand at once (in the daemon or
+//! here), so at most `jobs` callbacks of this command are in flight. Ctrl-C
+//! (SIGINT) or SIGTERM stops it: no new file is started and every file in hand
+//! is cancelled (the daemon fires its request's cancel slot; a read here is
+//! interrupted and the kernel sends FUSE_INTERRUPT), so no file is left half
+//! hydrated — prjfs hydration is all-or-nothing (SEMANTICS.md) — and the
+//! command exits with status 130.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};
@@ -21,11 +26,18 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::control::{self, ControlRequest};
+
 #[derive(Args, Clone, Debug)]
 pub struct HydrateArgs {
     /// Files read at once (each read of a placeholder is one GetFileData).
     #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: u32,
+    /// Read every file through the mount instead of asking the root's daemon
+    /// to hydrate it (what is done anyway when no daemon answers: a root
+    /// mounted by a program of your own).
+    #[arg(long)]
+    pub read: bool,
     /// Files or directories inside a mounted prjfs root.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -110,113 +122,70 @@ struct Shared {
 
 /// Entry point of `prjfs hydrate`.
 pub fn run(args: HydrateArgs) -> Result<(), String> {
+    let mut places = Vec::new();
     for p in &args.paths {
-        crate::find_root(p)?;
+        let (root, rel) = crate::find_root(p)?;
+        places.push((root.join(&rel), root));
     }
     catch_stop_signals().map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
     let started = Instant::now();
-    let mut files = Vec::new();
+    // The files to hydrate, by root, in the order given.
+    let mut by_root: Vec<(PathBuf, Vec<(PathBuf, u64)>)> = Vec::new();
     let mut errors = Vec::new();
-    for p in &args.paths {
-        walk(p, &mut files, &mut errors);
-    }
-    let total_bytes: u64 = files.iter().map(|(_, n)| n).sum();
-    let total_files = files.len();
-    let shared = Arc::new(Shared {
-        files,
-        next: AtomicUsize::new(0),
-        done: AtomicUsize::new(0),
-        bytes: AtomicU64::new(0),
-        errors: Mutex::new(errors),
-    });
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "hydrating {bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
-            )
-            .expect("a valid progress template"),
-        );
-        bar
-    });
-    let (finished_tx, finished_rx) = mpsc::channel::<()>();
-    let mut workers = Vec::new();
-    for i in 0..args.jobs.min(total_files.max(1) as u32) {
-        let shared = shared.clone();
-        let finished = finished_tx.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("prjfs-hydrate-{i}"))
-            .spawn(move || {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    if STOP.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = shared.next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, _)) = shared.files.get(n) else {
-                        break;
-                    };
-                    match read_all(path, &mut buf, &shared.bytes) {
-                        Ok(true) => {
-                            shared.done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(false) => break,
-                        Err(e) if STOP.load(Ordering::Relaxed) => {
-                            let _ = e;
-                            break;
-                        }
-                        Err(e) => shared
-                            .errors
-                            .lock()
-                            .expect("errors lock")
-                            .push(format!("{}: {e}", path.display())),
-                    }
-                }
-                drop(finished);
-            })
-            .map_err(|e| format!("cannot start a worker: {e}"))?;
-        workers.push(handle);
-    }
-    drop(finished_tx);
-    let mut signalled = false;
-    // Wait for the workers (the channel closes when the last one ends),
-    // updating the bar, and pass a stop signal on to each worker thread so that
-    // a read blocked on the mount is interrupted.
-    loop {
-        match finished_rx.recv_timeout(Duration::from_millis(100)) {
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            _ => {
-                if let Some(bar) = &bar {
-                    bar.set_position(shared.bytes.load(Ordering::Relaxed));
-                    bar.set_message(format!(
-                        "{}/{} files",
-                        shared.done.load(Ordering::Relaxed),
-                        total_files
-                    ));
-                }
-                if STOP.load(Ordering::Relaxed) && !signalled {
-                    signalled = true;
-                    for w in &workers {
-                        // SAFETY: the thread is alive until joined below (its
-                        // handle is held); SIGINT's handler only sets STOP.
-                        unsafe {
-                            libc::pthread_kill(w.as_pthread_t(), libc::SIGINT);
-                        }
-                    }
-                }
+    for (path, root) in &places {
+        let i = match by_root.iter().position(|(r, _)| r == root) {
+            Some(i) => i,
+            None => {
+                by_root.push((root.clone(), Vec::new()));
+                by_root.len() - 1
             }
+        };
+        walk(path, &mut by_root[i].1, &mut errors);
+    }
+    let total_bytes: u64 = by_root.iter().flat_map(|(_, f)| f).map(|(_, n)| n).sum();
+    let total_files: usize = by_root.iter().map(|(_, f)| f.len()).sum();
+    let progress = Progress {
+        bar: std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total_bytes);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "hydrating {bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
+                )
+                .expect("a valid progress template"),
+            );
+            bar
+        }),
+        total_files,
+    };
+    let mut done = 0;
+    let mut bytes = 0;
+    for (root, files) in by_root {
+        if STOP.load(Ordering::Relaxed) {
+            break;
         }
+        let counted = if args.read {
+            None
+        } else {
+            in_daemon(
+                &root,
+                &files,
+                args.jobs,
+                &progress,
+                (done, bytes),
+                &mut errors,
+            )
+        };
+        let (d, b) = match counted {
+            Some(c) => c,
+            None => read_through_mount(files, args.jobs, &progress, (done, bytes), &mut errors)?,
+        };
+        done += d;
+        bytes += b;
     }
-    for w in workers {
-        let _ = w.join();
-    }
-    if let Some(bar) = bar {
+    if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
-    let done = shared.done.load(Ordering::Relaxed);
-    let bytes = shared.bytes.load(Ordering::Relaxed);
-    let errors = shared.errors.lock().expect("errors lock");
-    for e in errors.iter() {
+    for e in &errors {
         eprintln!("prjfs: hydrate: {e}");
     }
     let secs = started.elapsed().as_secs_f64();
@@ -243,4 +212,184 @@ pub fn run(args: HydrateArgs) -> Result<(), String> {
         return Err(format!("{} paths could not be hydrated", errors.len()));
     }
     Ok(())
+}
+
+/// The progress bar (on a terminal) and what it counts toward.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total_files: usize,
+}
+
+impl Progress {
+    fn show(&self, files: usize, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            bar.set_message(format!("{files}/{} files", self.total_files));
+        }
+    }
+}
+
+/// Ask the daemon of `root` to hydrate `files`; the files and bytes now
+/// local, or `None` when no daemon answers there (or it refuses): then they
+/// are to be read through the mount. `before` is what earlier roots counted.
+fn in_daemon(
+    root: &Path,
+    files: &[(PathBuf, u64)],
+    jobs: u32,
+    progress: &Progress,
+    before: (usize, u64),
+    errors: &mut Vec<String>,
+) -> Option<(usize, u64)> {
+    let paths: Vec<String> = files
+        .iter()
+        .filter_map(|(p, _)| p.strip_prefix(root).ok())
+        .map(|rel| rel.to_string_lossy().into_owned())
+        .collect();
+    let req = ControlRequest::Hydrate { paths, jobs };
+    let count = |v: &serde_json::Value| {
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        ((n("hydrated") + n("local")) as usize, n("bytes"))
+    };
+    let answer = control::call_long(
+        root,
+        &req,
+        |line| {
+            if let Some(p) = line.get("progress") {
+                let (d, b) = count(p);
+                progress.show(before.0 + d, before.1 + b);
+            }
+            !STOP.load(Ordering::Relaxed)
+        },
+        Duration::from_secs(30),
+    );
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            return None; // no daemon of ours: a root mounted by a program
+        }
+        Err(e)
+            if e.to_string().starts_with("unknown variant")
+                || e.to_string().contains("bad request") =>
+        {
+            return None; // an older daemon
+        }
+        Err(e) => {
+            if e.to_string().starts_with(control::HYDRATE_REFUSED) {
+                eprintln!("prjfs: hydrate: {e}; reading through the mount instead");
+                return None;
+            }
+            errors.push(format!("{}: {e}", root.display()));
+            return Some((0, 0));
+        }
+    };
+    for e in answer["errors"].as_array().into_iter().flatten() {
+        if let Some(e) = e.as_str() {
+            errors.push(format!("{}/{e}", root.display()));
+        }
+    }
+    let failed = answer["failed"].as_u64().unwrap_or(0) as usize;
+    let named = answer["errors"].as_array().map_or(0, Vec::len);
+    if failed > named {
+        errors.push(format!(
+            "{}: {} more files failed (see the daemon's log)",
+            root.display(),
+            failed - named
+        ));
+    }
+    let (d, b) = count(&answer);
+    progress.show(before.0 + d, before.1 + b);
+    Some((d, b))
+}
+
+/// Read every file of `files` through the mount, `jobs` at a time; the files
+/// read whole and their bytes.
+fn read_through_mount(
+    files: Vec<(PathBuf, u64)>,
+    jobs: u32,
+    progress: &Progress,
+    before: (usize, u64),
+    errors: &mut Vec<String>,
+) -> Result<(usize, u64), String> {
+    let total = files.len();
+    let shared = Arc::new(Shared {
+        files,
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        bytes: AtomicU64::new(0),
+        errors: Mutex::new(Vec::new()),
+    });
+    let (finished_tx, finished_rx) = mpsc::channel::<()>();
+    let mut workers = Vec::new();
+    for i in 0..jobs.min(total.max(1) as u32) {
+        let shared = shared.clone();
+        let finished = finished_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("prjfs-hydrate-{i}"))
+            .spawn(move || {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    if STOP.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let n = shared.next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, _)) = shared.files.get(n) else {
+                        break;
+                    };
+                    match read_all(path, &mut buf, &shared.bytes) {
+                        Ok(true) => {
+                            shared.done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(false) => break,
+                        Err(_) if STOP.load(Ordering::Relaxed) => break,
+                        Err(e) => shared
+                            .errors
+                            .lock()
+                            .expect("errors lock")
+                            .push(format!("{}: {e}", path.display())),
+                    }
+                }
+                drop(finished);
+            })
+            .map_err(|e| format!("cannot start a worker: {e}"))?;
+        workers.push(handle);
+    }
+    drop(finished_tx);
+    let mut signalled = false;
+    // Wait for the workers (the channel closes when the last one ends),
+    // updating the bar, and pass a stop signal on to each worker thread so that
+    // a read blocked on the mount is interrupted.
+    loop {
+        match finished_rx.recv_timeout(Duration::from_millis(100)) {
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            _ => {
+                progress.show(
+                    before.0 + shared.done.load(Ordering::Relaxed),
+                    before.1 + shared.bytes.load(Ordering::Relaxed),
+                );
+                if STOP.load(Ordering::Relaxed) && !signalled {
+                    signalled = true;
+                    for w in &workers {
+                        // SAFETY: the thread is alive until joined below (its
+                        // handle is held); SIGINT's handler only sets STOP.
+                        unsafe {
+                            libc::pthread_kill(w.as_pthread_t(), libc::SIGINT);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    errors.append(&mut shared.errors.lock().expect("errors lock"));
+    Ok((
+        shared.done.load(Ordering::Relaxed),
+        shared.bytes.load(Ordering::Relaxed),
+    ))
 }

@@ -1,7 +1,9 @@
 //! `prjfs hydrate`: every file of a 10k-file projection hydrated with at most
 //! `--jobs` callbacks in flight (read from `prjfs status --json` while it
-//! runs), an archive projection hydrated whole, and Ctrl-C (SIGINT) stopping
-//! it with no partially hydrated file left.
+//! runs), by the daemon and with `--read` through the mount; an archive
+//! projection hydrated whole; a truncated archive's unreadable members named
+//! and the rest hydrated; and Ctrl-C (SIGINT) stopping it with no partially
+//! hydrated file left.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,7 +55,16 @@ fn states(m: &CliMount, name: &str) -> u64 {
 }
 
 #[test]
-fn hydrate_reads_every_file_with_bounded_parallelism() {
+fn hydrate_in_the_daemon_with_bounded_parallelism() {
+    hydrate_every_file_with_bounded_parallelism(&[]);
+}
+
+#[test]
+fn hydrate_by_reading_with_bounded_parallelism() {
+    hydrate_every_file_with_bounded_parallelism(&["--read"]);
+}
+
+fn hydrate_every_file_with_bounded_parallelism(mode: &[&str]) {
     if !mount_available() {
         return;
     }
@@ -77,6 +88,7 @@ fn hydrate_reads_every_file_with_bounded_parallelism() {
     );
     let mut child = default_signals(&mut Command::new(BIN))
         .args(["hydrate", "--jobs", "3"])
+        .args(mode)
         .arg(&root)
         .stdout(Stdio::piped())
         .spawn()
@@ -112,6 +124,13 @@ fn hydrate_reads_every_file_with_bounded_parallelism() {
         100,
         "only the directories stay placeholders"
     );
+    // The daemon hydrates without any open through the kernel; --read opens
+    // every file.
+    let opens = m.status()["opens"]["daemon"]
+        .as_u64()
+        .expect("opens.daemon");
+    let expected = if mode.contains(&"--read") { 10_000 } else { 0 };
+    assert_eq!(opens, expected, "opens served by the daemon");
     m.unmount();
     remove_tree_parallel(&root);
     remove_tree_parallel(&source);
@@ -161,6 +180,63 @@ fn hydrate_an_archive_projection() {
         .status()
         .unwrap();
     assert!(diff.success());
+    m.unmount();
+}
+
+#[test]
+fn hydrate_names_what_a_truncated_archive_cannot_give() {
+    if !mount_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    // Members of 8 KiB in name order; the archive is cut in the middle of
+    // the last one's data.
+    for i in 0..10 {
+        std::fs::write(source.join(format!("m{i}")), vec![b'a' + i as u8; 8192]).unwrap();
+    }
+    let whole = tmp.path().join("whole.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&source)
+        .arg("-cf")
+        .arg(&whole)
+        .args((0..10).map(|i| format!("m{i}")))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let bytes = std::fs::read(&whole).unwrap();
+    // Each member: a 512-byte header and 8192 bytes of data.
+    let cut = 9 * (512 + 8192) + 512 + 4096;
+    let archive = tmp.path().join("cut.tar");
+    std::fs::write(&archive, &bytes[..cut]).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let m = CliMount::new(&bin(), &[], &archive, &root);
+    let out = Command::new(BIN)
+        .arg("hydrate")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a member failed: {stdout}{stderr}");
+    assert!(
+        stdout.starts_with("hydrated 9 of 10 files"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("m9") && stderr.contains("Input/output error"),
+        "the failed member is named with EIO: {stderr}"
+    );
+    assert_eq!(states(&m, "hydrated"), 9);
+    for i in 0..9 {
+        assert_eq!(
+            std::fs::read(root.join(format!("m{i}"))).unwrap(),
+            std::fs::read(source.join(format!("m{i}"))).unwrap()
+        );
+    }
     m.unmount();
 }
 

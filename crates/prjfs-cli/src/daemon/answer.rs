@@ -1,5 +1,6 @@
 //! The daemon's answers on its control socket: `status` (counters, states,
-//! updates, notifications, provider reads), `state`, `switch` and `refresh`.
+//! updates, notifications, provider reads), `state`, `switch`, `refresh` and
+//! `hydrate` (in [`super::prefetch`]).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use prjfs_providers::readahead::PrefetchCounters;
 use prjfs_providers::s3::S3Provider;
 use prjfs_providers::testing::FaultPlan;
 
-use crate::control::ControlRequest;
+use crate::control::{Conn, ControlRequest};
 use crate::source::Source;
 
 /// What the control thread answers about.
@@ -26,7 +27,7 @@ pub(super) struct Served<'a> {
     pub(super) faults: Option<&'a FaultPlan>,
 }
 
-pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Value {
+pub(super) fn answer(served: &Served<'_>, req: ControlRequest, conn: &Conn) -> serde_json::Value {
     let Served {
         instance,
         source,
@@ -148,6 +149,7 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest) -> serde_json::Va
                     .collect::<serde_json::Map<_, _>>(),
             })
         }
+        ControlRequest::Hydrate { paths, jobs } => super::prefetch::run(virt, conn, &paths, jobs),
         ControlRequest::Switch { rev } => match git {
             Some(git) => crate::source::switch(instance, &instance.handle(), git, &rev),
             None => serde_json::json!({

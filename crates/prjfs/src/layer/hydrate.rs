@@ -360,13 +360,23 @@ impl Layer {
         let mut sealed = h.sealed.write().unwrap_or_else(|e| e.into_inner());
         *sealed = true;
         let comps = path::components(rel)?;
+        // A placeholder kept as a record (the common case) gets its temp file
+        // formed before the layer's lock, from the record as it is now; under
+        // the lock only an unchanged record is trusted to have formed it.
+        // Hydrations of different files then overlap in all but the rename.
+        let formed = match self.virtual_at(rel) {
+            Some(vrec) if h.item == (0, vrec.serial) => {
+                self.form_virtual(h, rel, &vrec).ok().map(|()| vrec)
+            }
+            _ => None,
+        };
         let _guard = self.lock();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
         let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => match self.virtual_at(rel) {
-                Some(vrec) => return self.finish_virtual(h, rel, &loc, vrec),
+                Some(vrec) => return self.finish_virtual(h, rel, &loc, vrec, formed.as_ref()),
                 None => {
                     return Err(LayerError::NotFound {
                         path: rel.to_path_buf(),
@@ -435,16 +445,37 @@ impl Layer {
 }
 
 impl Layer {
+    /// Give the temp file of `h` what the record `vrec` of the placeholder
+    /// at `rel` says: owner, mode, times and a HydratedPlaceholder record.
+    fn form_virtual(&self, h: &Hydration, rel: &Path, vrec: &super::vstore::VRec) -> Result<()> {
+        let mut rec = super::virt::record(rel, vrec);
+        rec.state = rec.state | OnDiskState::HYDRATED_PLACEHOLDER;
+        let times = Timestamps {
+            last_access: timespec(vrec.atime),
+            last_modification: timespec(vrec.mtime),
+        };
+        self.form_item(
+            h.file.as_fd(),
+            (vrec.uid, vrec.gid),
+            u32::from(vrec.perm),
+            &rec.encode_at(rel),
+            &times,
+        )
+        .map_err(|e| LayerError::io("set attributes", rel, e))
+    }
+
     /// [`Layer::finish_hydration`] of a placeholder kept as a record: the
     /// complete temp file, formed with the record's owner, mode, times and a
-    /// HydratedPlaceholder record, is renamed into the free name; then the
-    /// record goes. One new inode per hydrated file.
+    /// HydratedPlaceholder record (already, when `formed` is that very
+    /// record), is renamed into the free name; then the record goes. One new
+    /// inode per hydrated file. Callers hold the layer's lock.
     fn finish_virtual(
         &self,
         h: &Hydration,
         rel: &Path,
         loc: &super::path::Loc,
         vrec: super::vstore::VRec,
+        formed: Option<&super::vstore::VRec>,
     ) -> Result<()> {
         if h.item != (0, vrec.serial) {
             return Err(LayerError::InvalidState {
@@ -461,20 +492,9 @@ impl Layer {
             });
         }
         h.cut_to(vrec.size, rel)?;
-        let mut rec = super::virt::record(rel, &vrec);
-        rec.state = rec.state | OnDiskState::HYDRATED_PLACEHOLDER;
-        let times = Timestamps {
-            last_access: timespec(vrec.atime),
-            last_modification: timespec(vrec.mtime),
-        };
-        self.form_item(
-            h.file.as_fd(),
-            (vrec.uid, vrec.gid),
-            u32::from(vrec.perm),
-            &rec.encode_at(rel),
-            &times,
-        )
-        .map_err(|e| LayerError::io("set attributes", rel, e))?;
+        if formed != Some(&vrec) {
+            self.form_virtual(h, rel, &vrec)?;
+        }
         rustix::fs::renameat_with(
             &*h.dir,
             &h.name,

@@ -14,6 +14,7 @@ mod file;
 mod lookup;
 pub mod nodes;
 mod notify;
+mod prefetch;
 mod present;
 mod ranged;
 mod update;
@@ -42,6 +43,7 @@ pub(crate) use present::{present, synthetic_ino_at};
 pub use dir::{DirItem, DirSlice};
 pub use file::Opened;
 pub use nodes::ROOT_ID;
+pub use prefetch::Prefetched;
 pub use write::Creator;
 
 /// An errno value (positive).
@@ -389,6 +391,15 @@ impl Virtualizer {
     /// first unless `O_TRUNC`).
     pub fn open(&self, ctx: &RequestCtx, node: u64, flags: i32, done: Responder<Opened>) {
         self.inner.open(ctx, node, flags, done)
+    }
+
+    /// Hydrate the placeholder file at `rel` (relative to the root) as a read
+    /// of it would, without any open: GetPlaceholderInfo first if its record
+    /// has no VersionInfo, then GetFileData, sharing the fetch with readers.
+    /// `ctx` names who asked (the callbacks' triggering process) and can
+    /// cancel it. What `prjfs hydrate` runs in the daemon.
+    pub fn prefetch(&self, ctx: &RequestCtx, rel: &Path, done: Responder<Prefetched>) {
+        self.inner.prefetch(ctx, rel, done)
     }
 
     /// The on-disk file of an open handle whose content is local (see

@@ -1,0 +1,211 @@
+//! The daemon's side of `prjfs hydrate`: hydrate a list of files in the
+//! daemon ([`prjfs::virtualizer::Virtualizer::prefetch`]), `jobs` at a time,
+//! reporting progress on the control connection, until done or until the
+//! client hangs up (Ctrl-C).
+//!
+//! Invariants: at most `jobs` files are in hand at once (one per worker
+//! thread, each waiting for its file's answer before taking the next), so at
+//! most `jobs` callbacks of this request are in flight. Once the client hangs
+//! up no file is started and every file in hand is cancelled through its
+//! request's cancel slot (its GetFileData cancelled, its temp file dropped:
+//! hydration is all or nothing); the answer comes after every worker ended.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
+use std::time::Duration;
+
+use prjfs::cancel::CancelSlot;
+use prjfs::virtualizer::{Prefetched, RequestCtx, Virtualizer};
+
+use crate::control::Conn;
+
+/// How often a progress line is sent while files are hydrated.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// At most this many failures are named in the answer (the rest counted).
+const ERRORS_NAMED: usize = 100;
+
+struct Job<'a> {
+    virt: &'a Virtualizer,
+    paths: &'a [String],
+    next: AtomicUsize,
+    stop: AtomicBool,
+    /// The cancel slot of the file each worker has in hand.
+    slots: Mutex<Vec<Option<CancelSlot>>>,
+    hydrated: AtomicUsize,
+    local: AtomicUsize,
+    bytes: AtomicU64,
+    failed: AtomicUsize,
+    errors: Mutex<Vec<String>>,
+    /// Workers still running, and its condition.
+    running: Mutex<usize>,
+    ended: Condvar,
+}
+
+impl Job<'_> {
+    /// Stop: no file is started after this, and the files in hand are
+    /// cancelled. A worker stores its slot before it checks `stop`, and this
+    /// sets `stop` before it reads the slots: one of the two sees the other.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let slots: Vec<CancelSlot> = self
+            .slots
+            .lock()
+            .expect("slots lock")
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for slot in slots {
+            slot.fire();
+        }
+    }
+
+    fn worker(&self, i: usize, peer: &rustix::net::UCred) {
+        loop {
+            let n = self.next.fetch_add(1, Ordering::SeqCst);
+            let Some(path) = self.paths.get(n) else {
+                break;
+            };
+            let slot = CancelSlot::new();
+            self.slots.lock().expect("slots lock")[i] = Some(slot.clone());
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let ctx = RequestCtx {
+                pid: u32::try_from(peer.pid.as_raw_nonzero().get()).unwrap_or(0),
+                uid: peer.uid.as_raw(),
+                gid: peer.gid.as_raw(),
+                cancel: slot,
+            };
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.virt.prefetch(
+                &ctx,
+                Path::new(path),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            match rx.recv() {
+                Ok(Ok(Prefetched::Hydrated(size))) => {
+                    self.hydrated.fetch_add(1, Ordering::SeqCst);
+                    self.bytes.fetch_add(size, Ordering::SeqCst);
+                }
+                Ok(Ok(Prefetched::Local(size))) => {
+                    self.local.fetch_add(1, Ordering::SeqCst);
+                    self.bytes.fetch_add(size, Ordering::SeqCst);
+                }
+                Ok(Ok(Prefetched::NotAFile)) => {}
+                Ok(Err(_)) if self.stop.load(Ordering::SeqCst) => {}
+                Ok(Err(errno)) => self.fail(path, &std::io::Error::from_raw_os_error(errno)),
+                Err(_) => self.fail(path, &std::io::Error::other("no answer")),
+            }
+        }
+        self.slots.lock().expect("slots lock")[i] = None;
+    }
+
+    fn fail(&self, path: &str, e: &std::io::Error) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        let mut errors = self.errors.lock().expect("errors lock");
+        if errors.len() < ERRORS_NAMED {
+            errors.push(format!("{path}: {e}"));
+        }
+    }
+
+    fn counts(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hydrated": self.hydrated.load(Ordering::SeqCst),
+            "local": self.local.load(Ordering::SeqCst),
+            "failed": self.failed.load(Ordering::SeqCst),
+            "bytes": self.bytes.load(Ordering::SeqCst),
+        })
+    }
+}
+
+/// Hydrate `paths` (relative to the root) `jobs` at a time for the client on
+/// `conn`; the answer counts what was done.
+pub(super) fn run(
+    virt: &Virtualizer,
+    conn: &Conn,
+    paths: &[String],
+    jobs: u32,
+) -> serde_json::Value {
+    let peer = match conn.peer() {
+        Ok(p) => p,
+        Err(e) => return serde_json::json!({ "error": format!("who is asking: {e}") }),
+    };
+    // The daemon writes the root as the user who mounted it: only that user
+    // (or root) may make it hydrate, as only they may write the root.
+    let me = rustix::process::geteuid();
+    if !(peer.uid == me || peer.uid.is_root()) {
+        return serde_json::json!({
+            "error": format!("{} (uid {})", crate::control::HYDRATE_REFUSED, me.as_raw()),
+        });
+    }
+    let jobs = (jobs.max(1) as usize).min(paths.len().max(1));
+    let job = Job {
+        virt,
+        paths,
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        slots: Mutex::new(vec![None; jobs]),
+        hydrated: AtomicUsize::new(0),
+        local: AtomicUsize::new(0),
+        bytes: AtomicU64::new(0),
+        failed: AtomicUsize::new(0),
+        errors: Mutex::new(Vec::new()),
+        running: Mutex::new(jobs),
+        ended: Condvar::new(),
+    };
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for i in 0..jobs {
+            let job = &job;
+            let peer = &peer;
+            let spawned = std::thread::Builder::new()
+                .name(format!("prjfs-prefetch-{i}"))
+                .spawn_scoped(s, move || {
+                    job.worker(i, peer);
+                    *job.running.lock().expect("running lock") -= 1;
+                    job.ended.notify_all();
+                });
+            if spawned.is_err() {
+                *job.running.lock().expect("running lock") -= 1;
+            }
+        }
+        // The client hangs up to stop it; the connection's shutdown at the
+        // end (by `serve`) wakes this thread when it does not.
+        {
+            let job = &job;
+            let finished = &finished;
+            s.spawn(move || {
+                conn.wait_for_hang_up();
+                if !finished.load(Ordering::SeqCst) {
+                    job.stop();
+                }
+            });
+        }
+        let mut running = job.running.lock().expect("running lock");
+        while *running > 0 {
+            let (r, timeout) = job
+                .ended
+                .wait_timeout(running, PROGRESS_EVERY)
+                .expect("running lock");
+            running = r;
+            if timeout.timed_out() && !job.stop.load(Ordering::SeqCst) {
+                let line = serde_json::json!({ "progress": job.counts() });
+                if conn.send(&line).is_err() {
+                    job.stop();
+                }
+            }
+        }
+        drop(running);
+        finished.store(true, Ordering::SeqCst);
+        conn.close_read();
+    });
+    let mut answer = job.counts();
+    answer["stopped"] = job.stop.load(Ordering::SeqCst).into();
+    answer["errors"] = job.errors.into_inner().expect("errors lock").into();
+    answer
+}
