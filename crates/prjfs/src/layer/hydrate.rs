@@ -1,5 +1,8 @@
-//! Crash-safe hydration: content goes to a temp file in `.prjfs/tmp`, then replaces
-//! the placeholder by one rename, together with its record's state change.
+//! Crash-safe hydration: content goes to a temp file — unnamed (an `O_TMPFILE`
+//! spare), else named in `.prjfs/spare` or `.prjfs/tmp` — which is then put in
+//! place whole in one step, formed with its record's state change: linked into
+//! the free name of a placeholder kept as a record, renamed over an on-disk
+//! placeholder.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -31,11 +34,11 @@ const BUFFER_CHUNK: usize = 1 << 20;
 pub struct Hydration {
     file: File,
     stream_id: u64,
-    /// The temp file's name in `dir`.
-    name: CString,
-    /// `.prjfs/tmp`, or `.prjfs/spare` when the temp file is a spare taken
-    /// where it was made (emptied by the next [`Layer::open`] alike).
-    dir: Arc<OwnedFd>,
+    /// The temp file's directory and name: `.prjfs/tmp`, or `.prjfs/spare`
+    /// when the temp file is a spare taken where it was made (emptied by the
+    /// next [`Layer::open`] alike). `None`: an unnamed file (`O_TMPFILE`),
+    /// which nothing but this fd holds until it is linked.
+    temp: Option<(Arc<OwnedFd>, CString)>,
     /// Written ranges `[start, end)`: sorted, disjoint and non-adjacent.
     ranges: Mutex<Vec<(u64, u64)>>,
     /// At least the end of every write tried, raised before its bytes go to
@@ -81,9 +84,7 @@ impl Hydration {
             .write_all_at(data, offset)
             .map_err(|e| LayerError::Io {
                 op: "pwrite",
-                path: Path::new(".prjfs/tmp").join(std::ffi::OsStr::new(
-                    std::str::from_utf8(self.name.to_bytes()).unwrap_or("?"),
-                )),
+                path: self.temp_path(),
                 source: e,
             })?;
         // Recorded only after the bytes are in the file, so `covers` never claims
@@ -93,6 +94,16 @@ impl Hydration {
         drop(ranges);
         drop(sealed);
         Ok(())
+    }
+
+    /// The temp file's path as errors name it.
+    fn temp_path(&self) -> PathBuf {
+        match &self.temp {
+            Some((_, name)) => Path::new(".prjfs/tmp").join(std::ffi::OsStr::new(
+                std::str::from_utf8(name.to_bytes()).unwrap_or("?"),
+            )),
+            None => PathBuf::from(".prjfs/spare/(unnamed)"),
+        }
     }
 
     fn sealed_error(&self) -> LayerError {
@@ -123,9 +134,7 @@ impl Hydration {
             .ok_or_else(|| LayerError::InvalidArgument("read beyond the largest offset".into()))?;
         let io_err = |op: &'static str, e: std::io::Error| LayerError::Io {
             op,
-            path: Path::new(".prjfs/tmp").join(std::ffi::OsStr::new(
-                std::str::from_utf8(self.name.to_bytes()).unwrap_or("?"),
-            )),
+            path: self.temp_path(),
             source: e,
         };
         let sealed = self.sealed.read().unwrap_or_else(|e| e.into_inner());
@@ -239,7 +248,10 @@ impl Hydration {
 impl Drop for Hydration {
     fn drop(&mut self) {
         if !self.placed.load(Ordering::SeqCst) {
-            let _ = rustix::fs::unlinkat(&*self.dir, &self.name, AtFlags::empty());
+            // An unnamed file goes with its fd.
+            if let Some((dir, name)) = &self.temp {
+                let _ = rustix::fs::unlinkat(&**dir, name, AtFlags::empty());
+            }
         }
     }
 }
@@ -311,24 +323,31 @@ impl Layer {
             },
             Err(e) => return Err(LayerError::io("statat", rel, e)),
         };
-        // A spare file is used where it was made: one rename less than moving
-        // it into `tmp`, and the same garbage for the next open after a crash.
-        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let (dir, name, flags) = match self.spares.take_in_place(super::spare::Kind::File) {
-            Some((dir, name)) => (dir, name, flags),
-            None => (
-                Arc::clone(&self.tmp),
-                self.temp_name("hy"),
-                flags | OFlags::CREATE | OFlags::EXCL,
-            ),
+        // An unnamed spare is made and opened already, and is linked into
+        // place (no entry in `.prjfs/spare` to add and remove); else a named
+        // spare is used where it was made: one rename less than moving it
+        // into `tmp`, and the same garbage for the next open after a crash.
+        let (fd, temp) = match self.spares.take_unnamed() {
+            Some(fd) => (fd, None),
+            None => {
+                let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let (dir, name, flags) = match self.spares.take_in_place(super::spare::Kind::File) {
+                    Some((dir, name)) => (dir, name, flags),
+                    None => (
+                        Arc::clone(&self.tmp),
+                        self.temp_name("hy"),
+                        flags | OFlags::CREATE | OFlags::EXCL,
+                    ),
+                };
+                let fd = rustix::fs::openat(&*dir, &name, flags, Mode::from_raw_mode(0o600))
+                    .map_err(|e| LayerError::io("create hydration file", rel, e))?;
+                (fd, Some((dir, name)))
+            }
         };
-        let fd = rustix::fs::openat(&*dir, &name, flags, Mode::from_raw_mode(0o600))
-            .map_err(|e| LayerError::io("create hydration file", rel, e))?;
         Ok(Hydration {
             file: File::from(fd),
             stream_id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            name,
-            dir,
+            temp,
             ranges: Mutex::new(Vec::new()),
             reached: AtomicU64::new(0),
             sealed: RwLock::new(false),
@@ -437,7 +456,7 @@ impl Layer {
             &times,
         )
         .map_err(|e| LayerError::io("set attributes", rel, e))?;
-        rustix::fs::renameat(&*h.dir, &h.name, dir, &loc.name)
+        self.place_over(h, dir, &loc.name)
             .map_err(|e| LayerError::io("renameat", rel, e))?;
         h.placed.store(true, Ordering::SeqCst);
         Ok(())
@@ -445,6 +464,26 @@ impl Layer {
 }
 
 impl Layer {
+    /// Put the temp file of `h` at `to_dir/to_name` in one step, replacing
+    /// what is there: a rename; an unnamed file is linked into `tmp` first.
+    fn place_over(
+        &self,
+        h: &Hydration,
+        to_dir: std::os::fd::BorrowedFd<'_>,
+        to_name: &std::ffi::CStr,
+    ) -> std::result::Result<(), Errno> {
+        match &h.temp {
+            Some((dir, name)) => rustix::fs::renameat(&**dir, name, to_dir, to_name),
+            None => {
+                let name = self.temp_name("hy");
+                super::spare::link_unnamed(h.file.as_fd(), self.tmp.as_fd(), &name)?;
+                rustix::fs::renameat(&*self.tmp, &name, to_dir, to_name).inspect_err(|_| {
+                    let _ = rustix::fs::unlinkat(&*self.tmp, &name, AtFlags::empty());
+                })
+            }
+        }
+    }
+
     /// Give the temp file of `h` what the record `vrec` of the placeholder
     /// at `rel` says: owner, mode, times and a HydratedPlaceholder record.
     fn form_virtual(&self, h: &Hydration, rel: &Path, vrec: &super::vstore::VRec) -> Result<()> {
@@ -495,13 +534,17 @@ impl Layer {
         if formed != Some(&vrec) {
             self.form_virtual(h, rel, &vrec)?;
         }
-        rustix::fs::renameat_with(
-            &*h.dir,
-            &h.name,
-            loc.dir(self.root.as_fd()),
-            &loc.name,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
+        let to_dir = loc.dir(self.root.as_fd());
+        match &h.temp {
+            Some((dir, name)) => rustix::fs::renameat_with(
+                &**dir,
+                name,
+                to_dir,
+                &loc.name,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ),
+            None => super::spare::link_unnamed(h.file.as_fd(), to_dir, &loc.name),
+        }
         .map_err(|e| LayerError::io("renameat", rel, e))?;
         h.placed.store(true, Ordering::SeqCst);
         self.vstore.remove(rel);

@@ -1,7 +1,8 @@
 //! Spare inodes: empty files and directories made ahead of need in
 //! `.prjfs/spare` by a thread of the layer, so that placing a directory
-//! placeholder renames one into `tmp`, and a hydration fills one where it is,
-//! instead of allocating an inode on the request's time.
+//! placeholder renames one into `tmp`, and a hydration fills an unnamed one
+//! (`O_TMPFILE`, held open here) and links it into place, instead of
+//! allocating an inode on the request's time.
 //!
 //! Why: allocating an inode is the costliest step of both (ext4 without a
 //! journal checks every free inode it considers for a recent delete; on a file
@@ -16,13 +17,17 @@
 //! * Nothing refers to a spare: a crash leaves garbage only, which
 //!   [`super::Layer::open`] removes with the rest of `.prjfs/spare`. A spare
 //!   taken in place ([`Spares::take_in_place`], a hydration's temp file) is
-//!   such garbage too until it is renamed out.
+//!   such garbage too until it is renamed out. An unnamed spare has no name
+//!   to leave: a crash frees it (the file system's orphan list).
+//! * Unnamed spares are made only where the file system supports `O_TMPFILE`;
+//!   after its first refusal none is asked for again and hydrations take
+//!   named spares as before.
 //! * A kind is stocked only once it has been asked for, up to [`STOCK`]; when
 //!   the stock is empty (or after [`Spares::release`]) the caller creates its
 //!   item itself, as it did without spares.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -44,10 +49,29 @@ struct Stock {
     wanted: bool,
 }
 
+/// Unnamed files (`O_TMPFILE`), held open.
+#[derive(Default)]
+struct Unnamed {
+    fds: Vec<OwnedFd>,
+    wanted: bool,
+    /// The file system refused `O_TMPFILE` or linking such a file.
+    unsupported: bool,
+    /// One was made and linked once.
+    probed: bool,
+}
+
+/// What the thread is to make next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Make {
+    Named(Kind),
+    Unnamed,
+}
+
 #[derive(Default)]
 struct State {
     files: Stock,
     dirs: Stock,
+    unnamed: Unnamed,
     next: u64,
     started: bool,
     stopped: bool,
@@ -62,11 +86,15 @@ impl State {
     }
 
     /// A kind that is wanted and below its stock.
-    fn short(&self) -> Option<Kind> {
+    fn short(&self) -> Option<Make> {
+        let u = &self.unnamed;
+        if u.wanted && !u.unsupported && u.fds.len() < STOCK {
+            return Some(Make::Unnamed);
+        }
         [(Kind::Dir, &self.dirs), (Kind::File, &self.files)]
             .into_iter()
             .find(|(_, s)| s.wanted && s.names.len() < STOCK)
-            .map(|(k, _)| k)
+            .map(|(k, _)| Make::Named(k))
     }
 }
 
@@ -90,6 +118,7 @@ impl std::fmt::Debug for Spares {
         f.debug_struct("Spares")
             .field("files", &st.files.names.len())
             .field("dirs", &st.dirs.names.len())
+            .field("unnamed", &st.unnamed.fds.len())
             .field("stopped", &st.stopped)
             .finish()
     }
@@ -134,6 +163,22 @@ impl Spares {
             .map(|name| (Arc::clone(&self.shared.dir), name))
     }
 
+    /// An unnamed spare file (open for reading and writing, mode 0600, in
+    /// `.prjfs/spare`'s file system): the caller's from now on, to link
+    /// somewhere ([`link_unnamed`]) or drop. `None`: none is ready, or the
+    /// file system has none to give; the caller takes a named one.
+    pub(super) fn take_unnamed(&self) -> Option<OwnedFd> {
+        let mut st = self.shared.lock();
+        if st.stopped || st.unnamed.unsupported {
+            return None;
+        }
+        st.unnamed.wanted = true;
+        let fd = st.unnamed.fds.pop();
+        let wake = st.unnamed.fds.len() <= STOCK / 2;
+        self.start_or_wake(&mut st, wake);
+        fd
+    }
+
     /// A spare of `kind` out of stock, if one is ready; wakes the thread to
     /// make another (starting it at the first call).
     fn pop(&self, kind: Kind) -> Option<CString> {
@@ -147,6 +192,12 @@ impl Spares {
         // The thread is woken once the stock is down to half, and then makes
         // it full: one wake-up per half a stock taken, not one per spare.
         let wake = stock.names.len() <= STOCK / 2;
+        self.start_or_wake(&mut st, wake);
+        name
+    }
+
+    /// Start the thread at the first call; wake it when `wake`.
+    fn start_or_wake(&self, st: &mut State, wake: bool) {
         if !st.started {
             st.started = true;
             let shared = Arc::clone(&self.shared);
@@ -162,7 +213,6 @@ impl Spares {
         if wake {
             self.shared.wake.notify_one();
         }
-        name
     }
 
     /// Stop making spares and remove those in stock (at unmount: the root
@@ -181,6 +231,8 @@ impl Spares {
         }
         let (files, dirs) = {
             let mut st = self.shared.lock();
+            // Closing an unnamed spare frees it.
+            st.unnamed.fds.clear();
             (
                 std::mem::take(&mut st.files.names),
                 std::mem::take(&mut st.dirs.names),
@@ -203,20 +255,44 @@ impl Shared {
     /// The thread: make spares while a wanted kind is short, sleep otherwise.
     fn fill(self: Arc<Self>) {
         loop {
-            let (kind, name) = {
+            let (make, name) = {
                 let mut st = self.lock();
-                let kind = loop {
+                let make = loop {
                     if st.stopped {
                         return;
                     }
-                    if let Some(kind) = st.short() {
-                        break kind;
+                    if let Some(make) = st.short() {
+                        break make;
                     }
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 };
                 st.next += 1;
-                let name = CString::new(format!("{}{}", prefix(kind), st.next)).expect("no NUL");
-                (kind, name)
+                let name = match make {
+                    Make::Named(kind) => {
+                        CString::new(format!("{}{}", prefix(kind), st.next)).expect("no NUL")
+                    }
+                    Make::Unnamed => CString::default(),
+                };
+                (make, name)
+            };
+            let kind = match make {
+                Make::Named(kind) => kind,
+                Make::Unnamed => {
+                    match self.make_unnamed() {
+                        Ok(fd) => {
+                            let mut st = self.lock();
+                            if st.stopped {
+                                return; // the fd closes: nothing is left
+                            }
+                            st.unnamed.fds.push(fd);
+                        }
+                        Err(e) => {
+                            tracing::debug!("no unnamed spares here (O_TMPFILE: {e})");
+                            self.lock().unnamed.unsupported = true;
+                        }
+                    }
+                    continue;
+                }
             };
             if let Err(e) = self.make(kind, &name) {
                 tracing::debug!("making a spare failed: {e}");
@@ -233,6 +309,28 @@ impl Shared {
             }
             st.stock(kind).names.push(name);
         }
+    }
+
+    /// An unnamed file; the first one is linked to a name and unlinked again
+    /// first, so that a file system (or a `/proc`) that cannot link one is
+    /// found out here rather than at the end of a hydration.
+    fn make_unnamed(&self) -> rustix::io::Result<OwnedFd> {
+        let fd = rustix::fs::openat(
+            self.dir.as_fd(),
+            c".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        if !self.lock().unnamed.probed {
+            let probe = c"probe-link";
+            let _ = rustix::fs::unlinkat(self.dir.as_fd(), probe, AtFlags::empty());
+            link_unnamed(fd.as_fd(), self.dir.as_fd(), probe)?;
+            rustix::fs::unlinkat(self.dir.as_fd(), probe, AtFlags::empty())?;
+            self.lock().unnamed.probed = true;
+            // That one has a link count again: make the stock's first anew.
+            return self.make_unnamed();
+        }
+        Ok(fd)
     }
 
     fn make(&self, kind: Kind, name: &CStr) -> rustix::io::Result<()> {
@@ -266,4 +364,34 @@ fn prefix(kind: Kind) -> &'static str {
         Kind::File => "f",
         Kind::Dir => "d",
     }
+}
+
+/// Whether `linkat(AT_EMPTY_PATH)` was refused once (it needs
+/// `CAP_DAC_READ_SEARCH`): then only the `/proc/self/fd` way is tried.
+static EMPTY_PATH_REFUSED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Give the unnamed file `fd` the name `to_dir/to_name`, which must be free
+/// (`EEXIST` otherwise, as `RENAME_NOREPLACE`).
+pub(super) fn link_unnamed(
+    fd: BorrowedFd<'_>,
+    to_dir: BorrowedFd<'_>,
+    to_name: &CStr,
+) -> rustix::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+        match rustix::fs::linkat(fd, c"", to_dir, to_name, AtFlags::EMPTY_PATH) {
+            // ENOENT: not allowed without the capability.
+            Err(rustix::io::Errno::NOENT) => EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed),
+            r => return r,
+        }
+    }
+    let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        &proc_path,
+        to_dir,
+        to_name,
+        AtFlags::SYMLINK_FOLLOW,
+    )
 }

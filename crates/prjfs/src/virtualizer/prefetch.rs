@@ -60,12 +60,13 @@ impl Inner {
             let inner = self.clone();
             let ctx2 = ctx.clone();
             let path2 = path.to_path_buf();
+            // The fetch reads the item again (with its VersionInfo now).
             return self.ask_placeholder_info(
                 ctx,
                 path,
-                &item,
-                Box::new(move |r| match r.and_then(|()| inner.item(&path2)) {
-                    Ok(item) => inner.hydrate_item(&ctx2, &path2, item, done),
+                &item.clone(),
+                Box::new(move |r| match r {
+                    Ok(()) => inner.hydrate_item(&ctx2, &path2, item, done),
                     Err(e) => done(Err(e)),
                 }),
             );
