@@ -1,7 +1,8 @@
 //! The control socket between `prjfs` commands and a mount's daemon: an abstract
 //! Unix socket named after the root, one JSON request and one JSON answer per line.
 //! A long request ([`ControlRequest::is_long`]: `hydrate`) gets a thread of its
-//! own and may send progress lines (objects with a `progress` key) before its
+//! own; its client may send more lines after it (hydrate's further paths), and
+//! it may send progress lines (objects with a `progress` key) before its
 //! answer; the client stops it by shutting down its side of the connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -34,12 +35,18 @@ pub enum ControlRequest {
         path: String,
     },
     /// Hydrate these files (paths relative to the root), `jobs` at a time,
-    /// in the daemon; answers progress lines, then a summary.
+    /// in the daemon; answers progress lines, then a summary. With `more`,
+    /// further paths follow on lines of their own (`{"paths": [...]}`) until
+    /// one says `{"done": true}`: the files are hydrated while the client
+    /// still walks.
     Hydrate {
         /// Relative paths of regular files.
         paths: Vec<String>,
         /// Files hydrated at once.
         jobs: u32,
+        /// More paths follow.
+        #[serde(default)]
+        more: bool,
     },
 }
 
@@ -60,6 +67,8 @@ impl ControlRequest {
 /// One client's connection, as a request handler sees it.
 pub struct Conn {
     stream: UnixStream,
+    /// Reads what follows the request line (buffered since that line).
+    reader: std::sync::Mutex<BufReader<UnixStream>>,
 }
 
 impl Conn {
@@ -75,30 +84,30 @@ impl Conn {
         (&self.stream).write_all(out.as_bytes())
     }
 
-    /// Block until the client shuts down its side of the connection (or it
-    /// goes away, or [`Conn::close`] ends it from here).
-    pub fn wait_for_hang_up(&self) {
-        let mut buf = [0u8; 64];
+    /// Hand each line the client sends after its request to `line` until it
+    /// shuts down its side of the connection (or it goes away, or
+    /// [`Conn::close_read`] ends it from here).
+    pub fn read_lines(&self, mut line: impl FnMut(&str)) {
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::new();
         loop {
-            match (&self.stream).read(&mut buf) {
+            text.clear();
+            match reader.read_line(&mut text) {
                 Ok(0) => return,
-                Ok(_) => {}
+                Ok(_) => line(text.trim_end()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => return,
             }
         }
     }
 
-    /// Shut down the reading side here (wakes [`Conn::wait_for_hang_up`]);
+    /// Shut down the reading side here (ends [`Conn::read_lines`]);
     /// answers can still be sent.
     pub fn close_read(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Read);
     }
 
-    /// Shut the connection down both ways (wakes [`Conn::wait_for_hang_up`]).
+    /// Shut the connection down both ways (ends [`Conn::read_lines`]).
     pub fn close(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
@@ -171,12 +180,20 @@ pub fn serve(
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        // A request line can be long (hydrate's paths): read it whole.
+        let Ok(read_side) = stream.try_clone() else {
+            continue;
+        };
+        // A request line can be long (hydrate's paths): read it whole. What
+        // the buffer holds beyond it stays for `Conn::read_lines`.
+        let mut reader = BufReader::new(read_side);
         let mut line = String::new();
-        if BufReader::new(&stream).read_line(&mut line).is_err() {
+        if reader.read_line(&mut line).is_err() {
             continue;
         }
-        let conn = Conn { stream };
+        let conn = Conn {
+            stream,
+            reader: std::sync::Mutex::new(reader),
+        };
         let req = match serde_json::from_str::<ControlRequest>(&line) {
             Ok(req) => req,
             Err(e) => {
@@ -204,13 +221,18 @@ pub fn serve(
     }
 }
 
-/// Send a long request to the daemon of `root`: `on_progress` sees every
-/// progress line and says whether to go on; when it says no, the request is
+/// What writes the rest of a long request (whole lines), on a thread of its own.
+pub type Feed = Box<dyn FnOnce(&mut dyn Write) + Send>;
+
+/// Send a long request to the daemon of `root`, and what `feed` writes after
+/// it (whole lines): `on_progress` sees every progress line (and `null` at
+/// least every 100 ms) and says whether to go on; when it says no, the request is
 /// stopped (this side of the connection shut down) and the daemon's final
 /// answer is still awaited, for up to `stop_wait`. Returns that answer.
 pub fn call_long(
     root: &Path,
     req: &ControlRequest,
+    feed: Option<Feed>,
     mut on_progress: impl FnMut(&serde_json::Value) -> bool,
     stop_wait: Duration,
 ) -> std::io::Result<serde_json::Value> {
@@ -218,6 +240,38 @@ pub fn call_long(
     let mut line = serde_json::to_string(req).map_err(std::io::Error::other)?;
     line.push('\n');
     (&stream).write_all(line.as_bytes())?;
+    // The rest of the request (lines `feed` writes) goes from a thread of its
+    // own while the answer's lines are read here; it ends at the latest when
+    // a stop shuts the connection's writing side (its writes then fail).
+    let feeder = match feed {
+        Some(feed) => {
+            let mut out = stream.try_clone()?;
+            Some(
+                std::thread::Builder::new()
+                    .name("prjfs-feed".into())
+                    .spawn(move || feed(&mut out))?,
+            )
+        }
+        None => None,
+    };
+    let answer = read_answer(&stream, &mut on_progress, stop_wait);
+    if answer.is_err() {
+        // Unblock a feeder still writing to a daemon that no longer reads.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    answer
+}
+
+/// [`call_long`]'s reading side: progress lines to `on_progress`, until the
+/// answer.
+fn read_answer(
+    stream: &UnixStream,
+    on_progress: &mut impl FnMut(&serde_json::Value) -> bool,
+    stop_wait: Duration,
+) -> std::io::Result<serde_json::Value> {
     // Short timeouts: `on_progress` is asked again at least this often, so a
     // stop (Ctrl-C) is seen even while the daemon is silent.
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -240,7 +294,7 @@ pub fn call_long(
                 stream.shutdown(std::net::Shutdown::Write)?;
             }
         }
-        match (&stream).read(&mut buf) {
+        match { stream }.read(&mut buf) {
             Ok(0) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

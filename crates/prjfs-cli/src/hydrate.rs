@@ -17,7 +17,7 @@
 //! command exits with status 130.
 
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::os::unix::thread::JoinHandleExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -69,29 +69,56 @@ fn catch_stop_signals() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Every regular file under `path` (the path itself if it is one), without
-/// following symlinks, with its size.
-fn walk(path: &Path, out: &mut Vec<(PathBuf, u64)>, errors: &mut Vec<String>) {
+/// Hand every regular file under `path` (the path itself if it is one),
+/// without following symlinks, with its size, to `visit`, directory by
+/// directory in name order; `false` once `visit` said stop (or Ctrl-C).
+fn walk(path: &Path, visit: &mut dyn FnMut(&Path, u64) -> bool, errors: &mut Vec<String>) -> bool {
     if STOP.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) => return errors.push(format!("{}: {e}", path.display())),
+        Err(e) => {
+            errors.push(format!("{}: {e}", path.display()));
+            return true;
+        }
     };
     if meta.is_file() {
-        out.push((path.to_path_buf(), meta.len()));
-    } else if meta.is_dir() {
+        return visit(path, meta.len());
+    }
+    if meta.is_dir() {
         let entries = match std::fs::read_dir(path) {
             Ok(e) => e,
-            Err(e) => return errors.push(format!("{}: {e}", path.display())),
+            Err(e) => {
+                errors.push(format!("{}: {e}", path.display()));
+                return true;
+            }
         };
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
         for p in names {
-            walk(&p, out, errors);
+            if !walk(&p, visit, errors) {
+                return false;
+            }
         }
     }
+    true
+}
+
+/// Every regular file under `paths` with its size (see [`walk`]).
+fn collect(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    for p in paths {
+        walk(
+            p,
+            &mut |f, n| {
+                files.push((f.to_path_buf(), n));
+                true
+            },
+            errors,
+        );
+    }
+    files
 }
 
 /// Read `path` to its end; `Ok(false)` if stopped by a signal first.
@@ -122,63 +149,49 @@ struct Shared {
 
 /// Entry point of `prjfs hydrate`.
 pub fn run(args: HydrateArgs) -> Result<(), String> {
-    let mut places = Vec::new();
+    // The paths, by root, in the order given.
+    let mut by_root: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
     for p in &args.paths {
         let (root, rel) = crate::find_root(p)?;
-        places.push((root.join(&rel), root));
+        let path = root.join(&rel);
+        match by_root.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, paths)) => paths.push(path),
+            None => by_root.push((root, vec![path])),
+        }
     }
     catch_stop_signals().map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
     let started = Instant::now();
-    // The files to hydrate, by root, in the order given.
-    let mut by_root: Vec<(PathBuf, Vec<(PathBuf, u64)>)> = Vec::new();
+    let progress = Arc::new(Progress::new());
     let mut errors = Vec::new();
-    for (path, root) in &places {
-        let i = match by_root.iter().position(|(r, _)| r == root) {
-            Some(i) => i,
-            None => {
-                by_root.push((root.clone(), Vec::new()));
-                by_root.len() - 1
-            }
-        };
-        walk(path, &mut by_root[i].1, &mut errors);
-    }
-    let total_bytes: u64 = by_root.iter().flat_map(|(_, f)| f).map(|(_, n)| n).sum();
-    let total_files: usize = by_root.iter().map(|(_, f)| f.len()).sum();
-    let progress = Progress {
-        bar: std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total_bytes);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "hydrating {bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
-                )
-                .expect("a valid progress template"),
-            );
-            bar
-        }),
-        total_files,
-    };
-    let mut done = 0;
-    let mut bytes = 0;
-    for (root, files) in by_root {
+    let (mut walked, mut done, mut bytes) = (0, 0, 0);
+    for (root, paths) in by_root {
         if STOP.load(Ordering::Relaxed) {
             break;
         }
+        let before = (done, bytes);
         let counted = if args.read {
             None
         } else {
             in_daemon(
                 &root,
-                &files,
+                paths.clone(),
                 args.jobs,
                 &progress,
-                (done, bytes),
+                before,
                 &mut errors,
             )
         };
-        let (d, b) = match counted {
+        let (w, d, b) = match counted {
             Some(c) => c,
-            None => read_through_mount(files, args.jobs, &progress, (done, bytes), &mut errors)?,
+            None => {
+                let files = collect(&paths, &mut errors);
+                let n = files.len();
+                progress.grow(n, files.iter().map(|(_, b)| b).sum());
+                let (d, b) = read_through_mount(files, args.jobs, &progress, before, &mut errors)?;
+                (n, d, b)
+            }
         };
+        walked += w;
         done += d;
         bytes += b;
     }
@@ -191,7 +204,7 @@ pub fn run(args: HydrateArgs) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     let stopped = STOP.load(Ordering::Relaxed);
     println!(
-        "{} {done} of {total_files} files ({:.1} MB) in {secs:.2} s with {} jobs{}",
+        "{} {done} of {walked} files ({:.1} MB) in {secs:.2} s with {} jobs{}",
         if stopped {
             "interrupted: hydrated"
         } else {
@@ -214,38 +227,123 @@ pub fn run(args: HydrateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The progress bar (on a terminal) and what it counts toward.
+/// The progress bar (on a terminal) and what it counts toward, which grows
+/// as the walk finds files.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    total_files: usize,
+    files: AtomicUsize,
+    bytes: AtomicU64,
 }
 
 impl Progress {
+    fn new() -> Self {
+        Progress {
+            bar: std::io::stderr().is_terminal().then(|| {
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "hydrating {bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
+                    )
+                    .expect("a valid progress template"),
+                );
+                bar
+            }),
+            files: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The walk found `files` more files of `bytes` bytes.
+    fn grow(&self, files: usize, bytes: u64) {
+        self.files.fetch_add(files, Ordering::Relaxed);
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
+    }
+
     fn show(&self, files: usize, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(bytes);
-            bar.set_message(format!("{files}/{} files", self.total_files));
+            bar.set_message(format!(
+                "{files}/{} files",
+                self.files.load(Ordering::Relaxed)
+            ));
         }
     }
 }
 
-/// Ask the daemon of `root` to hydrate `files`; the files and bytes now
+/// Paths sent to the daemon per line while walking.
+const BATCH: usize = 256;
+
+/// Walk `paths` (under `root`) and have the daemon of `root` hydrate the
+/// files as they are found; the files walked, and the files and bytes now
 /// local, or `None` when no daemon answers there (or it refuses): then they
 /// are to be read through the mount. `before` is what earlier roots counted.
 fn in_daemon(
     root: &Path,
-    files: &[(PathBuf, u64)],
+    paths: Vec<PathBuf>,
     jobs: u32,
-    progress: &Progress,
+    progress: &Arc<Progress>,
     before: (usize, u64),
     errors: &mut Vec<String>,
-) -> Option<(usize, u64)> {
-    let paths: Vec<String> = files
-        .iter()
-        .filter_map(|(p, _)| p.strip_prefix(root).ok())
-        .map(|rel| rel.to_string_lossy().into_owned())
-        .collect();
-    let req = ControlRequest::Hydrate { paths, jobs };
+) -> Option<(usize, usize, u64)> {
+    let req = ControlRequest::Hydrate {
+        paths: Vec::new(),
+        jobs,
+        more: true,
+    };
+    let walked = Arc::new(AtomicUsize::new(0));
+    let walk_errors = Arc::new(Mutex::new(Vec::new()));
+    let feed = {
+        let root = root.to_path_buf();
+        let walked = walked.clone();
+        let walk_errors = walk_errors.clone();
+        let progress = progress.clone();
+        Box::new(move |out: &mut dyn Write| {
+            let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+            let mut batch_bytes = 0;
+            let send = |out: &mut dyn Write, v: serde_json::Value| {
+                let mut line = v.to_string();
+                line.push('\n');
+                out.write_all(line.as_bytes()).is_ok()
+            };
+            let mut errs = Vec::new();
+            let mut ok = true;
+            for p in &paths {
+                ok = walk(
+                    p,
+                    &mut |f, n| {
+                        let Ok(rel) = f.strip_prefix(&root) else {
+                            return true;
+                        };
+                        batch.push(rel.to_string_lossy().into_owned());
+                        batch_bytes += n;
+                        walked.fetch_add(1, Ordering::Relaxed);
+                        if batch.len() < BATCH {
+                            return true;
+                        }
+                        progress.grow(batch.len(), std::mem::take(&mut batch_bytes));
+                        send(
+                            out,
+                            serde_json::json!({ "paths": std::mem::take(&mut batch) }),
+                        )
+                    },
+                    &mut errs,
+                );
+                if !ok {
+                    break;
+                }
+            }
+            walk_errors.lock().expect("errors lock").append(&mut errs);
+            if ok {
+                progress.grow(batch.len(), batch_bytes);
+                if send(out, serde_json::json!({ "paths": batch })) {
+                    send(out, serde_json::json!({ "done": true }));
+                }
+            }
+        }) as control::Feed
+    };
     let count = |v: &serde_json::Value| {
         let n = |k: &str| v[k].as_u64().unwrap_or(0);
         ((n("hydrated") + n("local")) as usize, n("bytes"))
@@ -253,6 +351,7 @@ fn in_daemon(
     let answer = control::call_long(
         root,
         &req,
+        Some(feed),
         |line| {
             if let Some(p) = line.get("progress") {
                 let (d, b) = count(p);
@@ -272,21 +371,20 @@ fn in_daemon(
         {
             return None; // no daemon of ours: a root mounted by a program
         }
-        Err(e)
-            if e.to_string().starts_with("unknown variant")
-                || e.to_string().contains("bad request") =>
-        {
+        Err(e) if e.to_string().contains("bad request") => {
             return None; // an older daemon
         }
+        Err(e) if e.to_string().starts_with(control::HYDRATE_REFUSED) => {
+            eprintln!("prjfs: hydrate: {e}; reading through the mount instead");
+            return None;
+        }
         Err(e) => {
-            if e.to_string().starts_with(control::HYDRATE_REFUSED) {
-                eprintln!("prjfs: hydrate: {e}; reading through the mount instead");
-                return None;
-            }
+            errors.append(&mut walk_errors.lock().expect("errors lock"));
             errors.push(format!("{}: {e}", root.display()));
-            return Some((0, 0));
+            return Some((walked.load(Ordering::Relaxed), 0, 0));
         }
     };
+    errors.append(&mut walk_errors.lock().expect("errors lock"));
     for e in answer["errors"].as_array().into_iter().flatten() {
         if let Some(e) = e.as_str() {
             errors.push(format!("{}/{e}", root.display()));
@@ -303,7 +401,7 @@ fn in_daemon(
     }
     let (d, b) = count(&answer);
     progress.show(before.0 + d, before.1 + b);
-    Some((d, b))
+    Some((walked.load(Ordering::Relaxed), d, b))
 }
 
 /// Read every file of `files` through the mount, `jobs` at a time; the files

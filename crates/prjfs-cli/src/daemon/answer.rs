@@ -149,7 +149,9 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest, conn: &Conn) -> s
                     .collect::<serde_json::Map<_, _>>(),
             })
         }
-        ControlRequest::Hydrate { paths, jobs } => super::prefetch::run(virt, conn, &paths, jobs),
+        ControlRequest::Hydrate { paths, jobs, more } => {
+            super::prefetch::run(virt, conn, paths, more, jobs)
+        }
         ControlRequest::Switch { rev } => match git {
             Some(git) => crate::source::switch(instance, &instance.handle(), git, &rev),
             None => serde_json::json!({

@@ -1,7 +1,8 @@
 //! The daemon's side of `prjfs hydrate`: hydrate a list of files in the
 //! daemon ([`prjfs::virtualizer::Virtualizer::prefetch`]), `jobs` at a time,
 //! reporting progress on the control connection, until done or until the
-//! client hangs up (Ctrl-C).
+//! client hangs up (Ctrl-C). The list may grow while it runs: the client
+//! sends the paths it walks on further lines, then says it is done.
 //!
 //! Invariants: at most `jobs` files are in hand at once (one per worker
 //! thread, each waiting for its file's answer before taking the next), so at
@@ -10,6 +11,7 @@
 //! request's cancel slot (its GetFileData cancelled, its temp file dropped:
 //! hydration is all or nothing); the answer comes after every worker ended.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
@@ -26,10 +28,19 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// At most this many failures are named in the answer (the rest counted).
 const ERRORS_NAMED: usize = 100;
 
+/// The paths to hydrate: those received and not yet taken, and whether the
+/// client said it is done (or stopped).
+#[derive(Default)]
+struct Feed {
+    paths: VecDeque<String>,
+    complete: bool,
+}
+
 struct Job<'a> {
     virt: &'a Virtualizer,
-    paths: &'a [String],
-    next: AtomicUsize,
+    feed: Mutex<Feed>,
+    /// Signalled when paths arrive or the feed completes.
+    fed: Condvar,
     stop: AtomicBool,
     /// The cancel slot of the file each worker has in hand.
     slots: Mutex<Vec<Option<CancelSlot>>>,
@@ -49,6 +60,8 @@ impl Job<'_> {
     /// sets `stop` before it reads the slots: one of the two sees the other.
     fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.feed.lock().expect("feed lock").complete = true;
+        self.fed.notify_all();
         let slots: Vec<CancelSlot> = self
             .slots
             .lock()
@@ -62,12 +75,42 @@ impl Job<'_> {
         }
     }
 
-    fn worker(&self, i: usize, peer: &rustix::net::UCred) {
+    /// The next path to hydrate, waiting for the client to send more;
+    /// `None` once none will come.
+    fn next(&self) -> Option<String> {
+        let mut feed = self.feed.lock().expect("feed lock");
         loop {
-            let n = self.next.fetch_add(1, Ordering::SeqCst);
-            let Some(path) = self.paths.get(n) else {
-                break;
-            };
+            if let Some(p) = feed.paths.pop_front() {
+                return Some(p);
+            }
+            if feed.complete {
+                return None;
+            }
+            feed = self.fed.wait(feed).expect("feed lock");
+        }
+    }
+
+    /// A line the client sent after its request: more paths, or the end.
+    fn receive(&self, line: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            tracing::warn!("hydrate: a line that is not JSON from the client; stopping");
+            return self.stop();
+        };
+        let mut feed = self.feed.lock().expect("feed lock");
+        if let Some(paths) = v["paths"].as_array() {
+            feed.paths
+                .extend(paths.iter().filter_map(|p| p.as_str().map(String::from)));
+        }
+        if v["done"].as_bool() == Some(true) {
+            feed.complete = true;
+        }
+        drop(feed);
+        self.fed.notify_all();
+    }
+
+    fn worker(&self, i: usize, peer: &rustix::net::UCred) {
+        while let Some(path) = self.next() {
+            let path = &path;
             let slot = CancelSlot::new();
             self.slots.lock().expect("slots lock")[i] = Some(slot.clone());
             if self.stop.load(Ordering::SeqCst) {
@@ -123,12 +166,14 @@ impl Job<'_> {
     }
 }
 
-/// Hydrate `paths` (relative to the root) `jobs` at a time for the client on
-/// `conn`; the answer counts what was done.
+/// Hydrate `paths` (relative to the root), and with `more` those the client
+/// sends after them, `jobs` at a time for the client on `conn`; the answer
+/// counts what was done.
 pub(super) fn run(
     virt: &Virtualizer,
     conn: &Conn,
-    paths: &[String],
+    paths: Vec<String>,
+    more: bool,
     jobs: u32,
 ) -> serde_json::Value {
     let peer = match conn.peer() {
@@ -143,11 +188,18 @@ pub(super) fn run(
             "error": format!("{} (uid {})", crate::control::HYDRATE_REFUSED, me.as_raw()),
         });
     }
-    let jobs = (jobs.max(1) as usize).min(paths.len().max(1));
+    let jobs = if more {
+        jobs.max(1) as usize
+    } else {
+        (jobs.max(1) as usize).min(paths.len().max(1))
+    };
     let job = Job {
         virt,
-        paths,
-        next: AtomicUsize::new(0),
+        feed: Mutex::new(Feed {
+            paths: paths.into(),
+            complete: !more,
+        }),
+        fed: Condvar::new(),
         stop: AtomicBool::new(false),
         slots: Mutex::new(vec![None; jobs]),
         hydrated: AtomicUsize::new(0),
@@ -174,13 +226,14 @@ pub(super) fn run(
                 *job.running.lock().expect("running lock") -= 1;
             }
         }
-        // The client hangs up to stop it; the connection's shutdown at the
-        // end (by `serve`) wakes this thread when it does not.
+        // More paths come on the connection; the client hangs up to stop it.
+        // Shutting down the reading side here at the end ends this thread
+        // when the client does not.
         {
             let job = &job;
             let finished = &finished;
             s.spawn(move || {
-                conn.wait_for_hang_up();
+                conn.read_lines(|line| job.receive(line));
                 if !finished.load(Ordering::SeqCst) {
                     job.stop();
                 }
