@@ -5,8 +5,10 @@
 //! sends the paths it walks on further lines, then says it is done.
 //!
 //! Invariants: at most `jobs` files are in hand at once (one per worker
-//! thread, each waiting for its file's answer before taking the next), so at
-//! most `jobs` callbacks of this request are in flight. Once the client hangs
+//! thread, each waiting for its file's answer before taking the next), and
+//! only `jobs - 1` while the client still walks (its listings and lookups
+//! may raise callbacks too), so at most `jobs` callbacks of the command are
+//! in flight. Once the client hangs
 //! up no file is started and every file in hand is cancelled through its
 //! request's cancel slot (its GetFileData cancelled, its temp file dropped:
 //! hydration is all or nothing); the answer comes after every worker ended.
@@ -108,7 +110,16 @@ impl Job<'_> {
         self.fed.notify_all();
     }
 
-    fn worker(&self, i: usize, peer: &rustix::net::UCred) {
+    /// Worker `i` of `jobs`. The last one starts only once the client's walk
+    /// is over: the walk's own callbacks (listings, lookups) count as one of
+    /// the `jobs` while it goes on.
+    fn worker(&self, i: usize, jobs: usize, peer: &rustix::net::UCred) {
+        if i + 1 == jobs {
+            let mut feed = self.feed.lock().expect("feed lock");
+            while !feed.complete {
+                feed = self.fed.wait(feed).expect("feed lock");
+            }
+        }
         while let Some(path) = self.next() {
             let path = &path;
             let slot = CancelSlot::new();
@@ -218,7 +229,7 @@ pub(super) fn run(
             let spawned = std::thread::Builder::new()
                 .name(format!("prjfs-prefetch-{i}"))
                 .spawn_scoped(s, move || {
-                    job.worker(i, peer);
+                    job.worker(i, jobs, peer);
                     *job.running.lock().expect("running lock") -= 1;
                     job.ended.notify_all();
                 });

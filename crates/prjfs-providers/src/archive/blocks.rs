@@ -8,12 +8,15 @@
 //! blocks of [`super::SPAN`], 128 zstd blocks of [`super::zst::SPAN`]); the
 //! blocks in the middle of a member longer than two blocks are decoded, handed
 //! over and dropped, so a large file read does not evict everything; a block
-//! is decoded with no lock held (two threads may decode the same block at once
-//! and one result is kept).
+//! is decoded with no lock held, and a block to be kept is decoded by one
+//! thread at a time: others that need it meanwhile (parallel hydrations of
+//! neighbouring members, as `prjfs hydrate` runs them) wait for it rather
+//! than decode it again.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::gzip;
 use super::index::{GzPoint, ZstdPoint};
@@ -51,6 +54,10 @@ pub struct Blocks {
     /// Output offset of each block's start, then the readable end.
     bounds: Vec<u64>,
     cache: Mutex<Lru>,
+    /// Signalled when a block leaves [`Lru::decoding`].
+    decoded: Condvar,
+    /// Blocks decoded so far.
+    decodes: std::sync::atomic::AtomicU64,
 }
 
 /// Decoded blocks, least recently used first, and their total length.
@@ -58,6 +65,8 @@ pub struct Blocks {
 struct Lru {
     blocks: Vec<(usize, Arc<Vec<u8>>)>,
     bytes: usize,
+    /// Blocks to be kept that a thread is decoding now.
+    decoding: HashSet<usize>,
 }
 
 impl Blocks {
@@ -78,6 +87,8 @@ impl Blocks {
             points,
             bounds,
             cache: Mutex::new(Lru::default()),
+            decoded: Condvar::new(),
+            decodes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -128,13 +139,53 @@ impl Blocks {
     fn block(&self, i: usize, keep: bool) -> io::Result<Arc<Vec<u8>>> {
         {
             let mut cache = self.cache.lock().expect("block cache lock");
-            if let Some(at) = cache.blocks.iter().position(|(b, _)| *b == i) {
-                let hit = cache.blocks.remove(at);
-                let data = hit.1.clone();
-                cache.blocks.push(hit);
-                return Ok(data);
+            loop {
+                if let Some(at) = cache.blocks.iter().position(|(b, _)| *b == i) {
+                    let hit = cache.blocks.remove(at);
+                    let data = hit.1.clone();
+                    cache.blocks.push(hit);
+                    return Ok(data);
+                }
+                if !cache.decoding.contains(&i) {
+                    break;
+                }
+                cache = self.decoded.wait(cache).expect("block cache lock");
+            }
+            if keep {
+                cache.decoding.insert(i);
             }
         }
+        if !keep {
+            return self.decode(i);
+        }
+        // Whatever happens in the decoding (an error, a panic), the block
+        // leaves `decoding` and its waiters wake.
+        let _decoding = Decoding { blocks: self, i };
+        let r = self.decode(i);
+        let mut cache = self.cache.lock().expect("block cache lock");
+        if let Ok(data) = &r {
+            if !cache.blocks.iter().any(|(b, _)| *b == i) {
+                while cache.bytes + data.len() > CACHE_BYTES && !cache.blocks.is_empty() {
+                    let (_, old) = cache.blocks.remove(0);
+                    cache.bytes -= old.len();
+                }
+                cache.bytes += data.len();
+                cache.blocks.push((i, data.clone()));
+            }
+        }
+        drop(cache);
+        r
+    }
+
+    /// How many blocks were decoded so far (each from its resume point).
+    pub fn decodes(&self) -> u64 {
+        self.decodes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Decode block `i` from its resume point.
+    fn decode(&self, i: usize) -> io::Result<Arc<Vec<u8>>> {
+        self.decodes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let len = (self.bounds[i + 1] - self.bounds[i]) as usize;
         let mut out = Vec::new();
         match &self.points {
@@ -151,18 +202,22 @@ impl Blocks {
                 zst::decode_block(cache, &points[i], clen, len, &mut out)?
             }
         }
-        let data = Arc::new(out);
-        if keep {
-            let mut cache = self.cache.lock().expect("block cache lock");
-            if !cache.blocks.iter().any(|(b, _)| *b == i) {
-                while cache.bytes + data.len() > CACHE_BYTES && !cache.blocks.is_empty() {
-                    let (_, old) = cache.blocks.remove(0);
-                    cache.bytes -= old.len();
-                }
-                cache.bytes += data.len();
-                cache.blocks.push((i, data.clone()));
-            }
-        }
-        Ok(data)
+        Ok(Arc::new(out))
+    }
+}
+
+/// A block being decoded by this thread, to be kept; dropping it takes it
+/// out of [`Lru::decoding`] and wakes the threads waiting for it.
+struct Decoding<'a> {
+    blocks: &'a Blocks,
+    i: usize,
+}
+
+impl Drop for Decoding<'_> {
+    fn drop(&mut self) {
+        let mut cache = self.blocks.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.decoding.remove(&self.i);
+        drop(cache);
+        self.blocks.decoded.notify_all();
     }
 }

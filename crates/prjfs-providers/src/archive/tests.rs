@@ -96,6 +96,47 @@ fn gzip_blocks_decode_from_their_points_also_across_members() {
 }
 
 #[test]
+fn threads_needing_one_block_at_once_decode_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    let gz = gzip(&data);
+    let archive = file_with(tmp.path(), "a.gz", &gz);
+    let windows_path = tmp.path().join("windows");
+    let mut indexer = GzIndexer::new(
+        archive.try_clone().unwrap(),
+        std::fs::File::create(&windows_path).unwrap(),
+    )
+    .unwrap();
+    std::io::copy(&mut indexer, &mut std::io::sink()).unwrap();
+    let (points, end, _) = indexer.finish().unwrap();
+    // Eight readers of neighbouring small ranges of the third block, started
+    // together, as parallel hydrations of neighbouring members are.
+    let start = points[2].out + 100;
+    assert!(start + 8000 < points[3].out, "the ranges lie in one block");
+    let windows = std::fs::File::open(&windows_path).unwrap();
+    let blocks = Blocks::new(archive, Points::Gzip { points, windows }, end);
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (blocks, barrier, data) = (&blocks, &barrier, &data);
+            s.spawn(move || {
+                barrier.wait();
+                let off = start + t * 1000;
+                let mut got = Vec::new();
+                blocks
+                    .read(off, 1000, |_, b| {
+                        got.extend_from_slice(b);
+                        Ok(())
+                    })
+                    .unwrap();
+                assert!(got == data[off as usize..off as usize + 1000]);
+            });
+        }
+    });
+    assert_eq!(blocks.decodes(), 1, "the block was decoded once");
+}
+
+#[test]
 fn a_truncated_gzip_delivers_what_precedes_the_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let data = sample();
