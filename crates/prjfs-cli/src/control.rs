@@ -101,6 +101,20 @@ impl Conn {
         }
     }
 
+    /// Whether the client shut down its side (it stopped the request) or
+    /// went away; does not wait.
+    pub fn hung_up(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
     /// Shut down the reading side here (ends [`Conn::read_lines`]);
     /// answers can still be sent.
     pub fn close_read(&self) {

@@ -27,6 +27,9 @@ use crate::control::Conn;
 /// How often a progress line is sent while files are hydrated.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// Paths received and waiting, at most: memory stays bounded on any tree.
+const QUEUED_MAX: usize = 65_536;
+
 /// At most this many failures are named in the answer (the rest counted).
 const ERRORS_NAMED: usize = 100;
 
@@ -83,6 +86,9 @@ impl Job<'_> {
         let mut feed = self.feed.lock().expect("feed lock");
         loop {
             if let Some(p) = feed.paths.pop_front() {
+                if feed.paths.len() + 1 == QUEUED_MAX {
+                    self.fed.notify_all(); // room for the reading thread
+                }
                 return Some(p);
             }
             if feed.complete {
@@ -93,12 +99,26 @@ impl Job<'_> {
     }
 
     /// A line the client sent after its request: more paths, or the end.
-    fn receive(&self, line: &str) {
+    /// Holds the reading thread while [`QUEUED_MAX`] paths wait (the
+    /// client's writes then block: its walk waits for the hydrations),
+    /// watching for the client's hang-up meanwhile.
+    fn receive(&self, line: &str, conn: &Conn) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             tracing::warn!("hydrate: a line that is not JSON from the client; stopping");
             return self.stop();
         };
         let mut feed = self.feed.lock().expect("feed lock");
+        while feed.paths.len() >= QUEUED_MAX && !feed.complete {
+            feed = self
+                .fed
+                .wait_timeout(feed, PROGRESS_EVERY)
+                .expect("feed lock")
+                .0;
+            if conn.hung_up() {
+                drop(feed);
+                return self.stop();
+            }
+        }
         if let Some(paths) = v["paths"].as_array() {
             feed.paths
                 .extend(paths.iter().filter_map(|p| p.as_str().map(String::from)));
@@ -244,7 +264,7 @@ pub(super) fn run(
             let job = &job;
             let finished = &finished;
             s.spawn(move || {
-                conn.read_lines(|line| job.receive(line));
+                conn.read_lines(|line| job.receive(line, conn));
                 if !finished.load(Ordering::SeqCst) {
                     job.stop();
                 }
