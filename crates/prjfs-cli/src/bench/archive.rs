@@ -301,22 +301,16 @@ fn one_format(
         .mb()
         .vs(what, &peer),
     );
-    // The prefetch command: by the daemon (no kernel round trip per file),
-    // 4 files at a time and one per core, and reading through the mount as
-    // a client would (`--read`). Each on a new root.
+    // The prefetch command: reading through the mount as a client would
+    // (`--read`), and by the daemon (no kernel round trip per file), 4 files
+    // at a time and as by default (one per logical CPU). Each on a new root.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut hwm3 = 0;
     let variants: [(String, Vec<String>); 3] = [
-        (
-            "--read --jobs 4".into(),
-            vec!["--read".into(), "--jobs".into(), "4".into()],
-        ),
+        (format!("--read (--jobs {cores})"), vec!["--read".into()]),
         ("--jobs 4".into(), vec!["--jobs".into(), "4".into()]),
-        (
-            format!("--jobs {cores}"),
-            vec!["--jobs".into(), cores.to_string()],
-        ),
+        (format!("(--jobs {cores})"), Vec::new()),
     ];
     for (i, (label, args)) in variants.iter().enumerate() {
         let root3 = scratch.join(format!("root-{kind}-hydrate-{i}"));

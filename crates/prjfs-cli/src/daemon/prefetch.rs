@@ -30,6 +30,14 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Paths received and waiting, at most: memory stays bounded on any tree.
 const QUEUED_MAX: usize = 65_536;
 
+/// Paths of one directory a worker takes at once, at most.
+const RUN_MAX: usize = 1024;
+
+/// The directory part of a relative path (`""` at the top).
+fn parent_of(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..i])
+}
+
 /// At most this many failures are named in the answer (the rest counted).
 const ERRORS_NAMED: usize = 100;
 
@@ -80,19 +88,31 @@ impl Job<'_> {
         }
     }
 
-    /// The next path to hydrate, waiting for the client to send more;
-    /// `None` once none will come.
-    fn next(&self) -> Option<String> {
+    /// The next run of paths to hydrate: those at the queue's front that
+    /// share the first one's directory, [`RUN_MAX`] at most, waiting for the
+    /// client to send more; empty once none will come.
+    ///
+    /// Why runs: workers then hydrate different directories at once, so
+    /// they do not queue on one directory's lock to link their files, and,
+    /// in an archive whose members are stored directory by directory, they
+    /// decode different blocks at once rather than wait for each other's.
+    fn next_run(&self) -> VecDeque<String> {
         let mut feed = self.feed.lock().expect("feed lock");
         loop {
-            if let Some(p) = feed.paths.pop_front() {
-                if feed.paths.len() + 1 == QUEUED_MAX {
+            if let Some(first) = feed.paths.pop_front() {
+                let dir = parent_of(&first).to_string();
+                let mut run = VecDeque::from([first]);
+                while run.len() < RUN_MAX && feed.paths.front().is_some_and(|p| parent_of(p) == dir)
+                {
+                    run.extend(feed.paths.pop_front());
+                }
+                if feed.paths.len() + run.len() >= QUEUED_MAX {
                     self.fed.notify_all(); // room for the reading thread
                 }
-                return Some(p);
+                return run;
             }
             if feed.complete {
-                return None;
+                return VecDeque::new();
             }
             feed = self.fed.wait(feed).expect("feed lock");
         }
@@ -140,7 +160,14 @@ impl Job<'_> {
                 feed = self.fed.wait(feed).expect("feed lock");
             }
         }
-        while let Some(path) = self.next() {
+        let mut run = VecDeque::new();
+        loop {
+            if run.is_empty() {
+                run = self.next_run();
+            }
+            let Some(path) = run.pop_front() else {
+                break;
+            };
             let path = &path;
             let slot = CancelSlot::new();
             self.slots.lock().expect("slots lock")[i] = Some(slot.clone());
