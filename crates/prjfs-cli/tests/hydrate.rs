@@ -2,8 +2,9 @@
 //! `--jobs` callbacks in flight (read from `prjfs status --json` while it
 //! runs), by the daemon and with `--read` through the mount; an archive
 //! projection hydrated whole; a truncated archive's unreadable members named
-//! and the rest hydrated; and Ctrl-C (SIGINT) stopping it with no partially
-//! hydrated file left.
+//! and the rest hydrated; a root served by a program of its own (no prjfs
+//! daemon) hydrated by reading; and Ctrl-C (SIGINT) stopping it with no
+//! partially hydrated file left.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -238,6 +239,52 @@ fn hydrate_names_what_a_truncated_archive_cannot_give() {
         );
     }
     m.unmount();
+}
+
+#[test]
+fn hydrate_reads_through_a_root_no_daemon_serves() {
+    if !mount_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    let root = tmp.path().join("root");
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(source.join(d)).unwrap();
+        for f in 0..10 {
+            std::fs::write(source.join(d).join(format!("f{f}")), format!("{d}{f}\n")).unwrap();
+        }
+    }
+    std::fs::create_dir(&root).unwrap();
+    // Served by this test process through the library: no control socket.
+    let provider = prjfs_providers::dir::DirProvider::new(&source, Default::default()).unwrap();
+    let guard = prjfs_testkit::InstanceGuard::start(
+        &root,
+        std::sync::Arc::new(provider),
+        prjfs::StartOptions::default(),
+    );
+    let out = Command::new(BIN)
+        .arg("hydrate")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("hydrated 20 of 20 files"), "{stdout}");
+    let states = guard
+        .instance()
+        .virtualizer()
+        .layer()
+        .count_states()
+        .unwrap();
+    assert_eq!(states.hydrated, 20, "every file hydrated by the reads");
+    // The reads went through the kernel: every file was opened.
+    assert_eq!(guard.instance().open_stats().daemon, 20);
+    guard.stop();
 }
 
 fn file_state(m: &CliMount, path: &Path) -> String {
