@@ -38,6 +38,53 @@ fn file_with(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::fs::File {
     std::fs::File::open(path).unwrap()
 }
 
+/// A gzip stream indexed as the provider indexes one.
+struct IndexedGzip {
+    archive: std::fs::File,
+    windows: std::fs::File,
+    points: Vec<super::index::GzPoint>,
+    end: u64,
+    damage: Option<String>,
+    /// The stream as the indexer decoded it.
+    out: Vec<u8>,
+}
+
+/// Write `gz` to `dir/a.gz` and index it (windows in `dir/windows`).
+fn index_gzip(dir: &std::path::Path, gz: &[u8]) -> IndexedGzip {
+    let archive = file_with(dir, "a.gz", gz);
+    let windows_path = dir.join("windows");
+    let mut indexer = GzIndexer::new(
+        archive.try_clone().unwrap(),
+        std::fs::File::create(&windows_path).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    indexer.read_to_end(&mut out).unwrap();
+    let (points, end, damage) = indexer.finish().unwrap();
+    let windows = std::fs::File::open(&windows_path).unwrap();
+    IndexedGzip {
+        archive,
+        windows,
+        points,
+        end,
+        damage,
+        out,
+    }
+}
+
+impl IndexedGzip {
+    fn blocks(self) -> Blocks {
+        Blocks::new(
+            self.archive,
+            Points::Gzip {
+                points: self.points,
+                windows: self.windows,
+            },
+            self.end,
+        )
+    }
+}
+
 /// Every range read through the blocks equals the original bytes.
 fn check_ranges(blocks: &Blocks, data: &[u8]) {
     let ranges = [
@@ -70,51 +117,32 @@ fn gzip_blocks_decode_from_their_points_also_across_members() {
     // Two gzip members, as pigz or `cat a.gz b.gz` make.
     let mut gz = gzip(&data[..1_234_567]);
     gz.extend_from_slice(&gzip(&data[1_234_567..]));
-    let archive = file_with(tmp.path(), "a.gz", &gz);
-    let windows_path = tmp.path().join("windows");
-    let mut indexer = GzIndexer::new(
-        archive.try_clone().unwrap(),
-        std::fs::File::create(&windows_path).unwrap(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    indexer.read_to_end(&mut out).unwrap();
-    let (points, end, damage) = indexer.finish().unwrap();
-    assert!(out == data);
-    assert_eq!(end, data.len() as u64);
-    assert_eq!(damage, None);
+    let indexed = index_gzip(tmp.path(), &gz);
+    assert!(indexed.out == data);
+    assert_eq!(indexed.end, data.len() as u64);
+    assert_eq!(indexed.damage, None);
+    let points = &indexed.points;
     assert!(points.len() >= 8, "{} points", points.len());
     assert!(
         points.iter().any(|p| p.bits != 0),
         "some points resume mid-byte"
     );
-    let windows = std::fs::File::open(&windows_path).unwrap();
-    check_ranges(
-        &Blocks::new(archive, Points::Gzip { points, windows }, end),
-        &data,
-    );
+    check_ranges(&indexed.blocks(), &data);
 }
 
 #[test]
 fn threads_needing_one_block_at_once_decode_it_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = sample();
-    let gz = gzip(&data);
-    let archive = file_with(tmp.path(), "a.gz", &gz);
-    let windows_path = tmp.path().join("windows");
-    let mut indexer = GzIndexer::new(
-        archive.try_clone().unwrap(),
-        std::fs::File::create(&windows_path).unwrap(),
-    )
-    .unwrap();
-    std::io::copy(&mut indexer, &mut std::io::sink()).unwrap();
-    let (points, end, _) = indexer.finish().unwrap();
+    let indexed = index_gzip(tmp.path(), &gzip(&data));
     // Eight readers of neighbouring small ranges of the third block, started
     // together, as parallel hydrations of neighbouring members are.
-    let start = points[2].out + 100;
-    assert!(start + 8000 < points[3].out, "the ranges lie in one block");
-    let windows = std::fs::File::open(&windows_path).unwrap();
-    let blocks = Blocks::new(archive, Points::Gzip { points, windows }, end);
+    let start = indexed.points[2].out + 100;
+    assert!(
+        start + 8000 < indexed.points[3].out,
+        "the ranges lie in one block"
+    );
+    let blocks = indexed.blocks();
     let barrier = std::sync::Barrier::new(8);
     std::thread::scope(|s| {
         for t in 0..8u64 {
