@@ -2,7 +2,6 @@
 //! (`ROOT/.prjfs/archive`), and building it in `prjfs mount` itself, with a
 //! progress bar on a terminal, before the daemon starts and reuses it.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -65,16 +64,7 @@ pub fn prepare(archive: &Path, root: &Path) -> Result<(), String> {
         return Ok(());
     }
     let started = Instant::now();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "indexing {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .expect("a valid progress template"),
-        );
-        bar
-    });
+    let bar = crate::byte_bar("indexing {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})");
     let progress: Option<Progress> = bar.clone().map(|bar| {
         Box::new(move |done: u64, total: u64| {
             bar.set_length(total);

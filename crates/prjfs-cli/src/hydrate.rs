@@ -17,7 +17,7 @@
 //! command exits with status 130.
 
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::thread::JoinHandleExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -239,16 +239,9 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         Progress {
-            bar: std::io::stderr().is_terminal().then(|| {
-                let bar = indicatif::ProgressBar::new(0);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "hydrating {bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
-                    )
-                    .expect("a valid progress template"),
-                );
-                bar
-            }),
+            bar: crate::byte_bar(
+                "hydrating {bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec}, {eta})",
+            ),
             files: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
         }

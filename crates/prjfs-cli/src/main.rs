@@ -95,6 +95,19 @@ fn main() -> ExitCode {
 
 /// An absolute, lexically normalized path (no symlink resolution, no access to the
 /// path itself: it may be inside a dead or virtual tree).
+/// A progress bar of bytes drawn with `template`, when stderr is a terminal
+/// (its length is set as it becomes known).
+pub(crate) fn byte_bar(template: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template).expect("a valid progress template"),
+        );
+        bar
+    })
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, String> {
     let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = PathBuf::new();

@@ -95,16 +95,17 @@ fn make_tree(dir: &Path, p: &ArchiveParams) -> Result<(Vec<PathBuf>, u64), Strin
 }
 
 fn sh(script: &str) -> Result<(), String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .map_err(|e| format!("sh: {e}"))?;
+    run_ok(Command::new("sh").arg("-c").arg(script), script)
+}
+
+/// Run `cmd` (`what` names it in errors); its stderr in the error on failure.
+fn run_ok(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "`{script}` failed: {}",
+            "`{what}` failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
     }
@@ -319,20 +320,10 @@ fn one_format(
         let pid3 = m.daemon_pid()?;
         progress(&format!("archive: {kind}: prjfs hydrate {label}"));
         let t_hydrate = timed(|| {
-            let out = Command::new(&exe)
-                .arg("hydrate")
-                .args(args)
-                .arg(&root3)
-                .output()
-                .map_err(|e| format!("prjfs hydrate: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "prjfs hydrate failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            }
+            run_ok(
+                Command::new(&exe).arg("hydrate").args(args).arg(&root3),
+                &format!("prjfs hydrate {label}"),
+            )
         })?;
         hwm3 = hwm3.max(status_kb(pid3, "VmHWM:"));
         drop(m);

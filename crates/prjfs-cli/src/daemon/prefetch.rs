@@ -8,10 +8,10 @@
 //! thread, each waiting for its file's answer before taking the next), and
 //! only `jobs - 1` while the client still walks (its listings and lookups
 //! may raise callbacks too), so at most `jobs` callbacks of the command are
-//! in flight. Once the client hangs
-//! up no file is started and every file in hand is cancelled through its
-//! request's cancel slot (its GetFileData cancelled, its temp file dropped:
-//! hydration is all or nothing); the answer comes after every worker ended.
+//! in flight. Once the client hangs up no file is started and every file in
+//! hand is cancelled through its request's cancel slot (its GetFileData
+//! cancelled, its temp file dropped: hydration is all or nothing); the
+//! answer comes after every worker ended.
 
 use std::collections::VecDeque;
 use std::path::Path;
