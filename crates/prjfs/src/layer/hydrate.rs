@@ -59,6 +59,9 @@ pub struct Hydration {
     /// For a placeholder kept as a record: the path the provider knows it by,
     /// which identifies it if it gets an on-disk item before the end.
     origin: Option<PathBuf>,
+    /// The owner and permission bits the temp file has while nothing has
+    /// formed it yet (taken by the first forming, which changes them).
+    shape: Mutex<Option<super::spare::Shape>>,
 }
 
 impl Hydration {
@@ -228,6 +231,12 @@ impl Hydration {
         })
     }
 
+    /// The owner and permission bits of the temp file as made, if known and
+    /// not formed since; the caller is about to form it.
+    fn take_shape(&self) -> Option<super::spare::Shape> {
+        self.shape.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// The first unwritten range within `[0, size)`.
     fn first_gap(&self, size: u64) -> Option<(u64, u64)> {
         let ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
@@ -298,8 +307,20 @@ impl Layer {
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
         let mut origin = None;
-        let item = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => {
+        // A record is taken without looking at the disk: an on-disk item
+        // made from it since is told from another by its origin when the
+        // hydration finishes.
+        let virt = self.virtual_at(rel);
+        let stat = match virt {
+            Some(_) => None,
+            None => match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(Errno::NOENT) => None,
+                Err(e) => return Err(LayerError::io("statat", rel, e)),
+            },
+        };
+        let item = match stat {
+            Some(st) => {
                 let rec = self.read_record(dir, &loc.name, rel)?;
                 if !needs_hydration(st.st_mode, &rec) {
                     return Err(LayerError::InvalidState {
@@ -309,8 +330,8 @@ impl Layer {
                 }
                 dev_ino(&st)
             }
-            // A placeholder kept as a record: no on-disk item yet.
-            Err(Errno::NOENT) => match self.virtual_at(rel) {
+            // A placeholder kept as a record: no on-disk item (yet).
+            None => match virt.or_else(|| self.virtual_at(rel)) {
                 Some(v) => {
                     origin = super::virt::item(rel, &v).origin;
                     (0, v.serial)
@@ -321,14 +342,13 @@ impl Layer {
                     })
                 }
             },
-            Err(e) => return Err(LayerError::io("statat", rel, e)),
         };
         // An unnamed spare is made and opened already, and is linked into
         // place (no entry in `.prjfs/spare` to add and remove); else a named
         // spare is used where it was made: one rename less than moving it
         // into `tmp`, and the same garbage for the next open after a crash.
-        let (fd, temp) = match self.spares.take_unnamed() {
-            Some(fd) => (fd, None),
+        let (fd, temp, shape) = match self.spares.take_unnamed() {
+            Some((fd, shape)) => (fd, None, shape),
             None => {
                 let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let (dir, name, flags) = match self.spares.take_in_place(super::spare::Kind::File) {
@@ -341,7 +361,7 @@ impl Layer {
                 };
                 let fd = rustix::fs::openat(&*dir, &name, flags, Mode::from_raw_mode(0o600))
                     .map_err(|e| LayerError::io("create hydration file", rel, e))?;
-                (fd, Some((dir, name)))
+                (fd, Some((dir, name)), None)
             }
         };
         Ok(Hydration {
@@ -354,6 +374,7 @@ impl Layer {
             placed: AtomicBool::new(false),
             item,
             origin,
+            shape: Mutex::new(shape),
         })
     }
 
@@ -392,6 +413,18 @@ impl Layer {
         let _guard = self.lock();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
+        // The record this hydration began for, if it still stands, is
+        // placed without looking at the disk first: linking never replaces,
+        // so an on-disk item made there since fails it with `EEXIST`, and the
+        // disk's answer is taken below as if it had been looked at first.
+        if h.item.0 == 0 {
+            if let Some(vrec) = self.virtual_at(rel).filter(|v| v.serial == h.item.1) {
+                match self.finish_virtual(h, rel, &loc, vrec, formed.as_ref()) {
+                    Err(e) if e.is_errno(libc::EEXIST) => {}
+                    r => return r,
+                }
+            }
+        }
         let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => match self.virtual_at(rel) {
@@ -450,6 +483,7 @@ impl Layer {
         self.copy_user_xattrs(dir, &loc.name, h.file.as_fd(), rel)?;
         self.form_item(
             h.file.as_fd(),
+            h.take_shape(),
             (st.st_uid, st.st_gid),
             st.st_mode & 0o7777,
             &rec.encode_at(rel),
@@ -495,6 +529,7 @@ impl Layer {
         };
         self.form_item(
             h.file.as_fd(),
+            h.take_shape(),
             (vrec.uid, vrec.gid),
             u32::from(vrec.perm),
             &rec.encode_at(rel),
@@ -547,7 +582,7 @@ impl Layer {
         }
         .map_err(|e| LayerError::io("renameat", rel, e))?;
         h.placed.store(true, Ordering::SeqCst);
-        self.vstore.remove(rel);
+        self.vstore.remove_shadowed(rel);
         Ok(())
     }
 }

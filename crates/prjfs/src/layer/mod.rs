@@ -69,6 +69,8 @@ mod tests_attr;
 #[cfg(test)]
 mod tests_origin;
 #[cfg(test)]
+mod tests_placing;
+#[cfg(test)]
 mod tests_rw;
 mod update;
 mod virt;
@@ -461,6 +463,21 @@ impl Layer {
             return Ok(Some(item));
         }
         Ok(rec.map(|rec| virt::item(rel, &rec)))
+    }
+
+    /// [`Layer::lookup`] for a hydration about to begin: a placeholder file
+    /// kept as a record is taken as it is, without looking at the disk.
+    ///
+    /// An on-disk item stands beside a record only while an operation that
+    /// made it is still under way (it removes the record before it ends);
+    /// the hydration that follows finds it when it puts its file in place
+    /// (which never replaces an item) and acts on it then.
+    pub fn lookup_to_hydrate(&self, rel: &Path) -> Result<Option<Item>> {
+        path::components(rel)?;
+        match self.vstore.get(rel) {
+            Some(rec) => Ok(Some(virt::item(rel, &rec))),
+            None => self.lookup(rel),
+        }
     }
 
     /// [`Layer::lookup`] of what is on disk only (records are not consulted).

@@ -596,6 +596,7 @@ impl Layer {
     pub fn delete(&self, rel: &Path, leave_tombstone: bool) -> Result<()> {
         let comps = path::components(rel)?;
         let _guard = self.lock();
+        self.vstore.settle();
         let loc = self.locate_in_dir(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
         let (st, _) = self.existing(dir, &loc.name, rel)?;

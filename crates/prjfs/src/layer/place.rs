@@ -51,15 +51,27 @@ impl Layer {
             return Err(LayerError::io("write placeholder", rel, Errno::NAMETOOLONG));
         }
         let dir = loc.dir(self.root.as_fd());
-        match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(_) => return self.fill_listed_version(rel, info),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(LayerError::io("statat", rel, e)),
-        }
         let basic = &info.basic;
-        let owner = match basic.owner {
-            Some(owner) => owner,
-            None => {
+        // A file kept as a record (from a listing, most often) is written
+        // over without looking at the disk: an on-disk item made from it
+        // since keeps the record's state and is asked again at its next use
+        // (the record only ever gains a version here). Without an owner of
+        // its own it keeps the one the record was given.
+        let listed = match basic.kind {
+            FileKind::File => self.virtual_at(rel),
+            _ => None,
+        };
+        if listed.is_none() {
+            match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => return self.fill_listed_version(rel, info),
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(LayerError::io("statat", rel, e)),
+            }
+        }
+        let owner = match (basic.owner, &listed) {
+            (Some(owner), _) => owner,
+            (None, Some(old)) => (old.uid, old.gid),
+            (None, None) => {
                 let st =
                     rustix::fs::fstat(&self.root).map_err(|e| LayerError::io("fstat", "", e))?;
                 (st.st_uid, st.st_gid)
@@ -257,7 +269,7 @@ impl Layer {
                     rustix::fs::openat(tmp, tmp_name, flags, Mode::from_raw_mode(0o600))
                         .map_err(io("openat"))?
                 };
-                self.form_item(fd.as_fd(), (uid, gid), perm, &encoded, &times)
+                self.form_item(fd.as_fd(), None, (uid, gid), perm, &encoded, &times)
                     .map_err(io("set attributes"))?;
             }
         }
@@ -266,20 +278,30 @@ impl Layer {
 
     /// Give an open item its owner, permissions, record and times, in an order that
     /// keeps each step from undoing the previous one (chown clears set-id bits).
+    /// `shape`: the owner and permission bits the item has now, when known; an
+    /// owner or mode it has already is not set again.
     pub(super) fn form_item(
         &self,
         fd: BorrowedFd<'_>,
+        shape: Option<super::spare::Shape>,
         (uid, gid): (u32, u32),
         perm: u32,
         record: &[u8],
         times: &Timestamps,
     ) -> std::result::Result<(), Errno> {
-        self.ignore_eperm(rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        ))?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(perm))?;
+        let owned = shape.is_some_and(|(u, g, _)| (u, g) == (uid, gid));
+        if !owned {
+            self.ignore_eperm(rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            ))?;
+        }
+        // A chown may have cleared set-id bits: the mode is set after it
+        // unless it was skipped and the mode is the one the item has.
+        if !(owned && shape.is_some_and(|(_, _, p)| p == perm)) {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(perm))?;
+        }
         xattr::fset(fd, &self.meta_name, record)?;
         rustix::fs::futimens(fd, times)
     }
@@ -356,6 +378,7 @@ impl Layer {
     pub fn remove(&self, rel: &Path) -> Result<()> {
         let comps = path::components(rel)?;
         let _guard = self.lock();
+        self.vstore.settle();
         let loc = self.locate_existing_parent(rel, &comps)?;
         let dir = loc.dir(self.root.as_fd());
         let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {

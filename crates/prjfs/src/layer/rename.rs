@@ -69,6 +69,7 @@ impl Layer {
         tombstone_at_from: bool,
     ) -> Result<()> {
         let _guard = self.lock();
+        self.vstore.settle();
         let renamed = self.rename_locked(from, to, flags, tombstone_at_from);
         // Whatever moved (a directory, or one swapped out for a tombstone),
         // before anything else can locate below it.

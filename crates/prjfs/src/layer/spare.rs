@@ -58,7 +58,14 @@ struct Unnamed {
     unsupported: bool,
     /// One was made and linked once.
     probed: bool,
+    /// Owner and permission bits every unnamed spare is made with (they
+    /// are all made alike, by this process in one directory), learnt from
+    /// the first: forming a spare skips what it has already.
+    shape: Option<Shape>,
 }
+
+/// Owner and permission bits of a new file: `(uid, gid, mode & 0o7777)`.
+pub(super) type Shape = (u32, u32, u32);
 
 /// What the thread is to make next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,11 +170,13 @@ impl Spares {
             .map(|name| (Arc::clone(&self.shared.dir), name))
     }
 
-    /// An unnamed spare file (open for reading and writing, mode 0600, in
-    /// `.prjfs/spare`'s file system): the caller's from now on, to link
-    /// somewhere ([`link_unnamed`]) or drop. `None`: none is ready, or the
-    /// file system has none to give; the caller takes a named one.
-    pub(super) fn take_unnamed(&self) -> Option<OwnedFd> {
+    /// An unnamed spare file (open for reading and writing, in
+    /// `.prjfs/spare`'s file system) and the owner and permission bits it
+    /// has, when known (made with mode 0644 less the umask: nobody can open
+    /// it but through this fd): the caller's from now on, to link somewhere
+    /// ([`link_unnamed`]) or drop. `None`: none is ready, or the file system
+    /// has none to give; the caller takes a named one.
+    pub(super) fn take_unnamed(&self) -> Option<(OwnedFd, Option<Shape>)> {
         let mut st = self.shared.lock();
         if st.stopped || st.unnamed.unsupported {
             return None;
@@ -175,8 +184,9 @@ impl Spares {
         st.unnamed.wanted = true;
         let fd = st.unnamed.fds.pop();
         let wake = st.unnamed.fds.len() <= STOCK / 2;
+        let shape = st.unnamed.shape;
         self.start_or_wake(&mut st, wake);
-        fd
+        fd.map(|fd| (fd, shape))
     }
 
     /// A spare of `kind` out of stock, if one is ready; wakes the thread to
@@ -319,9 +329,11 @@ impl Shared {
             self.dir.as_fd(),
             c".",
             OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(0o644),
         )?;
         if !self.lock().unnamed.probed {
+            let st = rustix::fs::fstat(&fd)?;
+            self.lock().unnamed.shape = Some((st.st_uid, st.st_gid, st.st_mode & 0o7777));
             let probe = c"probe-link";
             let _ = rustix::fs::unlinkat(self.dir.as_fd(), probe, AtFlags::empty());
             link_unnamed(fd.as_fd(), self.dir.as_fd(), probe)?;

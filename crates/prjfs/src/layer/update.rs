@@ -143,6 +143,7 @@ impl Layer {
     /// symlink, a tombstone, or an empty directory ([`LayerError::NotEmpty`]
     /// otherwise). The caller holds the lock.
     fn remove_for_update(&self, rel: &Path, comps: &[&OsStr], item: &Item) -> Result<()> {
+        self.vstore.settle();
         let loc = self.locate_existing_parent(rel, comps)?;
         let dir = loc.dir(self.root.as_fd());
         let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {

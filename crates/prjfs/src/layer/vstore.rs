@@ -26,6 +26,11 @@
 //!   or corrupt tail ends the replay (a crash mid-append loses that batch only).
 //! * Entries reach the log in the order they were appended: one buffer, written
 //!   whole under the store's lock.
+//! * A removal is written at once, with everything before it, except that of
+//!   a record whose path got an on-disk item ([`VStore::remove_shadowed`]:
+//!   a hydrated file), which waits for the next batch: a record replayed
+//!   beside an on-disk item is dropped at open. The layer writes such
+//!   waiting removals ([`VStore::settle`]) before any item leaves a path.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -98,6 +103,10 @@ struct State {
     batches: u64,
     log_len: u64,
     log: Option<File>,
+    /// `pending` holds the removal of a record whose path has an on-disk
+    /// item now ([`VStore::remove_shadowed`]): written with the next batch,
+    /// or before an item leaves a path ([`VStore::settle`]).
+    shadowed: bool,
     stopping: bool,
     /// The test-only hold ([`vstore_hold`]): a FIFO, when enabled.
     hold: Option<PathBuf>,
@@ -387,6 +396,7 @@ impl State {
     }
 
     fn clear_pending(&mut self) {
+        self.shadowed = false;
         self.pending.clear();
         self.pending_entries = 0;
         self.last_entry = 0;
@@ -418,6 +428,7 @@ impl VStore {
             batches: 0,
             log_len: 0,
             log: None,
+            shadowed: false,
             stopping: false,
             hold: vstore_hold::from_env(),
         };
@@ -494,6 +505,7 @@ impl VStore {
                 batches: 0,
                 log_len: 0,
                 log: None,
+                shadowed: false,
                 stopping: true,
                 hold: None,
             }),
@@ -650,6 +662,31 @@ impl VStore {
         st.append(&encode_paths(OP_DEL, &[path]));
         st.flush(Why::Remove);
         Some(old)
+    }
+
+    /// [`VStore::remove`] of a record whose path now has an on-disk item
+    /// (its file was hydrated): written with the next batch rather than at
+    /// once. Until then a crash leaves the record beside that item, which
+    /// wins when the store is opened again — as long as an item stays at
+    /// the path: before an item leaves one (an unlink, a rename away, a
+    /// provider-driven removal), the layer calls [`VStore::settle`].
+    pub(crate) fn remove_shadowed(&self, path: &Path) -> Option<VRec> {
+        let mut st = self.lock();
+        let old = st.remove(path)?;
+        st.shadowed = true;
+        if st.append(&encode_paths(OP_DEL, &[path])) {
+            st.flush(Why::Full);
+        }
+        Some(old)
+    }
+
+    /// Write the removals of [`VStore::remove_shadowed`] still pending, with
+    /// everything before them: an item is about to leave its path.
+    pub(crate) fn settle(&self) {
+        let mut st = self.lock();
+        if st.shadowed {
+            st.flush(Why::Remove);
+        }
     }
 
     /// The directory `from` was renamed to `to`: its records follow. Written at

@@ -283,7 +283,7 @@ impl Inner {
         }
         // Under the lock: a fetch that ended since `item` was read has put the
         // file in place before leaving the table.
-        let item = match self.item(path) {
+        let item = match self.item_to_hydrate(path) {
             Ok(i) => i,
             Err(_) => item.clone(),
         };

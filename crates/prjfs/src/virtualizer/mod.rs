@@ -684,6 +684,22 @@ impl Inner {
         }
     }
 
+    /// [`Inner::item`] for a hydration about to begin
+    /// ([`crate::layer::Layer::lookup_to_hydrate`]).
+    pub(crate) fn item_to_hydrate(&self, path: &Path) -> Result<Item, Errno> {
+        if path.as_os_str().is_empty() {
+            return self.item(path);
+        }
+        match self.layer.lookup_to_hydrate(path) {
+            Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
+            Ok(_) => Err(libc::ENOENT),
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                Err(e.errno())
+            }
+        }
+    }
+
     fn new_handle_id(&self) -> u64 {
         self.next_handle.fetch_add(1, Ordering::Relaxed)
     }

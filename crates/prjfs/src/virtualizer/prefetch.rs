@@ -44,7 +44,7 @@ impl Inner {
         if check_rel_path(path).is_err() || path.as_os_str().is_empty() {
             return done(Err(libc::EINVAL));
         }
-        let item = match self.item(path) {
+        let item = match self.item_to_hydrate(path) {
             Ok(item) => item,
             Err(e) => return done(Err(e)),
         };
