@@ -40,13 +40,19 @@ pub enum ControlRequest {
     /// one says `{"done": true}`: the files are hydrated while the client
     /// still walks.
     Hydrate {
-        /// Relative paths of regular files.
+        /// Relative paths of regular files; with `walk`, of files or
+        /// directories (`""`: the root).
         paths: Vec<String>,
         /// Files hydrated at once.
         jobs: u32,
         /// More paths follow.
         #[serde(default)]
         more: bool,
+        /// The daemon walks `paths` itself and hydrates every regular file
+        /// under them; progress lines and the answer count the files found
+        /// (`walked`, `walked_bytes`).
+        #[serde(default)]
+        walk: bool,
     },
 }
 

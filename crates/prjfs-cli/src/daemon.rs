@@ -35,6 +35,7 @@ use crate::source::Source;
 
 mod answer;
 mod prefetch;
+mod walk;
 use answer::{answer, Served};
 
 #[derive(Args, Clone, Debug)]

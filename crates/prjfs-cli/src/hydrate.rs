@@ -17,7 +17,7 @@
 //! command exits with status 130.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -267,11 +267,8 @@ impl Progress {
     }
 }
 
-/// Paths sent to the daemon per line while walking.
-const BATCH: usize = 256;
-
-/// Walk `paths` (under `root`) and have the daemon of `root` hydrate the
-/// files as they are found; the files walked, and the files and bytes now
+/// Have the daemon of `root` walk `paths` (under `root`) and hydrate the
+/// files as it finds them; the files walked, and the files and bytes now
 /// local, or `None` when no daemon answers there (or it refuses): then they
 /// are to be read through the mount. `before` is what earlier roots counted.
 fn in_daemon(
@@ -282,61 +279,31 @@ fn in_daemon(
     before: (usize, u64),
     errors: &mut Vec<String>,
 ) -> Option<(usize, usize, u64)> {
+    // The daemon walks the paths itself: no listing or lookup through the
+    // kernel, and no kernel inode per entry.
+    let rels = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
     let req = ControlRequest::Hydrate {
-        paths: Vec::new(),
+        paths: rels,
         jobs,
-        more: true,
+        more: false,
+        walk: true,
     };
-    let walked = Arc::new(AtomicUsize::new(0));
-    let walk_errors = Arc::new(Mutex::new(Vec::new()));
-    let feed = {
-        let root = root.to_path_buf();
-        let walked = walked.clone();
-        let walk_errors = walk_errors.clone();
-        let progress = progress.clone();
-        Box::new(move |out: &mut dyn Write| {
-            let mut batch: Vec<String> = Vec::with_capacity(BATCH);
-            let mut batch_bytes = 0;
-            let send = |out: &mut dyn Write, v: serde_json::Value| {
-                let mut line = v.to_string();
-                line.push('\n');
-                out.write_all(line.as_bytes()).is_ok()
-            };
-            let mut errs = Vec::new();
-            let mut ok = true;
-            for p in &paths {
-                ok = walk(
-                    p,
-                    &mut |f, n| {
-                        let Ok(rel) = f.strip_prefix(&root) else {
-                            return true;
-                        };
-                        batch.push(rel.to_string_lossy().into_owned());
-                        batch_bytes += n;
-                        walked.fetch_add(1, Ordering::Relaxed);
-                        if batch.len() < BATCH {
-                            return true;
-                        }
-                        progress.grow(batch.len(), std::mem::take(&mut batch_bytes));
-                        send(
-                            out,
-                            serde_json::json!({ "paths": std::mem::take(&mut batch) }),
-                        )
-                    },
-                    &mut errs,
-                );
-                if !ok {
-                    break;
-                }
-            }
-            walk_errors.lock().expect("errors lock").append(&mut errs);
-            if ok {
-                progress.grow(batch.len(), batch_bytes);
-                if send(out, serde_json::json!({ "paths": batch })) {
-                    send(out, serde_json::json!({ "done": true }));
-                }
-            }
-        }) as control::Feed
+    // What the daemon's walk has found, as the progress bar counts it.
+    let mut found = (0usize, 0u64);
+    let mut grow = |v: &serde_json::Value| {
+        let walked = v["walked"].as_u64().unwrap_or(0) as usize;
+        let bytes = v["walked_bytes"].as_u64().unwrap_or(0);
+        if walked > found.0 {
+            progress.grow(walked - found.0, bytes.saturating_sub(found.1));
+            found = (walked, bytes);
+        }
     };
     let count = |v: &serde_json::Value| {
         let n = |k: &str| v[k].as_u64().unwrap_or(0);
@@ -345,9 +312,10 @@ fn in_daemon(
     let answer = control::call_long(
         root,
         &req,
-        Some(feed),
+        None,
         |line| {
             if let Some(p) = line.get("progress") {
+                grow(p);
                 let (d, b) = count(p);
                 progress.show(before.0 + d, before.1 + b);
             }
@@ -373,12 +341,14 @@ fn in_daemon(
             return None;
         }
         Err(e) => {
-            errors.append(&mut walk_errors.lock().expect("errors lock"));
             errors.push(format!("{}: {e}", root.display()));
-            return Some((walked.load(Ordering::Relaxed), 0, 0));
+            return Some((found.0, 0, 0));
         }
     };
-    errors.append(&mut walk_errors.lock().expect("errors lock"));
+    // A daemon of an older prjfs hydrates the paths as files and does not
+    // walk: the walk is then done here, reading through the mount.
+    let walked = answer.get("walked").and_then(|w| w.as_u64())? as usize;
+    grow(&answer);
     for e in answer["errors"].as_array().into_iter().flatten() {
         if let Some(e) = e.as_str() {
             errors.push(format!("{}/{e}", root.display()));
@@ -395,7 +365,7 @@ fn in_daemon(
     }
     let (d, b) = count(&answer);
     progress.show(before.0 + d, before.1 + b);
-    Some((walked.load(Ordering::Relaxed), d, b))
+    Some((walked, d, b))
 }
 
 /// Read every file of `files` through the mount, `jobs` at a time; the files

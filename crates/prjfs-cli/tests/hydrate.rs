@@ -374,3 +374,74 @@ fn ctrl_c_stops_hydrate_and_leaves_no_partial_file() {
         .collect();
     assert!(tmp_items.is_empty(), "left in .prjfs/tmp: {tmp_items:?}");
 }
+
+/// The daemon walks what it is given itself: a subdirectory (with nested
+/// directories), a single file, and a path that does not exist (named, exit
+/// status 1). Symlinks are not followed, files outside the paths stay
+/// placeholders, a file the client wrote is counted as local, and a
+/// directory the client deleted is not walked.
+#[test]
+fn the_daemon_walks_the_paths_it_is_given() {
+    if !mount_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    let root = tmp.path().join("root");
+    for d in ["a", "a/b", "a/b/c", "gone", "other"] {
+        std::fs::create_dir_all(source.join(d)).unwrap();
+        for f in 0..3 {
+            std::fs::write(source.join(d).join(format!("f{f}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("../other/f0", source.join("a/link")).unwrap();
+    std::fs::write(source.join("single"), "one file").unwrap();
+    std::fs::create_dir(&root).unwrap();
+    let m = CliMount::new(&bin(), &[], &source, &root);
+    std::fs::write(root.join("a/b/f1"), "written here").unwrap();
+    std::fs::remove_dir_all(root.join("gone")).unwrap();
+    let out = default_signals(&mut Command::new(BIN))
+        .arg("hydrate")
+        .args([
+            root.join("a"),
+            root.join("single"),
+            root.join("gone"),
+            root.join("nothere"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("running prjfs hydrate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // a, a/b, a/b/c: 3 files each (one of them written here), and `single`.
+    assert!(stdout.starts_with("hydrated 10 of 10 files"), "{stdout}");
+    assert!(
+        stderr.contains("nothere: No such file or directory"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gone: No such file or directory"),
+        "{stderr}"
+    );
+    for f in ["a/f0", "a/f2", "a/b/f0", "a/b/c/f2", "single"] {
+        assert_eq!(
+            file_state(&m, &root.join(f)),
+            "Placeholder|HydratedPlaceholder",
+            "{f}"
+        );
+    }
+    assert_eq!(file_state(&m, &root.join("a/b/f1")), "Full");
+    // Never listed nor looked up: the symlink to it was not followed.
+    assert_eq!(file_state(&m, &root.join("other/f0")), "Virtual");
+    assert_eq!(
+        std::fs::read_to_string(root.join("a/b/c/f1")).unwrap(),
+        "a/b/c/1"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("a/link")).unwrap(),
+        Path::new("../other/f0")
+    );
+    drop(m);
+}

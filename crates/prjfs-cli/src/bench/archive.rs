@@ -191,7 +191,6 @@ fn one_format(
     let n = files.len() as u64;
     // The peer: unpack into a new directory (page cache warm for the archive).
     let unpacked = scratch.join(format!("unpacked-{kind}"));
-    std::fs::create_dir_all(&unpacked).map_err(io_err(&unpacked))?;
     let (peer_name, unpack) = if kind == "zip" {
         (
             "unzip",
@@ -217,6 +216,7 @@ fn one_format(
     let mut t_unpack = Vec::new();
     for rep in 0..p.reps {
         progress(&format!("archive: {kind}: {peer_name} {}", rep + 1));
+        std::fs::create_dir_all(&unpacked).map_err(io_err(&unpacked))?;
         sh("sync")?;
         t_unpack.push(timed(|| sh(&unpack))?);
         sh(&format!("rm -rf '{}'", unpacked.display()))?;

@@ -57,6 +57,9 @@ struct Job<'a> {
     stop: AtomicBool,
     /// The cancel slot of the file each worker has in hand.
     slots: Mutex<Vec<Option<CancelSlot>>>,
+    /// Files the daemon's own walk found so far, and their bytes.
+    walked: AtomicUsize,
+    walked_bytes: AtomicU64,
     hydrated: AtomicUsize,
     local: AtomicUsize,
     bytes: AtomicU64,
@@ -174,12 +177,7 @@ impl Job<'_> {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let ctx = RequestCtx {
-                pid: u32::try_from(peer.pid.as_raw_nonzero().get()).unwrap_or(0),
-                uid: peer.uid.as_raw(),
-                gid: peer.gid.as_raw(),
-                cancel: slot,
-            };
+            let ctx = ctx_of(peer, slot);
             let (tx, rx) = mpsc::sync_channel(1);
             self.virt.prefetch(
                 &ctx,
@@ -199,23 +197,73 @@ impl Job<'_> {
                 }
                 Ok(Ok(Prefetched::NotAFile)) => {}
                 Ok(Err(_)) if self.stop.load(Ordering::SeqCst) => {}
-                Ok(Err(errno)) => self.fail(path, &std::io::Error::from_raw_os_error(errno)),
-                Err(_) => self.fail(path, &std::io::Error::other("no answer")),
+                Ok(Err(errno)) => self.fail(format!(
+                    "{path}: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                )),
+                Err(_) => self.fail(format!("{path}: no answer")),
             }
         }
         self.slots.lock().expect("slots lock")[i] = None;
     }
 
-    fn fail(&self, path: &str, e: &std::io::Error) {
+    /// A path that failed: `what` is `path: error`.
+    fn fail(&self, what: String) {
         self.failed.fetch_add(1, Ordering::SeqCst);
         let mut errors = self.errors.lock().expect("errors lock");
         if errors.len() < ERRORS_NAMED {
-            errors.push(format!("{path}: {e}"));
+            errors.push(what);
         }
+    }
+
+    /// The daemon's own walk of `roots` (with cancel slot `slot` of the
+    /// slots), queueing the files it finds; the feed is complete after it.
+    fn walk(&self, roots: &[String], slot: usize, peer: &rustix::net::UCred) {
+        let cancel = CancelSlot::new();
+        self.slots.lock().expect("slots lock")[slot] = Some(cancel.clone());
+        let ctx = ctx_of(peer, cancel);
+        let mut walk = super::walk::Walk {
+            virt: self.virt,
+            ctx: &ctx,
+            errors: Vec::new(),
+        };
+        for root in roots {
+            if self.stop.load(Ordering::SeqCst) || !walk.walk(root, &mut |files| self.queue(files))
+            {
+                break;
+            }
+        }
+        self.slots.lock().expect("slots lock")[slot] = None;
+        for e in walk.errors {
+            self.fail(e);
+        }
+        self.feed.lock().expect("feed lock").complete = true;
+        self.fed.notify_all();
+    }
+
+    /// Queue files the walk found, waiting while [`QUEUED_MAX`] paths wait;
+    /// `false` once stopped.
+    fn queue(&self, files: Vec<(String, u64)>) -> bool {
+        self.walked.fetch_add(files.len(), Ordering::SeqCst);
+        let bytes = files.iter().map(|(_, n)| n).sum();
+        self.walked_bytes.fetch_add(bytes, Ordering::SeqCst);
+        let mut feed = self.feed.lock().expect("feed lock");
+        while feed.paths.len() >= QUEUED_MAX && !self.stop.load(Ordering::SeqCst) {
+            feed = self.fed.wait(feed).expect("feed lock");
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        feed.paths.extend(files.into_iter().map(|(p, _)| p));
+        drop(feed);
+        self.fed.notify_all();
+        true
     }
 
     fn counts(&self) -> serde_json::Value {
         serde_json::json!({
+            "walked": self.walked.load(Ordering::SeqCst),
+            "walked_bytes": self.walked_bytes.load(Ordering::SeqCst),
             "hydrated": self.hydrated.load(Ordering::SeqCst),
             "local": self.local.load(Ordering::SeqCst),
             "failed": self.failed.load(Ordering::SeqCst),
@@ -224,14 +272,27 @@ impl Job<'_> {
     }
 }
 
+/// The context of a request for the client `peer`.
+fn ctx_of(peer: &rustix::net::UCred, cancel: CancelSlot) -> RequestCtx {
+    RequestCtx {
+        pid: u32::try_from(peer.pid.as_raw_nonzero().get()).unwrap_or(0),
+        uid: peer.uid.as_raw(),
+        gid: peer.gid.as_raw(),
+        cancel,
+    }
+}
+
 /// Hydrate `paths` (relative to the root), and with `more` those the client
-/// sends after them, `jobs` at a time for the client on `conn`; the answer
-/// counts what was done.
+/// sends after them, `jobs` at a time for the client on `conn`; with `walk`,
+/// `paths` are files or directories that the daemon walks itself
+/// ([`super::walk`]) while it hydrates what it found. The answer counts what
+/// was done.
 pub(super) fn run(
     virt: &Virtualizer,
     conn: &Conn,
     paths: Vec<String>,
     more: bool,
+    walk: bool,
     jobs: u32,
 ) -> serde_json::Value {
     let peer = match conn.peer() {
@@ -246,20 +307,28 @@ pub(super) fn run(
             "error": format!("{} (uid {})", crate::control::HYDRATE_REFUSED, me.as_raw()),
         });
     }
-    let jobs = if more {
+    let jobs = if more || walk {
         jobs.max(1) as usize
     } else {
         (jobs.max(1) as usize).min(paths.len().max(1))
     };
+    let (files, roots) = if walk {
+        (Vec::new(), paths)
+    } else {
+        (paths, Vec::new())
+    };
     let job = Job {
         virt,
         feed: Mutex::new(Feed {
-            paths: paths.into(),
-            complete: !more,
+            paths: files.into(),
+            complete: !more && !walk,
         }),
         fed: Condvar::new(),
         stop: AtomicBool::new(false),
-        slots: Mutex::new(vec![None; jobs]),
+        // One more for the walk.
+        slots: Mutex::new(vec![None; jobs + 1]),
+        walked: AtomicUsize::new(0),
+        walked_bytes: AtomicU64::new(0),
         hydrated: AtomicUsize::new(0),
         local: AtomicUsize::new(0),
         bytes: AtomicU64::new(0),
@@ -282,6 +351,16 @@ pub(super) fn run(
                 });
             if spawned.is_err() {
                 *job.running.lock().expect("running lock") -= 1;
+            }
+        }
+        if walk {
+            let (job, peer, roots) = (&job, &peer, &roots);
+            let spawned = std::thread::Builder::new()
+                .name("prjfs-walk".into())
+                .spawn_scoped(s, move || job.walk(roots, jobs, peer));
+            if let Err(e) = spawned {
+                job.fail(format!("(walk): cannot start a thread: {e}"));
+                job.stop();
             }
         }
         // More paths come on the connection; the client hangs up to stop it.
