@@ -32,7 +32,8 @@ const BUFFER_CHUNK: usize = 1 << 20;
 /// it without [`Layer::finish_hydration`] deletes the temp file.
 #[derive(Debug)]
 pub struct Hydration {
-    file: File,
+    /// The temp file; shared with the readers of [`Hydration::reader`].
+    file: Arc<File>,
     stream_id: u64,
     /// The temp file's directory and name: `.prjfs/tmp`, or `.prjfs/spare`
     /// when the temp file is a spare taken where it was made (emptied by the
@@ -197,14 +198,12 @@ impl Hydration {
         Ok(copied)
     }
 
-    /// A second descriptor of the temp file, for reading what has been written:
-    /// it stays valid after the file is put in place (the same inode).
-    pub fn reader(&self) -> Result<File> {
-        self.file.try_clone().map_err(|e| LayerError::Io {
-            op: "dup",
-            path: Path::new(".prjfs/tmp").to_path_buf(),
-            source: e,
-        })
+    /// The temp file, for reading what has been written (`pread`): it stays
+    /// valid after the file is put in place (the same inode) and after this
+    /// hydration is dropped. The same open file as the hydration's (no
+    /// second descriptor: a `dup` would share it anyway).
+    pub fn reader(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     /// Whether every byte of `[start, end)` has been written.
@@ -365,7 +364,7 @@ impl Layer {
             }
         };
         Ok(Hydration {
-            file: File::from(fd),
+            file: Arc::new(File::from(fd)),
             stream_id: self.next_id.fetch_add(1, Ordering::Relaxed),
             temp,
             ranges: Mutex::new(Vec::new()),

@@ -309,7 +309,7 @@ impl Inner {
                 return Err(e.errno());
             }
         };
-        let reader = hydration.reader().map_err(|e| e.errno())?;
+        let reader = hydration.reader();
         // The provider finds content by the path the placeholder was created at.
         let origin = item.origin.clone().unwrap_or_else(|| path.to_path_buf());
         let ranged = self
@@ -330,7 +330,7 @@ impl Inner {
         let fetch = Arc::new(Fetch {
             streams: ranged.is_some() || item.attr.size > STREAM_MIN,
             command: AtomicU64::new(0),
-            reader: Arc::new(reader),
+            reader,
             placed: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
             ranged,
