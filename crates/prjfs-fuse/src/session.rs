@@ -48,6 +48,7 @@ impl Default for SessionConfig {
                 | abi::FUSE_BIG_WRITES
                 | abi::FUSE_CACHE_SYMLINKS
                 | abi::FUSE_ATOMIC_O_TRUNC
+                | abi::FUSE_HANDLE_KILLPRIV_V2
                 | abi::FUSE_INIT_EXT
                 | abi::FUSE_PASSTHROUGH,
             max_background: 64,

@@ -247,16 +247,25 @@ impl Filesystem for FuseFs {
                 Err(e) => reply.error(e),
             },
             Operation::Open { .. } if self.no_open => reply.error(libc::ENOSYS),
-            Operation::Open { flags, .. } => {
+            Operation::Open { flags, open_flags } => {
                 let ctx = Self::ctx(&req, &reply);
                 let virt = self.virt.clone();
                 let io = self.io.clone();
+                // An O_TRUNC open by a caller without CAP_FSETID: the
+                // truncation drops the set-ID bits (FUSE_HANDLE_KILLPRIV_V2).
+                let drop_set_id = open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0;
                 self.virt.open(
                     &ctx,
                     node,
                     flags as i32,
                     Box::new(move |r: Result<Opened, i32>| match r {
                         Ok(opened) => {
+                            if drop_set_id {
+                                if let Err(e) = virt.drop_set_id(node) {
+                                    virt.discard(opened.fh);
+                                    return reply.error(e);
+                                }
+                            }
                             let out = io.open_out(node, &opened, &virt);
                             if reply.try_value(&out).is_err() {
                                 // The kernel never saw this handle: no RELEASE follows.
@@ -398,7 +407,11 @@ impl Filesystem for FuseFs {
             Operation::Fsync { fh, datasync } => empty_reply(reply, self.virt.fsync(fh, datasync)),
             Operation::FsyncDir { .. } => reply.ok(),
             Operation::Write {
-                fh, offset, data, ..
+                fh,
+                offset,
+                data,
+                write_flags,
+                ..
             } => {
                 let ctx = Self::ctx(&req, &reply);
                 self.virt.write(
@@ -406,6 +419,7 @@ impl Filesystem for FuseFs {
                     fh,
                     offset,
                     data,
+                    write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0,
                     Box::new(move |r: Result<u32, i32>| match r {
                         Ok(n) => reply.value(&abi::FuseWriteOut {
                             size: n,
@@ -518,6 +532,7 @@ impl Filesystem for FuseFs {
                 );
             }
             Operation::SetAttr {
+                valid,
                 fh,
                 size,
                 mode,
@@ -536,14 +551,30 @@ impl Filesystem for FuseFs {
                     atime: atime.map(time_spec),
                     mtime: mtime.map(time_spec),
                 };
+                // A truncation or owner change by a caller without
+                // CAP_FSETID drops the set-ID bits (FUSE_HANDLE_KILLPRIV_V2).
+                let drop_set_id = valid & abi::FATTR_KILL_SUIDGID != 0;
+                let virt = self.virt.clone();
                 self.virt.setattr(
                     &ctx,
                     node,
                     fh.filter(|&h| h != 0),
                     attr,
-                    Box::new(move |r: Result<Item, i32>| match r {
-                        Ok(item) => reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item))),
-                        Err(e) => reply.error(e),
+                    Box::new(move |r: Result<Item, i32>| {
+                        let r = match r {
+                            // A node whose last name went keeps its bits.
+                            Ok(item) if drop_set_id => match virt.drop_set_id(node) {
+                                Err(libc::ESTALE | libc::ENOENT) => Ok(item),
+                                r => r,
+                            },
+                            r => r,
+                        };
+                        match r {
+                            Ok(item) => {
+                                reply.value(&attr_out(&file_attr(&item.attr), attr_ttl(&item)))
+                            }
+                            Err(e) => reply.error(e),
+                        }
                     }),
                 );
             }
@@ -554,13 +585,29 @@ impl Filesystem for FuseFs {
                 mode,
             } => {
                 let ctx = Self::ctx(&req, &reply);
+                // FALLOCATE carries no kill flag, and with
+                // FUSE_HANDLE_KILLPRIV_V2 the kernel leaves the set-ID bits to
+                // the daemon: a caller other than root is taken to lack
+                // CAP_FSETID, as ext4 would find (a set-ID file is never
+                // opened with passthrough, so this request comes here).
+                let drop_set_id = req.header.uid != 0;
+                let virt = self.virt.clone();
                 self.virt.fallocate(
                     &ctx,
                     fh,
                     offset,
                     length,
                     mode,
-                    Box::new(move |r| empty_reply(reply, r)),
+                    Box::new(move |r| {
+                        let r = r.and_then(|()| match drop_set_id {
+                            true => match virt.drop_set_id(node) {
+                                Ok(_) | Err(libc::ESTALE | libc::ENOENT) => Ok(()),
+                                Err(e) => Err(e),
+                            },
+                            false => Ok(()),
+                        });
+                        empty_reply(reply, r)
+                    }),
                 );
             }
             Operation::CopyFileRange { .. } => reply.error(libc::EOPNOTSUPP),

@@ -81,8 +81,10 @@ impl FuseFs {
                 fh: 0,
                 offset,
                 data,
+                write_flags,
                 ..
             } => {
+                let drop_set_id = write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0;
                 let ctx = Self::ctx(&req, &reply);
                 let virt = self.virt.clone();
                 let ctx2 = ctx.clone();
@@ -100,6 +102,7 @@ impl FuseFs {
                             fh,
                             offset,
                             &data,
+                            drop_set_id,
                             Box::new(move |r: Result<u32, i32>| {
                                 close();
                                 match r {

@@ -58,7 +58,8 @@ pub struct Opened {
     pub local: bool,
     /// Writes through this handle must come to the daemon (no passthrough):
     /// it is open for writing and a close notification must tell whether it
-    /// was written through.
+    /// was written through, or the file has a set-ID bit, which a write by a
+    /// writer without `CAP_FSETID` drops.
     pub observe_writes: bool,
 }
 
@@ -67,6 +68,11 @@ pub(crate) fn needs_data(item: &Item) -> bool {
     item.kind == FileKind::File
         && item.state.contains(OnDiskState::PLACEHOLDER)
         && !item.state.contains(OnDiskState::HYDRATED_PLACEHOLDER)
+}
+
+/// Whether `mode` has the set-user-ID or set-group-ID bit.
+pub(super) fn has_set_id(mode: u32) -> bool {
+    mode & (libc::S_ISUID | libc::S_ISGID) != 0
 }
 
 fn is_write(flags: i32) -> bool {
@@ -155,6 +161,11 @@ impl Inner {
             None => done,
         };
         let placeholder = item.state.contains(OnDiskState::PLACEHOLDER);
+        // A set-ID file is never opened with passthrough: its writes must reach
+        // the daemon, which drops the bits (FUSE_HANDLE_KILLPRIV_V2 leaves that
+        // to it, and a passthrough write is not seen). Passthrough is per node,
+        // so this holds for reading handles too.
+        let set_id = has_set_id(item.attr.mode);
         if !is_write(flags) {
             // The on-disk file is opened at the first read, or when the kernel is
             // to read it directly (local_file).
@@ -164,7 +175,7 @@ impl Inner {
                 fh,
                 placeholder,
                 local,
-                observe_writes: false,
+                observe_writes: set_id,
             }));
         }
         let truncate = flags & libc::O_TRUNC != 0;
@@ -179,7 +190,7 @@ impl Inner {
                 fh,
                 placeholder,
                 local: false,
-                observe_writes: false,
+                observe_writes: set_id,
             }));
         }
         let inner = self.clone();
@@ -206,7 +217,7 @@ impl Inner {
                     fh,
                     placeholder: false,
                     local: true,
-                    observe_writes: false,
+                    observe_writes: set_id,
                 }
             }))
         };
@@ -539,6 +550,7 @@ impl Inner {
         fh: u64,
         offset: u64,
         data: &[u8],
+        drop_set_id: bool,
         done: Responder<u32>,
     ) {
         let Some(handle) = self.file_handle(fh) else {
@@ -548,6 +560,7 @@ impl Inner {
             return done(Err(libc::EBADF));
         }
         let done = self.modifying(fh, done);
+        let node = handle.node;
         if !handle
             .convert_on_write
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -556,19 +569,39 @@ impl Inner {
                 handle
                     .file()
                     .ok_or(libc::EBADF)
+                    .and_then(|f| self.dropping_set_id(drop_set_id, node).map(|()| f))
                     .and_then(|f| write_at(&f, offset, data)),
             );
         }
         // First write through a handle opened on a placeholder: hydrate (unless
         // already local), make it full, then write to the on-disk file.
         let data = data.to_vec();
+        let inner = self.clone();
         self.convert_handle(
             ctx,
             fh,
             handle,
             false,
-            Box::new(move |r| done(r.and_then(|f| write_at(&f, offset, &data)))),
+            Box::new(move |r| {
+                done(
+                    r.and_then(|f| inner.dropping_set_id(drop_set_id, node).map(|()| f))
+                        .and_then(|f| write_at(&f, offset, &data)),
+                )
+            }),
         );
+    }
+
+    /// [`Inner::drop_set_id`] of `node` when `drop` (a write by a writer
+    /// without `CAP_FSETID`). A node whose last name went (still open) has
+    /// nothing to look up; its bits stay.
+    fn dropping_set_id(&self, drop: bool, node: u64) -> Result<(), Errno> {
+        if !drop {
+            return Ok(());
+        }
+        match self.drop_set_id(node) {
+            Ok(_) | Err(libc::ESTALE | libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The first change of content through `handle`, opened for writing on a

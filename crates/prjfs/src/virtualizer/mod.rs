@@ -435,8 +435,20 @@ impl Virtualizer {
     }
 
     /// Write to a handle opened for writing.
-    pub fn write(&self, ctx: &RequestCtx, fh: u64, offset: u64, data: &[u8], done: Responder<u32>) {
-        self.inner.write(ctx, fh, offset, data, done)
+    ///
+    /// `drop_set_id`: the writer lacks `CAP_FSETID` (`FUSE_WRITE_KILL_SUIDGID`);
+    /// the file's set-ID bits and capability go before the data is written
+    /// ([`Virtualizer::drop_set_id`]).
+    pub fn write(
+        &self,
+        ctx: &RequestCtx,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        drop_set_id: bool,
+        done: Responder<u32>,
+    ) {
+        self.inner.write(ctx, fh, offset, data, drop_set_id, done)
     }
 
     /// `fallocate(2)` (`mode`: the `FALLOC_FL_*` bits) through a handle opened
@@ -509,6 +521,15 @@ impl Virtualizer {
         done: Responder<Item>,
     ) {
         self.inner.setattr(ctx, node, fh, attr, done)
+    }
+
+    /// Drop the set-user-ID bit, the set-group-ID bit (when group-execute is
+    /// set) and `security.capability` of a regular file, as a write, truncation
+    /// or owner change by a writer without `CAP_FSETID` does on a local file
+    /// system (the kernel leaves it to the daemon: `FUSE_HANDLE_KILLPRIV_V2`).
+    /// Answers the item as it now is.
+    pub fn drop_set_id(&self, node: u64) -> Result<Item, Errno> {
+        self.inner.drop_set_id(node)
     }
 
     /// A user xattr.

@@ -279,7 +279,7 @@ impl Inner {
                 Box::new(move |r| match r {
                     Ok(()) => {
                         let mut opened = opened;
-                        opened.observe_writes = inner2.observes_writes(fh, node, &path);
+                        opened.observe_writes |= inner2.observes_writes(fh, node, &path);
                         done(Ok(opened))
                     }
                     Err(e) => {
