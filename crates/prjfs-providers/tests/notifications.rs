@@ -877,7 +877,16 @@ fn racing_conversions_share_one_pre_convert_to_full() {
         };
         let (fh1, fh2) = (open(), open());
         let write = |fh: u64, data: &'static [u8]| {
-            call(&|done| virt.write(&ctx, fh, 0, data, Box::new(move |r| done(r.map(u64::from)))))
+            call(&|done| {
+                virt.write(
+                    &ctx,
+                    fh,
+                    0,
+                    data,
+                    false,
+                    Box::new(move |r| done(r.map(u64::from))),
+                )
+            })
         };
         let (w1, w2) = (write(fh1, b"one"), write(fh2, b"two"));
         let recs = watcher.wait_count(seen + 3);

@@ -13,6 +13,7 @@ mod s3;
 mod soak;
 pub(crate) mod weed;
 mod workloads;
+mod write;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -64,6 +65,9 @@ enum Workload {
     Small,
     /// List a directory of 100k entries: virtual, then on disk.
     List,
+    /// Writes into a fresh mount of an empty source: create a 10k-file tree, and
+    /// a 256 MiB file written 4 KiB per write(2).
+    Write,
     /// Many clients read different files through a slow (latency) provider, in the
     /// default pended (async) mode and with --sync; the ideal is the latency bound.
     Async {
@@ -188,6 +192,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     if want(Workload::List) {
         record("list", suite.list())?;
+    }
+    if want(Workload::Write) {
+        record("write", suite.write())?;
     }
     let params = match &workload {
         Workload::Async {

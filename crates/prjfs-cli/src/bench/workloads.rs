@@ -1,7 +1,7 @@
 //! The file system workloads: each runs on the source directory (native) and
 //! through a prjfs mount of it (default mount options), in this process; `cold`,
 //! `stat` (first pass), `small` and `list` also through a bindfs mount of the same
-//! source when bindfs is installed (the peer).
+//! source when bindfs is installed (the peer). `write` is in `write.rs`.
 
 use std::fs::File;
 use std::io::Read;
@@ -30,6 +30,8 @@ pub struct Sizes {
     pub rand_reads: usize,
     /// list: one directory with this many entries.
     pub list: usize,
+    /// write: the file written 4 KiB at a time has this many bytes.
+    pub write_big: u64,
 }
 
 impl Sizes {
@@ -51,6 +53,7 @@ impl Sizes {
             big: 1 << 30,
             rand_reads: 200_000,
             list: 100_000,
+            write_big: 256 << 20,
         }
     }
 
@@ -72,6 +75,7 @@ impl Sizes {
             big: 64 << 20,
             rand_reads: 20_000,
             list: 10_000,
+            write_big: 16 << 20,
         }
     }
 }
@@ -294,13 +298,22 @@ impl Suite {
         &self.scratch.0
     }
 
+    pub(super) fn sizes(&self) -> &Sizes {
+        &self.sizes
+    }
+
+    /// Whether bindfs runs beside prjfs.
+    pub(super) fn has_peer(&self) -> bool {
+        self.peer.is_some()
+    }
+
     /// A new, empty directory to mount on.
     fn fresh_root(&mut self, name: &str) -> PathBuf {
         self.roots += 1;
         self.dir().join(format!("root-{name}-{}", self.roots))
     }
 
-    fn mount(&mut self, name: &str, source: &Path) -> Result<BenchMount, String> {
+    pub(super) fn mount(&mut self, name: &str, source: &Path) -> Result<BenchMount, String> {
         let root = self.fresh_root(name);
         BenchMount::new(&[], source, &root)
     }
@@ -317,7 +330,7 @@ impl Suite {
     }
 
     /// A fresh bindfs mount of `source` (call only when there is a peer).
-    fn bindfs(&mut self, name: &str, source: &Path) -> Result<BindfsMount, String> {
+    pub(super) fn bindfs(&mut self, name: &str, source: &Path) -> Result<BindfsMount, String> {
         let peer = self.peer.clone().ok_or("bindfs is not installed")?;
         let root = self.fresh_root(&format!("bindfs-{name}"));
         BindfsMount::new(&peer, source, &root)
