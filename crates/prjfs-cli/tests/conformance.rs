@@ -28,7 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use prjfs_testkit::{mount_available, CliMount};
+use prjfs_testkit::{mount_available, CliMount, SourceRootNative};
 use rustix::fs::{
     AtFlags, FallocateFlags, FileType, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
     CWD,
@@ -39,28 +39,20 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_prjfs"))
 }
 
-/// A temp dir holding `src/` (the store), `root/` (the mount) and `native/` (a
-/// plain directory on the same file system, for the reference results).
-struct Dirs {
-    _tmp: tempfile::TempDir,
-    source: PathBuf,
-    root: PathBuf,
-    native: PathBuf,
+/// The store (`src/`), the mount point (`root/`) and a plain directory of the
+/// same file system (`native/`, for the reference results).
+struct Dirs(SourceRootNative);
+
+impl std::ops::Deref for Dirs {
+    type Target = SourceRootNative;
+    fn deref(&self) -> &SourceRootNative {
+        &self.0
+    }
 }
 
 impl Dirs {
     fn new() -> Dirs {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let [source, root, native] = ["src", "root", "native"].map(|d| tmp.path().join(d));
-        for d in [&source, &root, &native] {
-            std::fs::create_dir(d).expect("mkdir");
-        }
-        Dirs {
-            _tmp: tmp,
-            source,
-            root,
-            native,
-        }
+        Dirs(SourceRootNative::new(false))
     }
 
     fn mount(&self) -> CliMount {

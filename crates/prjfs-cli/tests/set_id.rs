@@ -19,7 +19,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use prjfs_testkit::{mount_available, CliMount};
+use prjfs_testkit::{mount_available, CliMount, SourceRootNative};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_prjfs"))
@@ -135,36 +135,13 @@ fn has_capability(path: &Path) -> bool {
     }
 }
 
-struct Dirs {
-    _tmp: tempfile::TempDir,
-    source: PathBuf,
-    root: PathBuf,
-    native: PathBuf,
+/// The store, mount point and plain directory, searchable by uid 65534.
+fn dirs() -> SourceRootNative {
+    SourceRootNative::new(true)
 }
 
-impl Dirs {
-    /// `src/`, `root/` and `native/` in a temp dir every user can search (the
-    /// writer is uid 65534).
-    fn new() -> Dirs {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod tempdir");
-        let [source, root, native] = ["src", "root", "native"].map(|d| tmp.path().join(d));
-        for d in [&source, &root, &native] {
-            std::fs::create_dir(d).expect("mkdir");
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        }
-        Dirs {
-            _tmp: tmp,
-            source,
-            root,
-            native,
-        }
-    }
-
-    fn mount(&self) -> CliMount {
-        CliMount::new(&bin(), &[], &self.source, &self.root)
-    }
+fn mount(d: &SourceRootNative) -> CliMount {
+    CliMount::new(&bin(), &[], &d.source, &d.root)
 }
 
 #[test]
@@ -173,7 +150,7 @@ fn set_id_bits_are_dropped_by_unprivileged_writers_as_on_ext4() {
         eprintln!("skipping: needs root and /dev/fuse");
         return;
     }
-    let d = Dirs::new();
+    let d = dirs();
     // Projected copies of every case come from the store.
     for (name, m, _) in CASES {
         make(&d.source.join(format!("projected-{name}")), m);
@@ -181,7 +158,7 @@ fn set_id_bits_are_dropped_by_unprivileged_writers_as_on_ext4() {
     let mut expected = Vec::new();
     let mut got = Vec::new();
     {
-        let mnt = d.mount();
+        let mnt = mount(&d);
         for (name, m, op) in CASES {
             for origin in ["local", "projected"] {
                 let file = format!("{origin}-{name}");
@@ -205,7 +182,7 @@ fn set_id_bits_are_dropped_by_unprivileged_writers_as_on_ext4() {
     let by_name = |n: &str| expected.iter().find(|(f, _)| f == n).expect("case").1;
     assert_eq!(by_name("local-suid-append"), 0o755);
     assert_eq!(by_name("local-suid-sgid-root-append"), 0o6775);
-    let _mnt = d.mount();
+    let _mnt = mount(&d);
     let again: Vec<_> = expected
         .iter()
         .map(|(f, _)| (f.clone(), mode(&d.root.join(f))))
@@ -219,8 +196,8 @@ fn a_file_capability_is_dropped_by_an_unprivileged_write_as_on_ext4() {
         eprintln!("skipping: needs root and /dev/fuse");
         return;
     }
-    let d = Dirs::new();
-    let mnt = d.mount();
+    let d = dirs();
+    let mnt = mount(&d);
     let cap = capability();
     let mut results = Vec::new();
     for (dir, tag) in [(&d.native, "ext4"), (&d.root, "prjfs")] {

@@ -7,6 +7,8 @@
 //! - [`InstanceGuard`]: an in-process instance, stopped on drop, lazily unmounted
 //!   as a last resort.
 //! - [`make_tree`]: a deterministic source tree.
+//! - [`SourceRootNative`]: a temp dir with a store, a mount point and a plain
+//!   directory beside them, for tests that compare a mount with ext4.
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,45 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+
+/// A temp dir holding `src/` (a provider's store), `root/` (where it is
+/// mounted) and `native/` (a plain directory of the same file system, where a
+/// test does the same operations for the reference results). Removed on drop;
+/// drop every mount of `root` first (declare the mount after this).
+pub struct SourceRootNative {
+    _tmp: tempfile::TempDir,
+    /// The store.
+    pub source: PathBuf,
+    /// The mount point.
+    pub root: PathBuf,
+    /// The plain directory.
+    pub native: PathBuf,
+}
+
+impl SourceRootNative {
+    /// The three directories, empty; with `searchable` the temp dir and all
+    /// three are mode 0755, so processes of other users (a test's
+    /// unprivileged clients) can reach them.
+    pub fn new(searchable: bool) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let [source, root, native] = ["src", "root", "native"].map(|d| tmp.path().join(d));
+        for d in [&source, &root, &native] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        if searchable {
+            for d in [tmp.path(), &source, &root, &native] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            }
+        }
+        Self {
+            _tmp: tmp,
+            source,
+            root,
+            native,
+        }
+    }
+}
 
 /// Whether mounted tests can run (root and /dev/fuse). Returns false (and prints
 /// why) when they cannot and `CI` is unset; panics when `CI` is set, because CI
