@@ -696,12 +696,7 @@ impl Inner {
                 item.attr.nlink = 1;
                 Ok(item)
             }
-            Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
-            Ok(_) => Err(libc::ENOENT),
-            Err(e) => {
-                tracing::error!("{}: {e}", path.display());
-                Err(e.errno())
-            }
+            r => found(path, r),
         }
     }
 
@@ -711,14 +706,7 @@ impl Inner {
         if path.as_os_str().is_empty() {
             return self.item(path);
         }
-        match self.layer.lookup_to_hydrate(path) {
-            Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
-            Ok(_) => Err(libc::ENOENT),
-            Err(e) => {
-                tracing::error!("{}: {e}", path.display());
-                Err(e.errno())
-            }
-        }
+        found(path, self.layer.lookup_to_hydrate(path))
     }
 
     fn new_handle_id(&self) -> u64 {
@@ -841,4 +829,17 @@ fn is_projected_dir(item: &Item, node: u64) -> bool {
     node == ROOT_ID
         || (item.state.contains(OnDiskState::PLACEHOLDER)
             && !item.state.contains(OnDiskState::FULL))
+}
+
+/// The item a layer lookup of `path` found, as a client sees it: a tombstone
+/// or nothing is `ENOENT`; a layer error is logged and its errno answered.
+fn found(path: &Path, r: crate::layer::Result<Option<Item>>) -> Result<Item, Errno> {
+    match r {
+        Ok(Some(item)) if !item.state.contains(OnDiskState::TOMBSTONE) => Ok(present(item)),
+        Ok(_) => Err(libc::ENOENT),
+        Err(e) => {
+            tracing::error!("{}: {e}", path.display());
+            Err(e.errno())
+        }
+    }
 }
