@@ -3,9 +3,9 @@
 //! prjfs negotiates `FUSE_HANDLE_KILLPRIV_V2`: the kernel then checks a file's
 //! `security.capability` once per inode instead of at every `write(2)` (a
 //! round trip each before), and leaves dropping the set-ID bits to the daemon.
-//! A write, a truncation, an `O_TRUNC` open or an `fallocate` by a process without
-//! `CAP_FSETID` must still drop them (and the capability) as ext4 does; a
-//! write by root must keep them. Each case is run on a plain directory of the
+//! An owner change, and a write, a truncation, an `O_TRUNC` open or an
+//! `fallocate` by a process without `CAP_FSETID`, must still drop them (and
+//! the capability) as ext4 does; a write by root must keep them. Each case is run on a plain directory of the
 //! same file system and through a mount, on files created locally and on
 //! files projected from the store (placeholders), and the modes are compared,
 //! then again after a remount.
@@ -40,6 +40,10 @@ enum Op {
     Fallocate,
     /// `echo x >> f` by root, who has `CAP_FSETID`.
     RootAppend,
+    /// `chgrp 65534 f` by its owner, uid 65534 (the group it has already).
+    Chgrp,
+    /// `chown 0:0 f` by root (Linux drops the bits for root too).
+    RootChown,
 }
 
 impl Op {
@@ -51,6 +55,8 @@ impl Op {
             Op::OpenTrunc => (true, format!(": > '{f}'")),
             Op::Fallocate => (true, format!("fallocate -l 8192 '{f}'")),
             Op::RootAppend => (false, format!("echo x >> '{f}'")),
+            Op::Chgrp => (true, format!("chgrp 65534 '{f}'")),
+            Op::RootChown => (false, format!("chown 0:0 '{f}'")),
         }
     }
 
@@ -84,7 +90,7 @@ impl Op {
 }
 
 /// The cases: (file name, mode, operation).
-const CASES: [(&str, u32, Op); 9] = [
+const CASES: [(&str, u32, Op); 11] = [
     ("suid-sgid-gx-append", 0o6775, Op::Append),
     ("suid-append", 0o4755, Op::Append),
     // Set-group-ID without group-execute marks mandatory locking: it stays.
@@ -94,6 +100,8 @@ const CASES: [(&str, u32, Op); 9] = [
     ("suid-sgid-open-trunc", 0o6775, Op::OpenTrunc),
     ("suid-sgid-fallocate", 0o6775, Op::Fallocate),
     ("suid-sgid-root-append", 0o6775, Op::RootAppend),
+    ("suid-sgid-chgrp", 0o6775, Op::Chgrp),
+    ("suid-sgid-root-chown", 0o6775, Op::RootChown),
     ("plain-append", 0o0775, Op::Append),
 ];
 
