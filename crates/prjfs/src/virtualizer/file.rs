@@ -70,11 +70,6 @@ pub(crate) fn needs_data(item: &Item) -> bool {
         && !item.state.contains(OnDiskState::HYDRATED_PLACEHOLDER)
 }
 
-/// Whether `mode` has the set-user-ID or set-group-ID bit.
-pub(super) fn has_set_id(mode: u32) -> bool {
-    mode & (libc::S_ISUID | libc::S_ISGID) != 0
-}
-
 fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
@@ -165,7 +160,7 @@ impl Inner {
         // the daemon, which drops the bits (FUSE_HANDLE_KILLPRIV_V2 leaves that
         // to it, and a passthrough write is not seen). Passthrough is per node,
         // so this holds for reading handles too.
-        let set_id = has_set_id(item.attr.mode);
+        let set_id = super::set_id::has_set_id(item.attr.mode);
         if !is_write(flags) {
             // The on-disk file is opened at the first read, or when the kernel is
             // to read it directly (local_file).
@@ -589,19 +584,6 @@ impl Inner {
                 )
             }),
         );
-    }
-
-    /// [`Inner::drop_set_id`] of `node` when `drop` (a write by a writer
-    /// without `CAP_FSETID`). A node whose last name went (still open) has
-    /// nothing to look up; its bits stay.
-    fn dropping_set_id(&self, drop: bool, node: u64) -> Result<(), Errno> {
-        if !drop {
-            return Ok(());
-        }
-        match self.drop_set_id(node) {
-            Ok(_) | Err(libc::ESTALE | libc::ENOENT) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// The first change of content through `handle`, opened for writing on a
