@@ -244,7 +244,16 @@ fn each_format_projects_the_unpacked_tree() {
             listing(&unpacked, true, symlink_mtimes),
             "{kind}: kinds, modes, mtimes and symlink targets"
         );
+        // The listings gave each file its version: reading them all asks
+        // the provider for content only.
+        let asked = m.invoked("get_placeholder_info");
         diff(&unpacked, &root);
+        assert_eq!(
+            m.invoked("get_placeholder_info"),
+            asked,
+            "{kind}: the first opens of listed files asked GetPlaceholderInfo"
+        );
+        assert!(m.invoked("get_file_data") > 0, "{kind}: content was read");
         let out = run(&mut Command::new(root.join("src/tool.sh")));
         assert_eq!(out.stdout, b"tool\n", "{kind}: an executable member runs");
         // Read-write like every projection; the archive is never written.

@@ -925,13 +925,22 @@ fn run_worker(mut w: Worker, root: PathBuf, killed: Arc<AtomicBool>) -> (Worker,
                         &want[..]
                     };
                     if got != want {
+                        // What the mount says now tells a stale size in the
+                        // client's kernel from content the daemon lost.
+                        let again = std::fs::read(root.join(path)).map(|d| d == want);
+                        let size = std::fs::metadata(root.join(path)).map(|m| m.len());
                         let error = Some(format!(
-                            "{op:?} while the daemon was alive read {} bytes #{}, the model holds {} bytes #{}{}",
+                            "{op:?} while the daemon was alive read {} bytes #{}, the model holds {} bytes #{}{}; then stat gave {size:?} bytes and a second read {}",
                             got.len(),
                             short_hash(&got),
                             want.len(),
                             short_hash(want),
-                            first_difference(&got, want)
+                            first_difference(&got, want),
+                            match again {
+                                Ok(true) => "matched the model".to_string(),
+                                Ok(false) => "did not match the model".to_string(),
+                                Err(e) => format!("failed: {e}"),
+                            }
                         ));
                         return (
                             w,
@@ -1248,6 +1257,24 @@ struct Chain<'a> {
 }
 
 impl Chain<'_> {
+    /// The last warning and error lines of the root's daemon log (every
+    /// daemon of the chain appends to it).
+    fn log_problems(&self) -> String {
+        let log = format!(
+            "/proc/self/fd/{}/.prjfs/log/daemon.log",
+            self.under.as_raw_fd()
+        );
+        let text = match std::fs::read_to_string(&log) {
+            Ok(t) => t,
+            Err(e) => return format!("{log}: {e}"),
+        };
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     fn tmp_entries(&self) -> Vec<String> {
         let dir = format!("/proc/self/fd/{}/.prjfs/tmp", self.under.as_raw_fd());
         let mut v: Vec<String> = std::fs::read_dir(&dir)
@@ -1622,10 +1649,11 @@ fn crash_iteration(
     failures.extend(check_states(&new, &all_seen, &all_op_paths));
     if !failures.is_empty() {
         panic!(
-            "seed {} iteration {iteration} (kill after {kill_after:?}, {} in .prjfs/tmp: {leftovers:?}):\n{}\nrerun: PRJFS_CRASH_SEED={} PRJFS_CRASH_ITERS={}",
+            "seed {} iteration {iteration} (kill after {kill_after:?}, {} in .prjfs/tmp: {leftovers:?}):\n{}\nthe daemon log's warnings and errors:\n{}\nrerun: PRJFS_CRASH_SEED={} PRJFS_CRASH_ITERS={}",
             chain.seed,
             leftovers.len(),
             failures.join("\n"),
+            chain.log_problems(),
             chain.seed,
             iteration + 1
         );

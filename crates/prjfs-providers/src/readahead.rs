@@ -368,6 +368,7 @@ mod tests {
                     name: (*n).into(),
                     basic: prjfs::FileBasicInfo::directory(),
                     symlink_target: None,
+                    version: None,
                 })
                 .collect();
             Ok(((), entries))

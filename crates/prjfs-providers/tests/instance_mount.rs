@@ -600,6 +600,7 @@ impl Provider for ExtraEntry {
             name: self.name.clone(),
             basic: FileBasicInfo::file(1),
             symlink_target: None,
+            version: None,
         });
         let session = EnumerationSession::new(entries, Collation::CaseSensitive);
         self.sessions.lock().unwrap().insert(id, session);

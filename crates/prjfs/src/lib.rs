@@ -55,7 +55,7 @@
 //!             return Err(ProviderError::NotFound);
 //!         }
 //!         let basic = FileBasicInfo::file(HELLO.len() as u64);
-//!         Ok(vec![DirEntry { name: "hello.txt".into(), basic, symlink_target: None }])
+//!         Ok(vec![DirEntry { name: "hello.txt".into(), basic, symlink_target: None, version: None }])
 //!     }
 //! }
 //!

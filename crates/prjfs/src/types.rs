@@ -95,6 +95,12 @@ pub struct DirEntry {
     pub basic: FileBasicInfo,
     /// Target of a symlink (the extended entry form).
     pub symlink_target: Option<OsString>,
+    /// The file's version in the store, for a provider that knows it when
+    /// it lists (an archive, a git tree): the placeholder the listing records
+    /// then has it, and its first open or hydration raises no
+    /// GetPlaceholderInfo. `None` (the ProjFS form): the first open asks.
+    /// Only files' versions are kept.
+    pub version: Option<Box<VersionInfo>>,
 }
 
 /// The on-disk state of an item, as ProjFS's bit set

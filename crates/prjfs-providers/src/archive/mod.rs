@@ -337,10 +337,17 @@ impl ArchiveProvider {
             .inner
             .catalog
             .children(dir)
-            .map(|c| DirEntry {
-                name: OsStr::from_bytes(self.inner.catalog.name(c)).to_os_string(),
-                basic: self.basic(self.member(c)),
-                symlink_target: self.symlink_target(c),
+            .map(|c| {
+                let basic = self.basic(self.member(c));
+                // The archive never changes under its index: the listing's
+                // version is the one GetPlaceholderInfo would give.
+                let version = (basic.kind == FileKind::File).then(|| Box::new(self.version(c)));
+                DirEntry {
+                    name: OsStr::from_bytes(self.inner.catalog.name(c)).to_os_string(),
+                    basic,
+                    symlink_target: self.symlink_target(c),
+                    version,
+                }
             })
             .collect())
     }

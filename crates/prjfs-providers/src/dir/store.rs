@@ -273,6 +273,7 @@ pub fn list_resolved(dir: &Resolved, collation: Collation) -> Result<Vec<DirEntr
             name: entry.file_name(),
             basic,
             symlink_target,
+            version: None,
         });
     }
     entries.sort_by(|a, b| {

@@ -350,6 +350,7 @@ fn buffer_full_resume_hands_out_every_entry_once_in_order() {
         name: expected[0].clone().into(),
         basic: prjfs::FileBasicInfo::file(0),
         symlink_target: None,
+        version: None,
     });
     for per_get in [1, 7, 1000] {
         let listing = EnumerationDriver::new(&dir)

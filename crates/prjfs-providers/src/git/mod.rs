@@ -332,10 +332,14 @@ impl GitProvider {
         let mut out = Vec::with_capacity(tree.entries.len());
         for e in &tree.entries {
             let info = self.info(&repo, view, &rel.join(&e.name), e)?;
+            // A listing is of one commit's tree: the version is the one
+            // GetPlaceholderInfo would give in this view.
+            let version = (info.basic.kind == FileKind::File).then(|| Box::new(info.version));
             out.push(DirEntry {
                 name: e.name.clone(),
                 basic: info.basic,
                 symlink_target: info.symlink_target,
+                version,
             });
         }
         Ok(out)

@@ -228,6 +228,7 @@ impl S3Provider {
                 name: name.clone(),
                 basic: self.info(e).basic,
                 symlink_target: None,
+                version: None,
             })
             .collect())
     }

@@ -208,6 +208,7 @@ impl Provider for Misbehaving {
                 name,
                 basic: prjfs::FileBasicInfo::file(1),
                 symlink_target: None,
+                version: None,
             };
             entries.insert(entries.len() / 2, bad);
         }
@@ -236,7 +237,7 @@ impl Provider for Misbehaving {
         while let Some(entry) = listing.entries.get(listing.cursor) {
             match buffer.add(entry.clone()) {
                 Ok(()) => added += 1,
-                Err(AddEntryError::InvalidName(_)) => {
+                Err(AddEntryError::InvalidName(_) | AddEntryError::InvalidVersion(_)) => {
                     self.refused.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(AddEntryError::Full) if added == 0 => {

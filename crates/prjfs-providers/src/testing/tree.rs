@@ -104,6 +104,7 @@ impl MemTree {
                 name: p.file_name().map(OsStr::to_os_string).unwrap_or_default(),
                 basic: n.basic.clone(),
                 symlink_target: n.symlink_target.clone(),
+                version: None,
             })
             .collect();
         Some(entries)

@@ -97,6 +97,7 @@ impl Tree {
                 name: path.file_name().unwrap_or_default().to_os_string(),
                 basic: basic(node),
                 symlink_target: target(node),
+                version: None,
             })
             .collect())
     }

@@ -125,6 +125,7 @@ fn entry(name: &str) -> DirEntry {
         name: name.into(),
         basic: FileBasicInfo::file(1),
         symlink_target: None,
+        version: None,
     }
 }
 

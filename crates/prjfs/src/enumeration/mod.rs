@@ -38,6 +38,10 @@ pub enum AddEntryError {
     /// The entry's name is not a valid path component.
     #[error("invalid entry name: {0}")]
     InvalidName(String),
+    /// The entry's version has an id over [`crate::types::VERSION_ID_MAX`]
+    /// bytes (as [`crate::InstanceApi::write_placeholder_info`] refuses).
+    #[error("invalid entry version: {0}")]
+    InvalidVersion(String),
 }
 
 /// The shared state of a buffer.
@@ -100,12 +104,24 @@ impl DirEntryBuffer {
     }
 
     /// Add one entry. The name is validated first
-    /// ([`AddEntryError::InvalidName`]), then the capacity ([`AddEntryError::Full`]);
-    /// on error nothing is added.
+    /// ([`AddEntryError::InvalidName`]), then its version
+    /// ([`AddEntryError::InvalidVersion`]), then the capacity
+    /// ([`AddEntryError::Full`]); on error nothing is added.
     pub fn add(&self, entry: DirEntry) -> Result<(), AddEntryError> {
         if let Err(msg) = validate_name(&entry.name) {
             self.lock().rejected.get_or_insert_with(|| msg.clone());
             return Err(AddEntryError::InvalidName(msg));
+        }
+        if let Some(v) = &entry.version {
+            let max = crate::types::VERSION_ID_MAX;
+            if v.provider_id.len() > max || v.content_id.len() > max {
+                let msg = format!(
+                    "{}: version ids are limited to {max} bytes",
+                    entry.name.to_string_lossy()
+                );
+                self.lock().rejected.get_or_insert_with(|| msg.clone());
+                return Err(AddEntryError::InvalidVersion(msg));
+            }
         }
         let size = Self::entry_size(&entry);
         let mut state = self.lock();
@@ -253,6 +269,9 @@ impl EnumerationSession {
                 Err(AddEntryError::Full) => break,
                 Err(AddEntryError::InvalidName(msg)) => {
                     return Err(ProviderError::InvalidName(msg));
+                }
+                Err(AddEntryError::InvalidVersion(msg)) => {
+                    return Err(ProviderError::Other(msg));
                 }
             }
         }

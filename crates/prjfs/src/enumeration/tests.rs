@@ -7,6 +7,7 @@ fn entry(name: &str) -> DirEntry {
         name: name.into(),
         basic: FileBasicInfo::file(0),
         symlink_target: None,
+        version: None,
     }
 }
 
@@ -97,6 +98,31 @@ fn add_rejects_invalid_names_before_checking_capacity() {
     ));
     assert!(roomy.is_empty());
     assert_eq!(roomy.used_bytes(), 0);
+}
+
+#[test]
+fn add_takes_versions_up_to_the_placeholder_limit() {
+    let buffer = DirEntryBuffer::new(4096);
+    let with = |provider: usize, content: usize| DirEntry {
+        version: Some(Box::new(crate::types::VersionInfo {
+            provider_id: vec![1; provider],
+            content_id: vec![2; content],
+        })),
+        ..entry("f")
+    };
+    let max = crate::types::VERSION_ID_MAX;
+    buffer.add(with(max, max)).expect("ids of the largest size");
+    for (p, c) in [(max + 1, 1), (1, max + 1)] {
+        match buffer.add(with(p, c)) {
+            Err(AddEntryError::InvalidVersion(msg)) => assert!(msg.contains("128")),
+            other => panic!("ids of {p} and {c} bytes: expected InvalidVersion, got {other:?}"),
+        }
+    }
+    assert_eq!(buffer.len(), 1, "nothing added on error");
+    assert!(
+        buffer.take_rejected().is_some(),
+        "the library sees the refusal"
+    );
 }
 
 #[test]

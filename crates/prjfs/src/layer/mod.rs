@@ -96,6 +96,7 @@ pub(crate) use hydrate::insert_range;
 pub use hydrate::Hydration;
 pub use rename::RenameFlags;
 pub use update::{refusal, UpdateOutcome};
+pub use virt::ListedEntry;
 pub use vstore::PlaceholderLogStats;
 
 use crate::types::{FileKind, OnDiskState, VersionInfo};

@@ -15,6 +15,14 @@ use super::vstore::VRec;
 use super::{path, Attr, Item, Layer};
 use crate::types::{FileBasicInfo, FileKind, OnDiskState, PlaceholderInfo, VersionInfo};
 
+/// A file of a listing for [`Layer::put_listed`]: its name, metadata and
+/// the version the listing gave, if any.
+pub type ListedEntry = (
+    std::sync::Arc<std::ffi::OsStr>,
+    FileBasicInfo,
+    Option<Box<VersionInfo>>,
+);
+
 /// The item a record shows: a placeholder file with its projected attributes.
 /// Its inode number is set by the virtualizer from the origin, like every
 /// placeholder's; ctime is the projected mtime.
@@ -145,8 +153,9 @@ impl Layer {
     }
 
     /// Record the files of a listing of the projected directory `dir` (known
-    /// to the provider as `provider_dir`) as placeholders whose version is not
-    /// known yet (GetPlaceholderInfo is asked at their first open), and return
+    /// to the provider as `provider_dir`) as placeholders with the version
+    /// the listing gave, if any (else GetPlaceholderInfo is asked at their
+    /// first open), and return
     /// the attributes now at each name (inode number 0: the caller's to set):
     /// the new placeholder's, or those of what was recorded before; `None` for
     /// entries that are not files. The caller listed `dir` on disk just before
@@ -156,21 +165,21 @@ impl Layer {
         &self,
         dir: &Path,
         provider_dir: &Path,
-        entries: Vec<(std::sync::Arc<std::ffi::OsStr>, FileBasicInfo)>,
+        entries: Vec<ListedEntry>,
     ) -> Result<Vec<Option<Attr>>> {
         let owner = self.default_owner()?;
         let moved = dir != provider_dir;
         let files: Vec<bool> = entries
             .iter()
-            .map(|(_, b)| b.kind == FileKind::File)
+            .map(|(_, b, _)| b.kind == FileKind::File)
             .collect();
         let mut recs: Vec<(std::sync::Arc<std::ffi::OsStr>, VRec)> =
             Vec::with_capacity(files.iter().filter(|f| **f).count());
         recs.extend(
             entries
                 .into_iter()
-                .filter(|(_, b)| b.kind == FileKind::File)
-                .map(|(name, basic)| {
+                .filter(|(_, b, _)| b.kind == FileKind::File)
+                .map(|(name, basic, version)| {
                     let (uid, gid) = basic.owner.unwrap_or(owner);
                     let origin = moved.then(|| Box::new(provider_dir.join(&*name)));
                     let rec = VRec {
@@ -180,7 +189,7 @@ impl Layer {
                         perm: (basic.mode & 0o7777) as u16,
                         uid,
                         gid,
-                        version: None,
+                        version,
                         origin,
                         serial: 0,
                     };

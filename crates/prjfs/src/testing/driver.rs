@@ -150,7 +150,7 @@ pub fn names(entries: &[DirEntry]) -> Vec<String> {
 /// # struct Three(Enumerations);
 /// # impl Provider for Three {
 /// #     fn start_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId) -> CallbackResult {
-/// #         let e = |n: &str| DirEntry { name: n.into(), basic: FileBasicInfo::file(1), symlink_target: None };
+/// #         let e = |n: &str| DirEntry { name: n.into(), basic: FileBasicInfo::file(1), symlink_target: None, version: None };
 /// #         self.0.start(cb, id, vec![e("b.txt"), e("a.txt"), e("c.rs")])
 /// #     }
 /// #     fn get_directory_enumeration(&self, cb: &CallbackData, id: EnumerationId, s: Option<&OsStr>, b: &DirEntryBuffer) -> CallbackResult {

@@ -17,7 +17,11 @@ use crate::provider::{EnumerationId, Extended, ProviderError};
 use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState, VersionInfo};
 
 /// A merged listing and, for its projected files, their index and basic info.
-type Listed = (Vec<DirItem>, Vec<(usize, FileBasicInfo)>);
+type Listed = (Vec<DirItem>, Vec<(usize, ListedFile)>);
+
+/// A projected file of a listing: its metadata and, when the provider gave
+/// it, its version.
+type ListedFile = (FileBasicInfo, Option<Box<crate::types::VersionInfo>>);
 
 /// Largest enumeration buffer the library offers after InsufficientBuffer.
 const MAX_BUFFER: usize = 4 << 20;
@@ -321,7 +325,7 @@ impl Inner {
                         }
                         if let Some(msg) = buffer.take_rejected() {
                             tracing::error!(
-                                "{}: provider returned an invalid directory entry name: {msg}",
+                                "{}: provider returned an invalid directory entry: {msg}",
                                 path.display()
                             );
                             return done(Err(libc::EIO));
@@ -478,7 +482,7 @@ impl Inner {
                 }
                 Merged::Projected(e) => {
                     let ino = synthetic_ino_at(provider_path, &e.name);
-                    (e.name, e.basic.kind, ino, None, Some(e.basic))
+                    (e.name, e.basic.kind, ino, None, Some((e.basic, e.version)))
                 }
             };
             let next_offset = items.len() as u64 + 1;
@@ -489,7 +493,7 @@ impl Inner {
                 next_offset,
                 entry,
             });
-            if let Some(basic) = basic.filter(|b| b.kind == FileKind::File) {
+            if let Some(basic) = basic.filter(|(b, _)| b.kind == FileKind::File) {
                 listed.push((items.len() - 1, basic));
             }
         }
@@ -497,22 +501,23 @@ impl Inner {
     }
 
     /// Record the projected files of a listing as placeholders (in ProjFS a
-    /// listing creates none; here it does, without VersionInfo, so that READDIRPLUS can
-    /// hand the kernel their attributes and `stat` needs no round trip) and fill
-    /// in their entries.
+    /// listing creates none; here it does, so that READDIRPLUS can hand the
+    /// kernel their attributes and `stat` needs no round trip) and fill in
+    /// their entries. Their VersionInfo is the listing's when the provider
+    /// gave one, else unknown until the first open asks.
     fn place_listed(
         &self,
         path: &Path,
         provider_path: &Path,
         items: &mut [DirItem],
-        listed: Vec<(usize, FileBasicInfo)>,
+        listed: Vec<(usize, ListedFile)>,
     ) {
         if listed.is_empty() {
             return;
         }
-        let (idx, entries): (Vec<usize>, Vec<(Arc<OsStr>, FileBasicInfo)>) = listed
+        let (idx, entries): (Vec<usize>, Vec<crate::layer::ListedEntry>) = listed
             .into_iter()
-            .map(|(i, b)| (i, (items[i].name.clone(), b)))
+            .map(|(i, (b, v))| (i, (items[i].name.clone(), b, v)))
             .unzip();
         match self.layer.put_listed(path, provider_path, entries) {
             Ok(placed) => {
