@@ -72,12 +72,6 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// The daemon allocates and frees small buffers on every request and
-/// callback, from several threads: glibc's allocator showed up at ~7% of a
-/// `prjfs hydrate` profile, with its arena locks contended.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
