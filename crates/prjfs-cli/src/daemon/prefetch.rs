@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use prjfs::cancel::CancelSlot;
@@ -178,30 +178,22 @@ impl Job<'_> {
                 break;
             }
             let ctx = ctx_of(peer, slot);
-            let (tx, rx) = mpsc::sync_channel(1);
-            self.virt.prefetch(
-                &ctx,
-                Path::new(path),
-                Box::new(move |r| {
-                    let _ = tx.send(r);
-                }),
-            );
-            match rx.recv() {
-                Ok(Ok(Prefetched::Hydrated(size))) => {
+            match super::walk::answer(|done| self.virt.prefetch(&ctx, Path::new(path), done)) {
+                Some(Ok(Prefetched::Hydrated(size))) => {
                     self.hydrated.fetch_add(1, Ordering::SeqCst);
                     self.bytes.fetch_add(size, Ordering::SeqCst);
                 }
-                Ok(Ok(Prefetched::Local(size))) => {
+                Some(Ok(Prefetched::Local(size))) => {
                     self.local.fetch_add(1, Ordering::SeqCst);
                     self.bytes.fetch_add(size, Ordering::SeqCst);
                 }
-                Ok(Ok(Prefetched::NotAFile)) => {}
-                Ok(Err(_)) if self.stop.load(Ordering::SeqCst) => {}
-                Ok(Err(errno)) => self.fail(format!(
+                Some(Ok(Prefetched::NotAFile)) => {}
+                Some(Err(_)) if self.stop.load(Ordering::SeqCst) => {}
+                Some(Err(errno)) => self.fail(format!(
                     "{path}: {}",
                     std::io::Error::from_raw_os_error(errno)
                 )),
-                Err(_) => self.fail(format!("{path}: no answer")),
+                None => self.fail(format!("{path}: no answer")),
             }
         }
         self.slots.lock().expect("slots lock")[i] = None;

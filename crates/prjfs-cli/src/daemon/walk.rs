@@ -19,13 +19,21 @@ use prjfs::virtualizer::{Errno, RequestCtx, Responder, Virtualizer, ROOT_ID};
 /// Entries asked for per READDIR-like call.
 const LIST_MAX: usize = 4096;
 
-/// Wait for the answer of an asynchronous virtualizer call.
-fn wait<T: Send + 'static>(call: impl FnOnce(Responder<T>)) -> Result<T, Errno> {
+/// Wait for the answer of an asynchronous virtualizer call; `None` when the
+/// call dropped its responder without answering.
+pub(super) fn answer<T: Send + 'static>(
+    call: impl FnOnce(Responder<T>),
+) -> Option<Result<T, Errno>> {
     let (tx, rx) = mpsc::sync_channel(1);
     call(Box::new(move |r| {
         let _ = tx.send(r);
     }));
-    rx.recv().unwrap_or(Err(libc::EIO))
+    rx.recv().ok()
+}
+
+/// [`answer`], with no answer taken for `EIO`.
+fn wait<T: Send + 'static>(call: impl FnOnce(Responder<T>)) -> Result<T, Errno> {
+    answer(call).unwrap_or(Err(libc::EIO))
 }
 
 fn describe(errno: Errno) -> String {

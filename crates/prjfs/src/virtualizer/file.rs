@@ -398,16 +398,30 @@ impl Inner {
             Box::new(move |wake| match wake {
                 Wake::Covered(file) => {
                     let len = u32::try_from(end - start).unwrap_or(size);
-                    done(read_at(&file, start, len))
+                    done(checked_read(
+                        &file,
+                        start,
+                        len,
+                        end - start,
+                        &path,
+                        "arrived",
+                    ))
                 }
-                Wake::Done => done(
-                    inner
-                        .open_local(&handle, &path)
-                        .and_then(|f| read_at(&f, offset, size)),
-                ),
+                Wake::Done => {
+                    done(inner.open_local(&handle, &path).and_then(|f| {
+                        checked_read(&f, offset, size, end - start, &path, "in place")
+                    }))
+                }
                 Wake::Placed(file) => {
                     let file = handle.adopt(file);
-                    done(read_at(&file, offset, size))
+                    done(checked_read(
+                        &file,
+                        offset,
+                        size,
+                        end - start,
+                        &path,
+                        "placed",
+                    ))
                 }
                 Wake::Failed(e) => done(Err(e)),
                 Wake::Interrupted => done(Err(libc::EINTR)),
@@ -720,6 +734,33 @@ fn write_at(file: &File, offset: u64, data: &[u8]) -> Result<u32, Errno> {
     file.write_all_at(data, offset)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
     Ok(data.len() as u32)
+}
+
+/// [`read_at`] of content that should hold `want` bytes there (the item's
+/// size when the read began): fewer is a short read, which the kernel takes
+/// for the end of the file, so it is logged with where the bytes came from
+/// (`how`) and the file's size (a rare short read was once seen in the crash
+/// test). Nothing else changes: the answer is what the file holds.
+fn checked_read(
+    file: &File,
+    offset: u64,
+    size: u32,
+    want: u64,
+    path: &Path,
+    how: &str,
+) -> Result<Vec<u8>, Errno> {
+    let r = read_at(file, offset, size);
+    if let Ok(data) = &r {
+        if (data.len() as u64) < want {
+            let on_disk = rustix::fs::fstat(file).map(|st| st.st_size);
+            tracing::warn!(
+                "{}: short read at {offset}: {} of {want} bytes from the file {how} (its size now: {on_disk:?}); a truncation since the read began explains it, nothing else does",
+                path.display(),
+                data.len()
+            );
+        }
+    }
+    r
 }
 
 fn read_at(file: &File, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
