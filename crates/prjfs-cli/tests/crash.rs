@@ -69,7 +69,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prjfs_testkit::{make_tree, mount_available, CliMount, TreeSpec};
+use prjfs_testkit::{eventually, make_tree, mount_available, CliMount, TreeSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -1266,6 +1266,10 @@ impl Chain<'_> {
         );
         let text = match std::fs::read_to_string(&log) {
             Ok(t) => t,
+            // The log is made at the first line logged.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return "(none: nothing was logged)".into()
+            }
             Err(e) => return format!("{log}: {e}"),
         };
         let lines: Vec<&str> = text
@@ -1646,7 +1650,25 @@ fn crash_iteration(
         }
         all_seen.extend(seen);
     }
-    failures.extend(check_states(&new, &all_seen, &all_op_paths));
+    // A read through the mount returns once its bytes have arrived: a big
+    // file's hydration (or one a readahead started) may still be finishing,
+    // and moves the file from placeholder to hydrated between two counts.
+    // So the states are checked again until they hold (10 s at most): a
+    // disagreement that lasts fails, one a finishing hydration made does not.
+    let mut state_failures = Vec::new();
+    let mut tries = 0;
+    eventually(Duration::from_secs(10), || {
+        tries += 1;
+        state_failures = check_states(&new, &all_seen, &all_op_paths);
+        state_failures.is_empty()
+    });
+    if tries > 1 && state_failures.is_empty() {
+        eprintln!(
+            "seed {} iteration {iteration}: the states held at check {tries}",
+            chain.seed
+        );
+    }
+    failures.extend(state_failures);
     if !failures.is_empty() {
         panic!(
             "seed {} iteration {iteration} (kill after {kill_after:?}, {} in .prjfs/tmp: {leftovers:?}):\n{}\nthe daemon log's warnings and errors:\n{}\nrerun: PRJFS_CRASH_SEED={} PRJFS_CRASH_ITERS={}",
