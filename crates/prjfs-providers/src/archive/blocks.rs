@@ -11,7 +11,11 @@
 //! is decoded with no lock held, and a block to be kept is decoded by one
 //! thread at a time: others that need it meanwhile (parallel hydrations of
 //! neighbouring members, as `prjfs hydrate` runs them) wait for it rather
-//! than decode it again.
+//! than decode it again. A thread that would wait first decodes, and keeps,
+//! the next block that nobody holds or decodes (one of the two after the one
+//! it waits for): readers going through the archive in order need it next,
+//! so parallel readers of neighbours decode in parallel rather than in turn.
+//! No block is decoded by two threads at once.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -58,6 +62,9 @@ pub struct Blocks {
     decoded: Condvar,
     /// Blocks decoded so far.
     decodes: std::sync::atomic::AtomicU64,
+    /// Decodes of each block, for the tests.
+    #[cfg(test)]
+    decodes_by_block: Mutex<std::collections::HashMap<usize, u32>>,
 }
 
 /// Decoded blocks, least recently used first, and their total length.
@@ -89,6 +96,8 @@ impl Blocks {
             cache: Mutex::new(Lru::default()),
             decoded: Condvar::new(),
             decodes: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            decodes_by_block: Mutex::default(),
         }
     }
 
@@ -137,6 +146,8 @@ impl Blocks {
     }
 
     fn block(&self, i: usize, keep: bool) -> io::Result<Arc<Vec<u8>>> {
+        // Whether this call decoded a block ahead already (one at most).
+        let mut helped = false;
         {
             let mut cache = self.cache.lock().expect("block cache lock");
             loop {
@@ -149,6 +160,18 @@ impl Blocks {
                 if !cache.decoding.contains(&i) {
                     break;
                 }
+                if !helped {
+                    helped = true;
+                    if let Some(j) = self.ahead(&cache, i) {
+                        cache.decoding.insert(j);
+                        drop(cache);
+                        // An error here is met again, and reported, by the
+                        // reader that needs block `j`.
+                        let _ = self.decode_kept(j);
+                        cache = self.cache.lock().expect("block cache lock");
+                        continue;
+                    }
+                }
                 cache = self.decoded.wait(cache).expect("block cache lock");
             }
             if keep {
@@ -158,6 +181,20 @@ impl Blocks {
         if !keep {
             return self.decode(i);
         }
+        self.decode_kept(i)
+    }
+
+    /// The first of the two blocks after `i` that is neither kept nor being
+    /// decoded, if any.
+    fn ahead(&self, cache: &Lru, i: usize) -> Option<usize> {
+        let blocks = self.bounds.len() - 1;
+        (i + 1..(i + 3).min(blocks))
+            .find(|j| !cache.decoding.contains(j) && !cache.blocks.iter().any(|(b, _)| b == j))
+    }
+
+    /// Decode block `i`, which the caller put in [`Lru::decoding`], and keep
+    /// it.
+    fn decode_kept(&self, i: usize) -> io::Result<Arc<Vec<u8>>> {
         // Whatever happens in the decoding (an error, a panic), the block
         // leaves `decoding` and its waiters wake.
         let _decoding = Decoding { blocks: self, i };
@@ -186,6 +223,10 @@ impl Blocks {
     fn decode(&self, i: usize) -> io::Result<Arc<Vec<u8>>> {
         self.decodes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(test)]
+        {
+            *self.decodes_by_block.lock().unwrap().entry(i).or_default() += 1;
+        }
         let len = (self.bounds[i + 1] - self.bounds[i]) as usize;
         let mut out = Vec::new();
         match &self.points {
@@ -203,6 +244,35 @@ impl Blocks {
             }
         }
         Ok(Arc::new(out))
+    }
+}
+
+#[cfg(test)]
+impl Blocks {
+    /// How many times block `i` was decoded.
+    pub(super) fn decodes_of(&self, i: usize) -> u32 {
+        self.decodes_by_block
+            .lock()
+            .unwrap()
+            .get(&i)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Mark block `i` as being decoded, as another reader would.
+    pub(super) fn pretend_decoding(&self, i: usize) {
+        assert!(self.cache.lock().unwrap().decoding.insert(i));
+    }
+
+    /// End [`Blocks::pretend_decoding`] with nothing kept.
+    pub(super) fn stop_pretending(&self, i: usize) {
+        assert!(self.cache.lock().unwrap().decoding.remove(&i));
+        self.decoded.notify_all();
+    }
+
+    /// The block holding stream offset `offset`.
+    pub(super) fn index_of(&self, offset: u64) -> usize {
+        self.block_of(offset)
     }
 }
 

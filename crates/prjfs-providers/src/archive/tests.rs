@@ -161,7 +161,63 @@ fn threads_needing_one_block_at_once_decode_it_once() {
             });
         }
     });
-    assert_eq!(blocks.decodes(), 1, "the block was decoded once");
+    assert_eq!(blocks.decodes_of(2), 1, "the block was decoded once");
+    // The readers that found it being decoded decoded the next two ahead,
+    // once each.
+    assert!(blocks.decodes_of(3) <= 1 && blocks.decodes_of(4) <= 1);
+    assert_eq!(
+        blocks.decodes(),
+        1 + u64::from(blocks.decodes_of(3) + blocks.decodes_of(4))
+    );
+}
+
+#[test]
+fn a_reader_that_would_wait_decodes_the_next_block_meanwhile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    let indexed = index_gzip(tmp.path(), &gzip(&data));
+    let (start, next) = (indexed.points[2].out, indexed.points[3].out);
+    let blocks = indexed.blocks();
+    assert_eq!(blocks.index_of(start), 2);
+    // Another reader is decoding block 2: the reader of block 2 decodes
+    // block 3 rather than wait idle, then waits for block 2.
+    blocks.pretend_decoding(2);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut got = Vec::new();
+            blocks
+                .read(start, 1000, |_, b| {
+                    got.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+            got
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while blocks.decodes_of(3) == 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let (ahead, waited) = (blocks.decodes_of(3), blocks.decodes_of(2));
+        // The other reader gives up: the waiting reader decodes block 2
+        // (released before any assertion, so that a failure cannot hang).
+        blocks.stop_pretending(2);
+        let got = reader.join().unwrap();
+        assert_eq!(ahead, 1, "block 3 was decoded ahead");
+        assert_eq!(waited, 0, "the reader waited for block 2");
+        assert!(got == data[start as usize..start as usize + 1000]);
+    });
+    assert_eq!(blocks.decodes_of(2), 1);
+    // Block 3 was kept: reading it decodes nothing.
+    let mut got = Vec::new();
+    blocks
+        .read(next, 500, |_, b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    assert!(got == data[next as usize..next as usize + 500]);
+    assert_eq!(blocks.decodes_of(3), 1);
+    assert_eq!(blocks.decodes_of(4), 0, "one block ahead per wait");
 }
 
 #[test]

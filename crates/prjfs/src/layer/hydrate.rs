@@ -409,14 +409,15 @@ impl Layer {
             }
             _ => None,
         };
-        let _guard = self.lock();
-        let loc = self.locate_existing_parent(rel, &comps)?;
-        let dir = loc.dir(self.root.as_fd());
         // The record this hydration began for, if it still stands, is
         // placed without looking at the disk first: linking never replaces,
         // so an on-disk item made there since fails it with `EEXIST`, and the
-        // disk's answer is taken below as if it had been looked at first.
+        // disk's answer is taken below, under the lock, as if it had been
+        // looked at first. Such placings share the lock: other files'
+        // hydrations finish beside this one, nothing else does.
         if h.item.0 == 0 {
+            let _shared = self.share();
+            let loc = self.locate_existing_parent(rel, &comps)?;
             if let Some(vrec) = self.virtual_at(rel).filter(|v| v.serial == h.item.1) {
                 match self.finish_virtual(h, rel, &loc, vrec, formed.as_ref()) {
                     Err(e) if e.is_errno(libc::EEXIST) => {}
@@ -424,6 +425,9 @@ impl Layer {
                 }
             }
         }
+        let _guard = self.lock();
+        let loc = self.locate_existing_parent(rel, &comps)?;
+        let dir = loc.dir(self.root.as_fd());
         let st = match rustix::fs::statat(dir, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => match self.virtual_at(rel) {
@@ -541,7 +545,8 @@ impl Layer {
     /// complete temp file, formed with the record's owner, mode, times and a
     /// HydratedPlaceholder record (already, when `formed` is that very
     /// record), is renamed into the free name; then the record goes. One new
-    /// inode per hydrated file. Callers hold the layer's lock.
+    /// inode per hydrated file. Callers hold the layer's lock, for reading at
+    /// least.
     fn finish_virtual(
         &self,
         h: &Hydration,

@@ -84,7 +84,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec};
@@ -205,8 +205,12 @@ pub struct Layer {
     xattrs: xattr::Xattrs,
     /// Source of temp-file names and hydration stream ids; unique per layer.
     next_id: AtomicU64,
-    /// Serializes check-then-replace operations.
-    mutate: Mutex<()>,
+    /// Serializes check-then-replace operations: each holds it for writing.
+    /// Only the placing of a hydrated file kept as a record holds it for
+    /// reading ([`Layer::share`]): such placings never replace anything
+    /// (a link that fails on an existing name) and touch only their own
+    /// record, so they may overlap one another, never anything else.
+    mutate: RwLock<()>,
     /// Placeholder files without an on-disk item.
     vstore: Arc<vstore::VStore>,
     /// Empty files and directories made ahead of need.
@@ -342,7 +346,7 @@ impl Layer {
             is_root,
             xattrs: xattr::Xattrs::default(),
             next_id: AtomicU64::new(1),
-            mutate: Mutex::new(()),
+            mutate: RwLock::new(()),
             vstore: vstore::VStore::detached(),
             spares: spare::Spares::new(spare),
             dirs: path::DirCache::default(),
@@ -616,9 +620,15 @@ impl Layer {
             })
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    fn lock(&self) -> RwLockWriteGuard<'_, ()> {
         // The guarded data is `()`: a panic while holding it cannot leave it broken.
-        self.mutate.lock().unwrap_or_else(|e| e.into_inner())
+        self.mutate.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock held for reading, by placings that may overlap one another
+    /// (see the field `mutate`).
+    fn share(&self) -> RwLockReadGuard<'_, ()> {
+        self.mutate.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Open the item at `rel` (never following a final symlink; `O_NOFOLLOW` and
