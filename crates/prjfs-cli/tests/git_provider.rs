@@ -261,6 +261,9 @@ fn a_ten_thousand_file_commit_lists_without_reading_blobs() {
     let m = CliMount::new(&bin(), &[], Path::new(&src), &root);
     assert_eq!(walk(&root).len(), 10_100);
     assert_eq!(git_reads(&m), 0, "find read no blob");
+    // Listings carry each directory's tree id: the root's listing placed the
+    // 100 directories, so entering them asked the provider nothing.
+    assert_eq!(m.invoked("get_placeholder_info"), 0);
     check_tree(&root, &repo, "HEAD", 97);
     m.unmount();
 }

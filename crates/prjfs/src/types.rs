@@ -95,11 +95,14 @@ pub struct DirEntry {
     pub basic: FileBasicInfo,
     /// Target of a symlink (the extended entry form).
     pub symlink_target: Option<OsString>,
-    /// The file's version in the store, for a provider that knows it when
-    /// it lists (an archive, a git tree): the placeholder the listing records
-    /// then has it, and its first open or hydration raises no
-    /// GetPlaceholderInfo. `None` (the ProjFS form): the first open asks.
-    /// Only files' versions are kept.
+    /// The entry's version in the store, for a provider that knows it when
+    /// it lists (an archive, a git tree). For a file, the placeholder the
+    /// listing records then has it, and its first open or hydration raises
+    /// no GetPlaceholderInfo; `None` (the ProjFS form): the first open asks.
+    /// A directory with a version is placed on disk by the listing, as its
+    /// first lookup would place it, so entering it asks nothing; without
+    /// one its first lookup asks GetPlaceholderInfo. A symlink's version is
+    /// not kept (its first lookup asks).
     pub version: Option<Box<VersionInfo>>,
 }
 

@@ -333,8 +333,10 @@ impl GitProvider {
         for e in &tree.entries {
             let info = self.info(&repo, view, &rel.join(&e.name), e)?;
             // A listing is of one commit's tree: the version is the one
-            // GetPlaceholderInfo would give in this view.
-            let version = (info.basic.kind == FileKind::File).then(|| Box::new(info.version));
+            // GetPlaceholderInfo would give in this view. Directories get
+            // theirs too, so that the listing places them (no lookup asks).
+            let version = matches!(info.basic.kind, FileKind::File | FileKind::Directory)
+                .then(|| Box::new(info.version));
             out.push(DirEntry {
                 name: e.name.clone(),
                 basic: info.basic,

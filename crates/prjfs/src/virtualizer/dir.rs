@@ -16,11 +16,12 @@ use crate::names::compare_with;
 use crate::provider::{EnumerationId, Extended, ProviderError};
 use crate::types::{DirEntry, FileBasicInfo, FileKind, OnDiskState, VersionInfo};
 
-/// A merged listing and, for its projected files, their index and basic info.
+/// A merged listing and, for its projected files and the projected
+/// directories that came with a version, their index and basic info.
 type Listed = (Vec<DirItem>, Vec<(usize, ListedFile)>);
 
-/// A projected file of a listing: its metadata and, when the provider gave
-/// it, its version.
+/// A projected file or directory of a listing: its metadata and, when the
+/// provider gave it, its version.
 type ListedFile = (FileBasicInfo, Option<Box<crate::types::VersionInfo>>);
 
 /// Largest enumeration buffer the library offers after InsufficientBuffer.
@@ -493,7 +494,9 @@ impl Inner {
                 next_offset,
                 entry,
             });
-            if let Some(basic) = basic.filter(|(b, _)| b.kind == FileKind::File) {
+            if let Some(basic) = basic.filter(|(b, v)| {
+                b.kind == FileKind::File || (b.kind == FileKind::Directory && v.is_some())
+            }) {
                 listed.push((items.len() - 1, basic));
             }
         }
@@ -504,14 +507,34 @@ impl Inner {
     /// listing creates none; here it does, so that READDIRPLUS can hand the
     /// kernel their attributes and `stat` needs no round trip) and fill in
     /// their entries. Their VersionInfo is the listing's when the provider
-    /// gave one, else unknown until the first open asks.
+    /// gave one, else unknown until the first open asks. The projected
+    /// directories that came with a version are placed on disk as their
+    /// first lookup would place them, without asking GetPlaceholderInfo: the
+    /// kernel then needs no LOOKUP to enter them.
     fn place_listed(
         &self,
         path: &Path,
         provider_path: &Path,
         items: &mut [DirItem],
-        listed: Vec<(usize, ListedFile)>,
+        mut listed: Vec<(usize, ListedFile)>,
     ) {
+        let mut placed_dirs = false;
+        listed.retain_mut(|(i, (basic, version))| {
+            if basic.kind != FileKind::Directory {
+                return true;
+            }
+            if let Some(version) = version.take() {
+                placed_dirs |=
+                    self.place_listed_dir(path, provider_path, &mut items[*i], basic, *version);
+            }
+            false
+        });
+        if placed_dirs {
+            // The directory on disk changed (its times, its link count).
+            if let Some(node) = self.nodes.find_path(path) {
+                self.dir_changed(node);
+            }
+        }
         if listed.is_empty() {
             return;
         }
@@ -530,6 +553,50 @@ impl Inner {
             }
             Err(e) => tracing::warn!("{}: recording a listing failed: {e}", path.display()),
         }
+    }
+}
+
+impl Inner {
+    /// Place the projected directory `item` of the listing of `path` (the
+    /// provider's `provider_path`) on disk with `basic` and `version`, and
+    /// fill in its entry from what is then at its name (a local item made
+    /// there meanwhile wins). Returns whether it placed the directory. On
+    /// failure the entry stays empty: the first lookup asks the provider.
+    fn place_listed_dir(
+        &self,
+        path: &Path,
+        provider_path: &Path,
+        item: &mut DirItem,
+        basic: &FileBasicInfo,
+        version: VersionInfo,
+    ) -> bool {
+        let rel = path.join(&*item.name);
+        let info = crate::types::PlaceholderInfo {
+            basic: basic.clone(),
+            version,
+            symlink_target: None,
+        };
+        let placed = match self.layer.write_placeholder_with_origin(
+            &rel,
+            &info,
+            &provider_path.join(&*item.name),
+        ) {
+            Ok(placed) => placed,
+            Err(e) => {
+                tracing::warn!("{}: placing a listed directory failed: {e}", rel.display());
+                return false;
+            }
+        };
+        match self.layer.lookup(&rel) {
+            Ok(Some(found)) if !found.state.contains(OnDiskState::TOMBSTONE) => {
+                let found = present(found);
+                item.ino = found.attr.ino;
+                item.entry = Some(found.attr);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}: {e}", rel.display()),
+        }
+        placed
     }
 }
 
