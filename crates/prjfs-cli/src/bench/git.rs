@@ -2,6 +2,8 @@
 //! own, in one run: `prjfs mount git:REPO@A` beside `git worktree add` of A, a
 //! first-pass walk of each, reading every file of each, and moving each to
 //! commit B (1,000 files changed) with `prjfs switch` and `git switch`.
+//! With bindfs installed, the peer's first-pass walk of the checkout (a fresh
+//! bindfs mount of it) runs too: what a plain FUSE mirror's first touch costs.
 //!
 //! The repository (N files of 20–330 bytes in N/100 directories, commit A;
 //! every 100th file changed in commit B; packed by `git gc`) is built once
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::fixture::{check, io_err, progress, timed, BenchMount};
+use super::fixture::{check, io_err, progress, timed, BenchMount, BindfsMount, Peer};
 use super::report::{Note, Row, Section};
 use super::workloads::walk;
 
@@ -122,7 +124,12 @@ fn once(f: impl FnOnce() -> Result<(), String>) -> Result<Duration, String> {
 }
 
 /// The git workload.
-pub fn bench_git(base: &Path, scratch: &Path, files: usize) -> Result<Section, String> {
+pub fn bench_git(
+    base: &Path,
+    scratch: &Path,
+    files: usize,
+    peer: Option<&Peer>,
+) -> Result<Section, String> {
     let (repo, a, b) = repository(base, files)?;
     let paths = files + files.div_ceil(100);
 
@@ -151,6 +158,19 @@ pub fn bench_git(base: &Path, scratch: &Path, files: usize) -> Result<Section, S
         // The checkout's walk also sees its `.git` file.
         progress(&format!("checkout walk saw {n} paths"));
     }
+    // The peer: a fresh bindfs mount of the checkout, walked once.
+    let bindfs_walk = match peer {
+        Some(peer) => {
+            let m = BindfsMount::new(peer, &wt, &scratch.join("git-bindfs"))?;
+            let (n, t) = timed(|| walk(&m.root))?;
+            if n != paths + 1 {
+                return Err(format!("the bindfs walk saw {n} paths, not {}", paths + 1));
+            }
+            progress(&format!("bindfs first-pass walk: {:.2} s", t.as_secs_f64()));
+            Some(t)
+        }
+        None => None,
+    };
     let ((git_files, git_bytes), git_read) = timed(|| read_all(&wt))?;
     let git_switch = once(|| git(&wt, &["switch", "-q", "--detach", &b]).map(drop))?;
     progress(&format!("git switch: {:.2} s", git_switch.as_secs_f64()));
@@ -215,6 +235,16 @@ pub fn bench_git(base: &Path, scratch: &Path, files: usize) -> Result<Section, S
     let mount_row = Row::new("git", "prjfs mount git:REPO@A", &[mount_time], n, 0)
         .vs("prjfs/checkout", &checkout_row);
     let git_walk_row = Row::new("git", "walk of the checkout", &[git_walk], paths as u64, 0);
+    let bindfs_walk_row = bindfs_walk.map(|t| {
+        Row::new(
+            "git",
+            "bindfs first-pass walk of the checkout",
+            &[t],
+            paths as u64 + 1,
+            0,
+        )
+        .vs("bindfs/checkout", &git_walk_row)
+    });
     let prjfs_walk_row = Row::new(
         "git",
         "prjfs first-pass walk",
@@ -222,7 +252,8 @@ pub fn bench_git(base: &Path, scratch: &Path, files: usize) -> Result<Section, S
         paths as u64,
         0,
     )
-    .vs("prjfs/checkout", &git_walk_row);
+    .vs("prjfs/checkout", &git_walk_row)
+    .vs_opt("prjfs/bindfs", bindfs_walk_row.as_ref());
     let git_read_row = Row::new("git", "read all of the checkout", &[git_read], n, git_bytes).mb();
     let prjfs_read_row = Row::new(
         "git",
@@ -251,18 +282,22 @@ pub fn bench_git(base: &Path, scratch: &Path, files: usize) -> Result<Section, S
     Ok(Section {
         workload: "git".into(),
         description: format!(
-            "a {files}-file repository (commit A; B changes {changed} paths), packed: git worktree add of A, a walk (list + lstat) and a read of every file of it, git switch to B in it; beside prjfs mount git:REPO@A on an empty root, its first-pass walk, read-all (hydrating every file), prjfs switch to B (every file hydrated); one run each"
+            "a {files}-file repository (commit A; B changes {changed} paths), packed: git worktree add of A, a walk (list + lstat) and a read of every file of it, git switch to B in it; the peer's first-pass walk of it through a fresh bindfs mount (if installed); beside prjfs mount git:REPO@A on an empty root, its first-pass walk, read-all (hydrating every file), prjfs switch to B (every file hydrated); one run each"
         ),
-        rows: vec![
-            checkout_row,
-            mount_row,
-            git_walk_row,
-            prjfs_walk_row,
-            git_read_row,
-            prjfs_read_row,
-            git_switch_row,
-            prjfs_switch_row,
-        ],
+        rows: [
+            Some(checkout_row),
+            Some(mount_row),
+            Some(git_walk_row),
+            bindfs_walk_row,
+            Some(prjfs_walk_row),
+            Some(git_read_row),
+            Some(prjfs_read_row),
+            Some(git_switch_row),
+            Some(prjfs_switch_row),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         notes: vec![Note {
             key: "git_goals".into(),
             text: goals.clone(),

@@ -224,7 +224,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     if let Workload::Git { files } = &workload {
         let files = if args.quick { 5_000 } else { *files };
-        record("git", git::bench_git(&base, suite.dir(), files))?;
+        record(
+            "git",
+            git::bench_git(&base, suite.dir(), files, peer.as_ref()),
+        )?;
     }
     if let Workload::S3 { files, big_mib } = &workload {
         record("s3", s3::bench_s3(suite.dir(), *files, *big_mib << 20))?;
