@@ -40,7 +40,7 @@ pub enum Points {
         /// The windows file.
         windows: File,
     },
-    /// Zstd cache frames in the given file.
+    /// Zstd: blocks of the seekable cache in the given file.
     Zstd {
         /// The resume points.
         points: Vec<ZstdPoint>,

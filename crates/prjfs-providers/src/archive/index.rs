@@ -122,7 +122,7 @@ pub struct GzPoint {
     pub window_len: u32,
 }
 
-/// A zstd resume point: the start of a frame of the seekable cache.
+/// A zstd resume point: the start of a block of the seekable cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZstdPoint {
     /// Offset in the uncompressed stream.
@@ -138,7 +138,7 @@ pub enum Access {
     Direct,
     /// Gzip: resume points; the windows are in the state directory's windows file.
     Gzip(Vec<GzPoint>),
-    /// Zstd: frames of the seekable cache in the state directory.
+    /// Zstd: blocks of the seekable cache in the state directory.
     Zstd(Vec<ZstdPoint>),
 }
 

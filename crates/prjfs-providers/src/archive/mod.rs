@@ -67,7 +67,9 @@ pub const PROVIDER_ID: &[u8] = b"prjfs-archive";
 /// Names of the files in the state directory.
 const INDEX_FILE: &str = "index";
 const WINDOWS_FILE: &str = "windows";
-const CACHE_FILE: &str = "cache.zst";
+const CACHE_FILE: &str = "cache.lz4";
+/// The cache of index format 2 (zstd frames), removed when an index is built.
+const OLD_CACHE_FILE: &str = "cache.zst";
 
 /// Why an archive cannot be projected.
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +232,7 @@ impl ArchiveProvider {
         let format = scan::detect(file)?;
         // The old index goes first: a pass that fails leaves none.
         let _ = std::fs::remove_file(dir.join(INDEX_FILE));
+        let _ = std::fs::remove_file(dir.join(OLD_CACHE_FILE));
         let windows_tmp = dir.join(format!("{WINDOWS_FILE}.tmp"));
         let cache_tmp = dir.join(format!("{CACHE_FILE}.tmp"));
         let outputs = scan::Outputs {

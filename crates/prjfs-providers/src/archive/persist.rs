@@ -1,7 +1,7 @@
 //! The index file: a [`Catalog`] as bytes, and the archive [`Fingerprint`]
 //! that says whether a stored index still describes the archive.
 //!
-//! Format 2, little-endian: magic `PJAX`, format version (u32), fingerprint
+//! Format 3, little-endian: magic `PJAX`, format version (u32), fingerprint
 //! (size u64, mtime i128 ns, head/tail hash u64), archive format (u8),
 //! readable end (u64), damage (string), the top level's entry count (u32),
 //! the entries (u32 count, each: name start and end u32, parent u32, children
@@ -12,7 +12,8 @@
 //! as the mount uses it, so loading builds nothing (10k members: well under a
 //! millisecond). A file that fails any check is not an index: the caller
 //! rebuilds. (Format 1 stored the members in archive order; the tree was built
-//! at every load.)
+//! at every load. Format 2 is format 3 whose `.tar.zst` points named zstd
+//! frames of `cache.zst`; format 3's name LZ4 blocks of `cache.lz4`.)
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -23,7 +24,7 @@ use super::catalog::{Catalog, Entry};
 use super::index::{Access, Data, Fingerprint, Format, GzPoint, Kind, ZstdPoint};
 
 const MAGIC: &[u8; 4] = b"PJAX";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// How much of the head and of the tail of the archive the fingerprint hashes.
 const HEAD_TAIL: u64 = 64 * 1024;
 

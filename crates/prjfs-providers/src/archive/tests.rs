@@ -236,7 +236,7 @@ fn a_truncated_gzip_delivers_what_precedes_the_cut() {
 }
 
 #[test]
-fn zstd_cache_frames_decode_alone() {
+fn zstd_cache_blocks_decode_alone_and_a_damaged_one_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let data = sample();
     let zst = zstd::bulk::compress(&data, 3).unwrap();
@@ -255,8 +255,8 @@ fn zstd_cache_frames_decode_alone() {
     assert_eq!(points.len(), data.len().div_ceil(super::zst::SPAN as usize));
     let cache = std::fs::File::open(&cache_path).unwrap();
     let cache_len = cache.metadata().unwrap().len();
-    check_ranges(
-        &Blocks::new(
+    let blocks = |archive, points, cache| {
+        Blocks::new(
             archive,
             Points::Zstd {
                 points,
@@ -264,9 +264,28 @@ fn zstd_cache_frames_decode_alone() {
                 cache_len,
             },
             end,
-        ),
+        )
+    };
+    check_ranges(
+        &blocks(archive.try_clone().unwrap(), points.clone(), cache),
         &data,
     );
+    // One byte of the third block's body changed: its ranges fail, the
+    // others still read.
+    let mut bytes = std::fs::read(&cache_path).unwrap();
+    bytes[points[2].inp as usize + 100] ^= 0x20;
+    std::fs::write(&cache_path, &bytes).unwrap();
+    let damaged = blocks(
+        archive,
+        points.clone(),
+        std::fs::File::open(&cache_path).unwrap(),
+    );
+    let read = |off: u64, len: u64| damaged.read(off, len, |_, _| Ok(()));
+    let err = read(points[2].out + 10, 10).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert!(read(points[1].out, 1000).is_ok());
+    assert!(read(points[3].out, 1000).is_ok());
 }
 
 #[test]

@@ -3,12 +3,14 @@
 //! entropy tables — is not exported by the library), and `zstd` and `tar
 //! --zstd` write one frame for the whole archive. So the index pass, while it
 //! decompresses the archive once for the tar parser, cuts the output into
-//! [`SPAN`]-byte pieces and compresses each as a frame of its own
-//! (level 1, on a second thread) into the cache file in the state directory;
-//! a resume point is the start of such a frame, and [`decode_block`]
-//! decompresses one frame. The cache costs disk (about the archive's size at
-//! level 1) and, during the index pass only, the second thread's time; see
-//! ARCHITECTURE.md for the measured alternative.
+//! [`SPAN`]-byte pieces and compresses each as an LZ4 block of its own (on a
+//! second thread) into the cache file in the state directory; a resume point
+//! is the start of such a block, and [`decode_block`] decompresses one. LZ4
+//! rather than zstd for the cache: its blocks decode several times faster
+//! (reading every member of the bench's `.tar.zst` spent a third of its CPU
+//! decoding level-1 zstd frames), for a cache about half again as large. The
+//! cache costs disk and, during the index pass only, the second thread's
+//! time; see ARCHITECTURE.md for the measurements.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -19,15 +21,18 @@ use std::thread::JoinHandle;
 
 use super::index::ZstdPoint;
 
-/// Level of the cache's frames: the fastest that still halves typical data.
-const CACHE_LEVEL: i32 = 1;
-
-/// Uncompressed bytes per cache frame, so at most this much is decoded before
-/// a member's first byte. Level-1 frames decode at ~0.9 GB/s here: a 256 KiB
-/// frame cost ~0.28 ms, most of a random member's read; a 64 KiB frame costs
-/// ~0.08 ms and the cache grows by ~1% (no matches across frames). Smaller
-/// frames cost more per byte (16 KiB: 0.65 GB/s, +6%).
+/// Uncompressed bytes per cache block, so at most this much is decoded
+/// before a member's first byte. Chosen when the blocks were zstd frames
+/// (level 1, ~0.9 GB/s here: a 256 KiB frame cost ~0.28 ms, most of a random
+/// member's read; a 64 KiB one ~0.08 ms for a cache ~1% larger, smaller
+/// frames cost more per byte); LZ4 blocks of 64 KiB keep LZ4's whole match
+/// window inside each block.
 pub const SPAN: u64 = 64 * 1024;
+
+/// Each cache block starts with the CRC-32 (little-endian) of its compressed
+/// bytes, so that a damaged cache fails the read (`EIO`) rather than hand out
+/// wrong bytes: LZ4 has no check of its own, and the cache outlives mounts.
+const CRC_LEN: usize = 4;
 
 /// Decompresses a zstd file for the tar parser while a second thread writes the
 /// seekable cache. Errors of the archive end the stream early (see
@@ -54,13 +59,17 @@ impl<R: Read> ZstdIndexer<R> {
             .spawn(move || -> io::Result<Vec<ZstdPoint>> {
                 let mut points = Vec::new();
                 let (mut out, mut inp) = (0u64, 0u64);
-                let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL)?;
+                let mut block =
+                    vec![0; CRC_LEN + lz4_flex::block::get_maximum_output_size(SPAN as usize)];
                 for piece in receiver {
-                    let frame = compressor.compress(&piece)?;
-                    cache.write_all(&frame)?;
+                    let n = lz4_flex::block::compress_into(&piece, &mut block[CRC_LEN..])
+                        .map_err(io::Error::other)?;
+                    let crc = crc32fast::hash(&block[CRC_LEN..CRC_LEN + n]);
+                    block[..CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+                    cache.write_all(&block[..CRC_LEN + n])?;
                     points.push(ZstdPoint { out, inp });
                     out += piece.len() as u64;
-                    inp += frame.len() as u64;
+                    inp += (CRC_LEN + n) as u64;
                 }
                 cache.flush()?;
                 Ok(points)
@@ -140,15 +149,12 @@ impl<R: Read> Read for ZstdIndexer<R> {
 }
 
 thread_local! {
-    /// A decompression context and a frame buffer per callback thread: a new
-    /// context (~100 KiB of tables to allocate and set up) cost a third as
-    /// much as decoding a 64 KiB frame.
-    static DECODER: RefCell<Option<(zstd::bulk::Decompressor<'static>, Vec<u8>)>> =
-        const { RefCell::new(None) };
+    /// A buffer for the compressed block, per callback thread.
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Decompress the cache frame at `point` (`clen` compressed bytes, `len`
-/// uncompressed) into `out`.
+/// Decompress the cache block at `point` (`clen` bytes with its checksum,
+/// `len` uncompressed) into `out`.
 pub fn decode_block(
     cache: &File,
     point: &ZstdPoint,
@@ -156,17 +162,26 @@ pub fn decode_block(
     len: usize,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    DECODER.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let (decoder, frame) = match &mut *slot {
-            Some(pair) => pair,
-            empty => empty.insert((zstd::bulk::Decompressor::new()?, Vec::new())),
-        };
+    FRAME.with(|frame| {
+        let mut frame = frame.borrow_mut();
         frame.resize(clen, 0);
-        cache.read_exact_at(frame, point.inp)?;
+        cache.read_exact_at(&mut frame, point.inp)?;
+        let bad = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the cache block at {} {why}", point.inp),
+            )
+        };
+        let (crc, body) = frame
+            .split_at_checked(CRC_LEN)
+            .ok_or_else(|| bad("is shorter than its checksum".into()))?;
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return Err(bad("fails its checksum".into()));
+        }
         out.clear();
-        out.reserve(len);
-        let n = decoder.decompress_to_buffer(&frame[..], out)?;
+        out.resize(len, 0);
+        let n = lz4_flex::block::decompress_into(body, out)
+            .map_err(|e| bad(format!("does not decode: {e}")))?;
         check_len(n, len)
     })
 }
@@ -174,7 +189,7 @@ pub fn decode_block(
 fn check_len(n: usize, len: usize) -> io::Result<()> {
     if n != len {
         return Err(io::Error::other(format!(
-            "the zstd cache frame holds {n} bytes, {len} expected"
+            "the cache block holds {n} bytes, {len} expected"
         )));
     }
     Ok(())
