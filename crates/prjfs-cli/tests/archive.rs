@@ -244,9 +244,16 @@ fn each_format_projects_the_unpacked_tree() {
             listing(&unpacked, true, symlink_mtimes),
             "{kind}: kinds, modes, mtimes and symlink targets"
         );
+        // The listings gave each directory its version and placed it: the
+        // walk's lookups asked the provider for the symlinks only.
+        let asked = m.invoked("get_placeholder_info");
+        assert_eq!(
+            asked,
+            symlinks_under(&unpacked),
+            "{kind}: GetPlaceholderInfo beyond the symlinks"
+        );
         // The listings gave each file its version: reading them all asks
         // the provider for content only.
-        let asked = m.invoked("get_placeholder_info");
         diff(&unpacked, &root);
         assert_eq!(
             m.invoked("get_placeholder_info"),
@@ -596,4 +603,19 @@ fn bad_input_is_refused_with_a_clear_error() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// How many symlinks there are below `dir`.
+fn symlinks_under(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let t = e.file_type().unwrap();
+        if t.is_symlink() {
+            n += 1;
+        } else if t.is_dir() {
+            n += symlinks_under(&e.path());
+        }
+    }
+    n
 }

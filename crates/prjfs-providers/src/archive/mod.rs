@@ -343,8 +343,10 @@ impl ArchiveProvider {
             .map(|c| {
                 let basic = self.basic(self.member(c));
                 // The archive never changes under its index: the listing's
-                // version is the one GetPlaceholderInfo would give.
-                let version = (basic.kind == FileKind::File).then(|| Box::new(self.version(c)));
+                // version is the one GetPlaceholderInfo would give. A
+                // directory's too, so that the listing places it.
+                let version = matches!(basic.kind, FileKind::File | FileKind::Directory)
+                    .then(|| Box::new(self.version(c)));
                 DirEntry {
                     name: OsStr::from_bytes(self.inner.catalog.name(c)).to_os_string(),
                     basic,
