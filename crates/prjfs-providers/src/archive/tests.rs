@@ -110,6 +110,18 @@ fn check_ranges(blocks: &Blocks, data: &[u8]) {
         .is_err());
 }
 
+/// `[off, off + len)` of the stream, read through `blocks`.
+fn read_bytes(blocks: &Blocks, off: u64, len: u64) -> Vec<u8> {
+    let mut got = Vec::new();
+    blocks
+        .read(off, len, |_, b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    got
+}
+
 #[test]
 fn gzip_blocks_decode_from_their_points_also_across_members() {
     let tmp = tempfile::tempdir().unwrap();
@@ -150,13 +162,7 @@ fn threads_needing_one_block_at_once_decode_it_once() {
             s.spawn(move || {
                 barrier.wait();
                 let off = start + t * 1000;
-                let mut got = Vec::new();
-                blocks
-                    .read(off, 1000, |_, b| {
-                        got.extend_from_slice(b);
-                        Ok(())
-                    })
-                    .unwrap();
+                let got = read_bytes(blocks, off, 1000);
                 assert!(got == data[off as usize..off as usize + 1000]);
             });
         }
@@ -183,16 +189,7 @@ fn a_reader_that_would_wait_decodes_the_next_block_meanwhile() {
     // block 3 rather than wait idle, then waits for block 2.
     blocks.pretend_decoding(2);
     std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            let mut got = Vec::new();
-            blocks
-                .read(start, 1000, |_, b| {
-                    got.extend_from_slice(b);
-                    Ok(())
-                })
-                .unwrap();
-            got
-        });
+        let reader = s.spawn(|| read_bytes(&blocks, start, 1000));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while blocks.decodes_of(3) == 0 && std::time::Instant::now() < deadline {
             std::thread::yield_now();
@@ -208,13 +205,7 @@ fn a_reader_that_would_wait_decodes_the_next_block_meanwhile() {
     });
     assert_eq!(blocks.decodes_of(2), 1);
     // Block 3 was kept: reading it decodes nothing.
-    let mut got = Vec::new();
-    blocks
-        .read(next, 500, |_, b| {
-            got.extend_from_slice(b);
-            Ok(())
-        })
-        .unwrap();
+    let got = read_bytes(&blocks, next, 500);
     assert!(got == data[next as usize..next as usize + 500]);
     assert_eq!(blocks.decodes_of(3), 1);
     assert_eq!(blocks.decodes_of(4), 0, "one block ahead per wait");
