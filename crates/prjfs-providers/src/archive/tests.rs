@@ -304,3 +304,35 @@ fn index_is_current_checks_the_stored_fingerprint_only() {
     std::fs::remove_file(&archive).unwrap();
     assert!(!super::ArchiveProvider::index_is_current(&archive, &state));
 }
+
+#[test]
+fn a_zstd_archive_indexed_anew_leaves_only_the_lz4_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    let mut tar_bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tar_bytes);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "big", &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let archive = tmp.path().join("a.tar.zst");
+    std::fs::write(&archive, zstd::bulk::compress(&tar_bytes, 3).unwrap()).unwrap();
+    // The state of an index of format 2: its zstd cache, an index file of
+    // another version.
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("cache.zst"), b"frames of format 2").unwrap();
+    std::fs::write(state.join("index"), b"PJAX\x02\0\0\0 not this version").unwrap();
+    assert!(!super::ArchiveProvider::index_is_current(&archive, &state));
+    drop(super::ArchiveProvider::open(&archive, &state, None).unwrap());
+    assert!(super::ArchiveProvider::index_is_current(&archive, &state));
+    assert!(
+        !state.join("cache.zst").exists(),
+        "the old cache is removed"
+    );
+    assert!(std::fs::metadata(state.join("cache.lz4")).unwrap().len() > 0);
+}
