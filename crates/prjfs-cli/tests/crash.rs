@@ -897,6 +897,8 @@ fn exec_op(root: &Path, t: &Tree, op: &Op, acked: &mut usize) -> std::io::Result
 
 fn run_worker(mut w: Worker, root: PathBuf, killed: Arc<AtomicBool>) -> (Worker, Outcome) {
     let mut ops = 0;
+    // The worker's last operations, for a read that returns wrong bytes.
+    let mut recent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut killed_at: Option<Instant> = None;
     loop {
         if killed.load(Ordering::SeqCst) {
@@ -930,7 +932,7 @@ fn run_worker(mut w: Worker, root: PathBuf, killed: Arc<AtomicBool>) -> (Worker,
                         let again = std::fs::read(root.join(path)).map(|d| d == want);
                         let size = std::fs::metadata(root.join(path)).map(|m| m.len());
                         let error = Some(format!(
-                            "{op:?} while the daemon was alive read {} bytes #{}, the model holds {} bytes #{}{}; then stat gave {size:?} bytes and a second read {}",
+                            "{op:?} while the daemon was alive read {} bytes #{}, the model holds {} bytes #{}{}; then a second read {} and stat gave {size:?} bytes; the worker's operations before, oldest first:\n  {}",
                             got.len(),
                             short_hash(&got),
                             want.len(),
@@ -940,7 +942,8 @@ fn run_worker(mut w: Worker, root: PathBuf, killed: Arc<AtomicBool>) -> (Worker,
                                 Ok(true) => "matched the model".to_string(),
                                 Ok(false) => "did not match the model".to_string(),
                                 Err(e) => format!("failed: {e}"),
-                            }
+                            },
+                            Vec::from(recent).join("\n  ")
                         ));
                         return (
                             w,
@@ -955,6 +958,10 @@ fn run_worker(mut w: Worker, root: PathBuf, killed: Arc<AtomicBool>) -> (Worker,
                 w.tree = apply(&w.tree, &op);
                 w.remember_removed(&op);
                 ops += 1;
+                if recent.len() == 12 {
+                    recent.pop_front();
+                }
+                recent.push_back(format!("{op:?}"));
             }
             Err(e) => {
                 let error = (!killed.load(Ordering::SeqCst)).then(|| {

@@ -377,7 +377,7 @@ impl Inner {
             return done(Err(libc::EBADF));
         };
         if let Some(file) = handle.file() {
-            return done(read_at(&file, offset, size));
+            return done(read_in_place(&file, offset, size, handle.node));
         }
         let (path, item) = match self.node_item(handle.node) {
             Ok(x) => x,
@@ -758,6 +758,28 @@ fn checked_read(
                 path.display(),
                 data.len()
             );
+        }
+    }
+    r
+}
+
+/// [`read_at`] of an open file: an answer shorter than asked that ends
+/// before the file does (by `fstat`, asked only then) is logged, as
+/// [`checked_read`] logs one of a placeholder's content.
+fn read_in_place(file: &File, offset: u64, size: u32, node: u64) -> Result<Vec<u8>, Errno> {
+    let r = read_at(file, offset, size);
+    if let Ok(data) = &r {
+        let end = offset + data.len() as u64;
+        if data.len() < size as usize {
+            if let Ok(st) = rustix::fs::fstat(file) {
+                if (st.st_size as u64) > end {
+                    tracing::warn!(
+                        "node {node}: short read at {offset}: {} of {size} bytes from an open file of {} bytes",
+                        data.len(),
+                        st.st_size
+                    );
+                }
+            }
         }
     }
     r
