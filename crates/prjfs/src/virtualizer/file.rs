@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::fetch::Wake;
+use super::reads::{checked_read, read_in_place};
 use super::{is_own_thread, Errno, Inner, RequestCtx, Responder};
 use crate::layer::{Item, LayerError};
 use crate::types::{FileKind, OnDiskState};
@@ -734,70 +735,6 @@ fn write_at(file: &File, offset: u64, data: &[u8]) -> Result<u32, Errno> {
     file.write_all_at(data, offset)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
     Ok(data.len() as u32)
-}
-
-/// [`read_at`] of content that should hold `want` bytes there (the item's
-/// size when the read began): fewer is a short read, which the kernel takes
-/// for the end of the file, so it is logged with where the bytes came from
-/// (`how`) and the file's size (a rare short read was once seen in the crash
-/// test). Nothing else changes: the answer is what the file holds.
-fn checked_read(
-    file: &File,
-    offset: u64,
-    size: u32,
-    want: u64,
-    path: &Path,
-    how: &str,
-) -> Result<Vec<u8>, Errno> {
-    let r = read_at(file, offset, size);
-    if let Ok(data) = &r {
-        if (data.len() as u64) < want {
-            let on_disk = rustix::fs::fstat(file).map(|st| st.st_size);
-            tracing::warn!(
-                "{}: short read at {offset}: {} of {want} bytes from the file {how} (its size now: {on_disk:?}); a truncation since the read began explains it, nothing else does",
-                path.display(),
-                data.len()
-            );
-        }
-    }
-    r
-}
-
-/// [`read_at`] of an open file: an answer shorter than asked that ends
-/// before the file does (by `fstat`, asked only then) is logged, as
-/// [`checked_read`] logs one of a placeholder's content.
-fn read_in_place(file: &File, offset: u64, size: u32, node: u64) -> Result<Vec<u8>, Errno> {
-    let r = read_at(file, offset, size);
-    if let Ok(data) = &r {
-        let end = offset + data.len() as u64;
-        if data.len() < size as usize {
-            if let Ok(st) = rustix::fs::fstat(file) {
-                if (st.st_size as u64) > end {
-                    tracing::warn!(
-                        "node {node}: short read at {offset}: {} of {size} bytes from an open file of {} bytes",
-                        data.len(),
-                        st.st_size
-                    );
-                }
-            }
-        }
-    }
-    r
-}
-
-fn read_at(file: &File, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; size as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
 }
 
 /// The item an open file descriptor refers to (for `fstat` of a file unlinked

@@ -17,6 +17,7 @@ mod notify;
 mod prefetch;
 mod present;
 mod ranged;
+mod reads;
 mod set_id;
 mod update;
 mod write;
