@@ -5,12 +5,16 @@
 //! random members read through a fresh remount, every file read through a
 //! fresh root, and the daemon's RSS after that. Ratios are prjfs time /
 //! unpacking time; the goals (issue 11) are printed below the table.
+//!
+//! With bindfs installed, the FUSE peer reads every file too: the unpacked
+//! tree through a fresh bindfs mount, by the same single reader as prjfs's
+//! read-all, whose row then also shows `prjfs/bindfs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::fixture::{check, io_err, progress, BenchMount};
+use super::fixture::{check, io_err, progress, BenchMount, BindfsMount, Peer};
 use super::report::{Note, Row, Section};
 
 /// The tree: `dirs` directories of `files / dirs` files, sizes between 1 KiB
@@ -168,6 +172,7 @@ fn one_format(
     files: &[PathBuf],
     bytes: u64,
     p: &ArchiveParams,
+    bindfs: Option<&Peer>,
 ) -> Result<(Vec<Row>, Vec<Note>), String> {
     let src = scratch.join("src");
     let archive = scratch.join(format!("a.{kind}"));
@@ -219,8 +224,25 @@ fn one_format(
         std::fs::create_dir_all(&unpacked).map_err(io_err(&unpacked))?;
         sh("sync")?;
         t_unpack.push(timed(|| sh(&unpack))?);
-        sh(&format!("rm -rf '{}'", unpacked.display()))?;
+        // The last unpacked tree is kept for the bindfs read-all.
+        if rep + 1 < p.reps || bindfs.is_none() {
+            sh(&format!("rm -rf '{}'", unpacked.display()))?;
+        }
     }
+    // The FUSE peer: every file of the unpacked tree read through a fresh
+    // bindfs mount, as prjfs's read-all reads its root.
+    let t_bindfs_all = match bindfs {
+        Some(peer) => {
+            progress(&format!("archive: {kind}: bindfs read-all"));
+            sh("sync")?;
+            let m = BindfsMount::new(peer, &unpacked, &scratch.join(format!("bindfs-{kind}")))?;
+            let t = timed(|| read_files(&m.root, files).map(drop))?;
+            drop(m);
+            sh(&format!("rm -rf '{}'", unpacked.display()))?;
+            Some(t)
+        }
+        None => None,
+    };
     let peer = Row::new(
         kind,
         &format!("{peer_name} (unpack all)"),
@@ -231,6 +253,18 @@ fn one_format(
     .mb();
     let mut rows = vec![peer.clone()];
     let what = peer_name;
+    let bindfs_all = t_bindfs_all.map(|t| {
+        Row::new(
+            kind,
+            "bindfs read-all, 1 reader (unpacked tree)",
+            &[t],
+            n,
+            bytes,
+        )
+        .mb()
+        .vs(what, &peer)
+    });
+    rows.extend(bindfs_all.clone());
 
     // First mount: the index pass.
     progress(&format!("archive: {kind}: first mount"));
@@ -306,7 +340,8 @@ fn one_format(
             bytes,
         )
         .mb()
-        .vs(what, &peer),
+        .vs(what, &peer)
+        .vs_opt("prjfs/bindfs", bindfs_all.as_ref()),
     );
     // The prefetch command: reading through the mount as a client would
     // (`--read`), and by the daemon (no kernel round trip per file), 4 files
@@ -382,7 +417,11 @@ fn one_format(
 }
 
 /// The whole workload.
-pub fn bench_archive(dir: &Path, p: &ArchiveParams) -> Result<Section, String> {
+pub fn bench_archive(
+    dir: &Path,
+    p: &ArchiveParams,
+    bindfs: Option<&Peer>,
+) -> Result<Section, String> {
     for tool in ["tar", "gzip", "zstd", "zip", "unzip"] {
         if Command::new("sh")
             .arg("-c")
@@ -405,7 +444,7 @@ pub fn bench_archive(dir: &Path, p: &ArchiveParams) -> Result<Section, String> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for kind in ["tar", "tar.gz", "tar.zst", "zip"] {
-        let (r, n) = one_format(&scratch, kind, &files, bytes, p)?;
+        let (r, n) = one_format(&scratch, kind, &files, bytes, p, bindfs)?;
         rows.extend(r);
         notes.extend(n);
     }
@@ -417,7 +456,7 @@ pub fn bench_archive(dir: &Path, p: &ArchiveParams) -> Result<Section, String> {
     Ok(Section {
         workload: "archive".into(),
         description: format!(
-            "{} files ({:.0} MB, 1-{} KiB each, {} dirs) packed by tar/gzip/zstd/zip; unpacking vs prjfs. Unpacking and the default prjfs hydrate: best of {} runs (each after a sync, on a fresh root); the other rows one run each",
+            "{} files ({:.0} MB, 1-{} KiB each, {} dirs) packed by tar/gzip/zstd/zip; unpacking vs prjfs, and (if installed) bindfs reading the unpacked tree as prjfs's read-all reads its root. Unpacking and the default prjfs hydrate: best of {} runs (each after a sync, on a fresh root); the other rows one run each",
             files.len(),
             bytes as f64 / 1e6,
             (1024 + p.spread) / 1024,

@@ -220,7 +220,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         } else {
             archive::ArchiveParams::full()
         };
-        record("archive", archive::bench_archive(suite.dir(), &p))?;
+        record(
+            "archive",
+            archive::bench_archive(suite.dir(), &p, peer.as_ref()),
+        )?;
     }
     if let Workload::Git { files } = &workload {
         let files = if args.quick { 5_000 } else { *files };
