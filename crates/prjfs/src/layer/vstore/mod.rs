@@ -37,13 +37,17 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
+mod codec;
+
+use self::codec::{
+    decode, encode_paths, encode_put, frame, frame_put_at, Entry, OP_DEL, OP_MOVE_TREE,
+};
 use super::meta::crc32;
 use super::vstore_hold::{self, Why};
 use crate::types::VersionInfo;
@@ -55,10 +59,6 @@ const LOG_MAGIC: &[u8; 8] = b"PJPLOG01";
 const FLUSH_BYTES: usize = 256 * 1024;
 /// How long appended records may wait for the flusher.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-
-const OP_PUT: u8 = 1;
-const OP_DEL: u8 = 2;
-const OP_MOVE_TREE: u8 = 3;
 
 /// One placeholder file without an on-disk item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,164 +138,6 @@ impl std::fmt::Debug for VStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "VStore({} records)", self.len())
     }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    // Paths are below PATH_MAX and ids below 256 bytes: u16 lengths suffice.
-    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
-fn encode_put(path: &Path, r: &VRec) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64 + path.as_os_str().len());
-    put_body(&mut b, &[path.as_os_str().as_bytes()], r);
-    b
-}
-
-/// Append the framed PUT entry of the record `r` at `dir`/`name` to `out`, as
-/// `frame(out, &encode_put(&dir.join(name), r))` would, without the two
-/// allocations (a listing writes one per projected file).
-fn frame_put_at(out: &mut Vec<u8>, dir: &Path, name: &OsStr, r: &VRec) {
-    let dir = dir.as_os_str().as_bytes();
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    if dir.is_empty() || dir.ends_with(b"/") {
-        put_body(out, &[dir, name.as_bytes()], r);
-    } else {
-        put_body(out, &[dir, b"/", name.as_bytes()], r);
-    }
-    let len = out.len() - start - 4;
-    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-    let crc = crc32(&out[start + 4..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-}
-
-/// The body of a PUT entry: the path (the concatenation of `path`'s parts)
-/// and the record.
-fn put_body(b: &mut Vec<u8>, path: &[&[u8]], r: &VRec) {
-    b.push(OP_PUT);
-    let len: usize = path.iter().map(|p| p.len()).sum();
-    // Paths are below PATH_MAX: a u16 length suffices.
-    b.extend_from_slice(&(len as u16).to_le_bytes());
-    for p in path {
-        b.extend_from_slice(p);
-    }
-    b.extend_from_slice(&r.size.to_le_bytes());
-    for (s, ns) in [r.mtime, r.atime] {
-        b.extend_from_slice(&s.to_le_bytes());
-        b.extend_from_slice(&ns.to_le_bytes());
-    }
-    b.extend_from_slice(&r.perm.to_le_bytes());
-    b.extend_from_slice(&r.uid.to_le_bytes());
-    b.extend_from_slice(&r.gid.to_le_bytes());
-    let flags = u8::from(r.version.is_some()) | (u8::from(r.origin.is_some()) << 1);
-    b.push(flags);
-    if let Some(v) = &r.version {
-        put_bytes(b, &v.provider_id);
-        put_bytes(b, &v.content_id);
-    }
-    if let Some(o) = &r.origin {
-        put_bytes(b, o.as_os_str().as_bytes());
-    }
-}
-
-fn encode_paths(op: u8, paths: &[&Path]) -> Vec<u8> {
-    let mut b = vec![op];
-    for p in paths {
-        put_bytes(&mut b, p.as_os_str().as_bytes());
-    }
-    b
-}
-
-fn frame(out: &mut Vec<u8>, body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(body);
-    out.extend_from_slice(&crc32(body).to_le_bytes());
-}
-
-/// Bounds-checked reader of one entry body.
-struct Rd<'a>(&'a [u8]);
-
-impl<'a> Rd<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn arr<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = u16::from_le_bytes(self.arr()?) as usize;
-        self.take(n)
-    }
-    fn path(&mut self) -> Option<PathBuf> {
-        Some(PathBuf::from(OsStr::from_bytes(self.bytes()?)))
-    }
-    fn time(&mut self) -> Option<(i64, u32)> {
-        Some((
-            i64::from_le_bytes(self.arr()?),
-            u32::from_le_bytes(self.arr()?),
-        ))
-    }
-}
-
-/// One decoded log entry.
-enum Entry {
-    Put(PathBuf, VRec),
-    Del(PathBuf),
-    MoveTree(PathBuf, PathBuf),
-}
-
-fn decode(body: &[u8]) -> Option<Entry> {
-    let mut r = Rd(body);
-    let op = r.arr::<1>()?[0];
-    let e = match op {
-        OP_PUT => {
-            let path = r.path()?;
-            let size = u64::from_le_bytes(r.arr()?);
-            let mtime = r.time()?;
-            let atime = r.time()?;
-            let perm = u16::from_le_bytes(r.arr()?);
-            let uid = u32::from_le_bytes(r.arr()?);
-            let gid = u32::from_le_bytes(r.arr()?);
-            let flags = r.arr::<1>()?[0];
-            let version = if flags & 1 != 0 {
-                Some(Box::new(VersionInfo {
-                    provider_id: r.bytes()?.to_vec(),
-                    content_id: r.bytes()?.to_vec(),
-                }))
-            } else {
-                None
-            };
-            let origin = if flags & 2 != 0 {
-                Some(Box::new(r.path()?))
-            } else {
-                None
-            };
-            Entry::Put(
-                path,
-                VRec {
-                    size,
-                    mtime,
-                    atime,
-                    perm,
-                    uid,
-                    gid,
-                    version,
-                    origin,
-                    serial: 0,
-                },
-            )
-        }
-        OP_DEL => Entry::Del(r.path()?),
-        OP_MOVE_TREE => Entry::MoveTree(r.path()?, r.path()?),
-        _ => return None,
-    };
-    r.0.is_empty().then_some(e)
 }
 
 /// Split a path into (directory, name); `None` for the root.
@@ -778,147 +620,4 @@ impl VStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsFd;
-
-    fn rec(size: u64) -> VRec {
-        VRec {
-            size,
-            mtime: (1, 2),
-            atime: (3, 4),
-            perm: 0o644,
-            uid: 5,
-            gid: 6,
-            version: Some(Box::new(VersionInfo {
-                provider_id: b"p".to_vec(),
-                content_id: b"c".to_vec(),
-            })),
-            origin: None,
-            serial: 0,
-        }
-    }
-
-    fn hidden() -> (tempfile::TempDir, rustix::fd::OwnedFd) {
-        let d = tempfile::tempdir().unwrap();
-        let fd =
-            rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        (d, fd)
-    }
-
-    #[test]
-    fn a_listing_frames_its_entries_as_single_puts_do() {
-        let moved = VRec {
-            version: None,
-            origin: Some(Box::new(PathBuf::from("old/x"))),
-            ..rec(7)
-        };
-        for (dir, name, r) in [
-            ("", "top", rec(1)),
-            ("a/b", "x", moved.clone()),
-            ("a/", "y", rec(2)),
-        ] {
-            let mut want = Vec::new();
-            frame(&mut want, &encode_put(&Path::new(dir).join(name), &r));
-            let mut got = vec![9];
-            frame_put_at(&mut got, Path::new(dir), OsStr::new(name), &r);
-            assert_eq!(&got[1..], &want[..], "{dir:?} {name:?}");
-        }
-    }
-
-    #[test]
-    fn replays_puts_deletes_and_moves_after_reopen() {
-        let (_d, fd) = hidden();
-        {
-            let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-            s.put(Path::new("a/x"), rec(1));
-            s.put(
-                Path::new("a/y"),
-                VRec {
-                    version: None,
-                    ..rec(2)
-                },
-            );
-            s.put(Path::new("b/z"), rec(3));
-            s.remove(Path::new("b/z"));
-            s.move_tree(Path::new("a"), Path::new("c"));
-            s.stop();
-        }
-        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.get(Path::new("b/z")), None);
-        let x = s.get(Path::new("c/x")).unwrap();
-        assert_eq!(x.size, 1);
-        assert_eq!(
-            x.origin.as_deref().map(|p| p.as_path()),
-            Some(Path::new("a/x"))
-        );
-        assert_eq!(s.get(Path::new("c/y")).unwrap().version, None);
-        assert!(s.has_children(Path::new("c")));
-        assert!(!s.has_children(Path::new("a")));
-    }
-
-    #[test]
-    fn a_torn_tail_loses_only_the_last_batch() {
-        let (_d, fd) = hidden();
-        {
-            let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-            s.put(Path::new("d/one"), rec(1));
-            s.sync();
-            s.put(Path::new("d/two"), rec(2));
-            s.stop();
-        }
-        // Cut the last entry in half.
-        let log = rustix::fs::openat(fd.as_fd(), LOG_NAME, OFlags::RDWR, Mode::empty()).unwrap();
-        let len = rustix::fs::fstat(&log).unwrap().st_size as u64;
-        rustix::fs::ftruncate(&log, len - 5).unwrap();
-        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-        assert_eq!(s.len(), 1);
-        assert!(s.get(Path::new("d/one")).is_some());
-        // The compacted log is whole again.
-        s.put(Path::new("d/three"), rec(3));
-        s.stop();
-        drop(s);
-        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-        assert_eq!(s.len(), 2);
-    }
-
-    #[test]
-    fn open_drops_what_keep_refuses() {
-        let (_d, fd) = hidden();
-        {
-            let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-            s.put(Path::new("k/keep"), rec(1));
-            s.put(Path::new("k/drop"), rec(2));
-            s.stop();
-        }
-        let s = VStore::open(fd.as_fd(), |p, _| p != Path::new("k/drop")).unwrap();
-        assert_eq!(s.children(Path::new("k")).len(), 1);
-        assert!(!s.put_new(Path::new("k/keep"), rec(9)));
-        assert_eq!(s.get(Path::new("k/keep")).unwrap().size, 1);
-    }
-
-    #[test]
-    fn counters_follow_appends_and_batches() {
-        let (_d, fd) = hidden();
-        let s = VStore::open(fd.as_fd(), |_, _| true).unwrap();
-        let opened = s.stats();
-        assert_eq!(opened.log_bytes, LOG_MAGIC.len() as u64);
-        s.put(Path::new("d/one"), rec(1));
-        s.put(Path::new("d/two"), rec(2));
-        let before = s.stats();
-        assert_eq!((before.records, before.pending_entries), (2, 2));
-        assert!(before.pending_bytes > 0);
-        s.sync();
-        let after = s.stats();
-        assert_eq!((after.pending_entries, after.pending_bytes), (0, 0));
-        assert_eq!(after.batches_written, opened.batches_written + 1);
-        assert_eq!(after.log_bytes, opened.log_bytes + before.pending_bytes);
-        let log = rustix::fs::openat(fd.as_fd(), LOG_NAME, OFlags::RDONLY, Mode::empty()).unwrap();
-        assert_eq!(
-            rustix::fs::fstat(&log).unwrap().st_size as u64,
-            after.log_bytes
-        );
-        s.stop();
-    }
-}
+mod tests;
