@@ -11,6 +11,7 @@ mod callers;
 mod dir;
 mod fetch;
 mod file;
+mod invoke;
 mod lookup;
 pub mod nodes;
 mod notify;
@@ -22,21 +23,19 @@ mod set_id;
 mod update;
 mod write;
 
+use invoke::{is_own_thread, process_name};
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::panic::AssertUnwindSafe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::cancel::CancelSlot;
-use crate::command::{CallbackKind, CommandOutcome, CommandStats, CommandTable};
+use crate::command::{CommandStats, CommandTable};
 use crate::layer::{Item, Layer};
 use crate::names::validate_name;
-use crate::provider::{
-    CallbackData, CallbackFlags, CallbackResult, CommandId, InstanceHandle, Outcome, Provider,
-    ProviderError,
-};
+use crate::provider::{InstanceHandle, Provider};
 use crate::scheduler::Scheduler;
 use crate::types::{Collation, OnDiskState};
 
@@ -631,16 +630,6 @@ pub(crate) fn check_rel_path(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the calling thread `pid` belongs to this process (the provider's own
-/// I/O never reaches the provider).
-fn is_own_thread(pid: u32) -> bool {
-    pid != 0 && callers::lookup(pid).own
-}
-
-fn process_name(pid: u32) -> Option<String> {
-    callers::lookup(pid).name.map(|n| n.to_string())
-}
-
 impl Inner {
     /// The placeholder file `node` was hydrated by a read (replaced on disk in
     /// its directory, still clean): what it shows is unchanged ([`present`]),
@@ -713,114 +702,6 @@ impl Inner {
 
     fn new_handle_id(&self) -> u64 {
         self.next_handle.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Whether a request from `ctx` may reach the provider; `Err` when it may not.
-    fn may_call_provider(&self, ctx: &RequestCtx) -> Result<(), Errno> {
-        if self.stopped.load(Ordering::SeqCst) {
-            return Err(libc::EIO);
-        }
-        if is_own_thread(ctx.pid) {
-            return Err(libc::EIO);
-        }
-        Ok(())
-    }
-
-    fn callback_data(&self, ctx: &RequestCtx, path: PathBuf) -> CallbackData {
-        CallbackData {
-            command_id: 0,
-            path,
-            file_id: 0,
-            data_stream_id: 0,
-            version: None,
-            triggering_pid: ctx.pid,
-            triggering_process_name: if ctx.pid != 0 {
-                process_name(ctx.pid)
-            } else {
-                None
-            },
-            flags: CallbackFlags::default(),
-            collation: self.options.collation,
-            instance: self.handle.clone(),
-        }
-    }
-
-    /// Queue one callback as a command. `call` runs on a callback thread unless
-    /// the command is cancelled first; `continuation` runs exactly once.
-    fn invoke(
-        self: &Arc<Self>,
-        kind: CallbackKind,
-        mut data: CallbackData,
-        cancel: Option<&CancelSlot>,
-        call: impl FnOnce(&dyn Provider, &CallbackData) -> CallbackResult + Send + 'static,
-        continuation: impl FnOnce(CommandOutcome) + Send + 'static,
-    ) -> CommandId {
-        let id = self.commands.allocate_id();
-        data.command_id = id;
-        self.commands.insert(kind, data, Box::new(continuation));
-        if let Some(slot) = cancel {
-            let weak = Arc::downgrade(self);
-            slot.arm(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.cancel_command(id);
-                }
-            });
-        }
-        let inner = self.clone();
-        let job = move || {
-            let Some((kind, data)) = inner.commands.start(id) else {
-                return; // cancelled while queued: the provider never hears of it
-            };
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| call(&*inner.provider, &data)));
-            // The provider call is over: the continuation may start the next
-            // callback in this job's slot (crate::scheduler::lend_slot).
-            match result {
-                Ok(Ok(Outcome::Pending)) => inner.commands.mark_pending(id),
-                Ok(Ok(Outcome::Done)) => {
-                    crate::scheduler::lend_slot(|| inner.commands.finish(id, Ok(()), None));
-                }
-                Ok(Err(e)) => {
-                    crate::scheduler::lend_slot(|| inner.commands.finish(id, Err(e), None));
-                }
-                Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!(
-                        "provider panicked in {} for {:?}: {msg}",
-                        kind.name(),
-                        data.path
-                    );
-                    inner.commands.finish(
-                        id,
-                        Err(ProviderError::Other(format!("provider panicked: {msg}"))),
-                        None,
-                    );
-                }
-            }
-        };
-        if self.options.inline_callbacks {
-            self.scheduler.run_or_submit(job);
-        } else {
-            self.scheduler.submit(job);
-        }
-        id
-    }
-
-    /// Cancel a command: its client is answered `EINTR` at once, then the provider
-    /// hears CancelCommand if its callback was already invoked.
-    pub(crate) fn cancel_command(&self, id: CommandId) {
-        if let Some(data) = self.commands.cancel(id) {
-            let provider = self.provider.clone();
-            if let Err(panic) =
-                std::panic::catch_unwind(AssertUnwindSafe(|| provider.cancel_command(&data)))
-            {
-                tracing::error!("provider panicked in cancel_command: {panic:?}");
-            }
-        }
     }
 }
 
