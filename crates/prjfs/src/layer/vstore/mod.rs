@@ -146,6 +146,24 @@ fn split(path: &Path) -> Option<(&Path, &OsStr)> {
 }
 
 impl State {
+    /// No record and no log; `stopping` and `hold` as given.
+    fn empty(stopping: bool, hold: Option<PathBuf>) -> Self {
+        State {
+            dirs: HashMap::new(),
+            len: 0,
+            next_serial: 0,
+            pending: Vec::new(),
+            pending_entries: 0,
+            last_entry: 0,
+            batches: 0,
+            log_len: 0,
+            log: None,
+            shadowed: false,
+            stopping,
+            hold,
+        }
+    }
+
     fn apply(&mut self, e: Entry) {
         match e {
             Entry::Put(path, mut rec) => {
@@ -260,20 +278,7 @@ impl VStore {
         hidden: BorrowedFd<'_>,
         keep: impl Fn(&Path, &VRec) -> bool,
     ) -> std::io::Result<Arc<VStore>> {
-        let mut state = State {
-            dirs: HashMap::new(),
-            len: 0,
-            next_serial: 0,
-            pending: Vec::new(),
-            pending_entries: 0,
-            last_entry: 0,
-            batches: 0,
-            log_len: 0,
-            log: None,
-            shadowed: false,
-            stopping: false,
-            hold: vstore_hold::from_env(),
-        };
+        let mut state = State::empty(false, vstore_hold::from_env());
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat(hidden, LOG_NAME, flags, Mode::empty()) {
             Ok(fd) => {
@@ -337,20 +342,7 @@ impl VStore {
     /// A store with no log (nothing persists), for a layer being opened.
     pub(crate) fn detached() -> Arc<VStore> {
         Arc::new(VStore {
-            state: Mutex::new(State {
-                dirs: HashMap::new(),
-                len: 0,
-                next_serial: 0,
-                pending: Vec::new(),
-                pending_entries: 0,
-                last_entry: 0,
-                batches: 0,
-                log_len: 0,
-                log: None,
-                shadowed: false,
-                stopping: true,
-                hold: None,
-            }),
+            state: Mutex::new(State::empty(true, None)),
             tick: Condvar::new(),
         })
     }
