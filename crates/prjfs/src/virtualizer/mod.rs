@@ -19,6 +19,7 @@ mod prefetch;
 mod present;
 mod ranged;
 mod reads;
+mod rename;
 mod set_id;
 mod update;
 mod write;

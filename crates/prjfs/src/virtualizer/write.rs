@@ -1,5 +1,5 @@
-//! Local changes: create, mkdir, symlink, mknod, link, unlink, rmdir, rename,
-//! setattr and user xattrs, with ProjFS's state transitions (placeholders
+//! Local changes: create, mkdir, symlink, mknod, link, unlink, rmdir,
+//! setattr and user xattrs (rename in [`super::rename`]), with ProjFS's state transitions (placeholders
 //! turn dirty or full, deletes of projected names leave tombstones).
 
 use std::ffi::{OsStr, OsString};
@@ -8,13 +8,9 @@ use std::sync::Arc;
 
 use super::file::needs_data;
 use super::{is_projected_dir, Errno, Inner, RequestCtx, Responder, ROOT_ID};
-use crate::layer::{Item, RenameFlags, SetAttr};
+use crate::layer::{Item, SetAttr};
 use crate::names::{invalid_name_errno, validate_name};
 use crate::types::{FileKind, OnDiskState};
-
-/// `renameat2` flags the kernel passes through.
-const RENAME_NOREPLACE: u32 = 1;
-const RENAME_EXCHANGE: u32 = 2;
 
 /// Who creates an item: the caller's ids and the mode after the kernel applied
 /// the umask.
@@ -90,7 +86,11 @@ impl super::Virtualizer {
 impl Inner {
     /// The path of `name` under `parent`, refusing invalid names (a name longer
     /// than `NAME_MAX`: `ENAMETOOLONG`) and the layer's hidden directory.
-    fn child_path(&self, parent: u64, name: &OsStr) -> Result<(PathBuf, PathBuf), Errno> {
+    pub(super) fn child_path(
+        &self,
+        parent: u64,
+        name: &OsStr,
+    ) -> Result<(PathBuf, PathBuf), Errno> {
         validate_name(name).map_err(|_| invalid_name_errno(name))?;
         if parent == ROOT_ID && name == crate::layer::HIDDEN_DIR {
             return Err(libc::EPERM);
@@ -107,7 +107,7 @@ impl Inner {
     /// [`crate::layer::Layer::is_projected_name`]). A name created where the
     /// provider had nothing leaves nothing behind. When in doubt (an error),
     /// a tombstone: one too many hides nothing.
-    fn needs_tombstone(&self, dir: &Path, path: &Path) -> bool {
+    pub(super) fn needs_tombstone(&self, dir: &Path, path: &Path) -> bool {
         let projected_dir = dir.as_os_str().is_empty()
             || match self.layer.lookup(dir) {
                 Ok(Some(item)) => is_projected_dir(&item, u64::MAX),
@@ -491,186 +491,6 @@ impl Inner {
                 }))
             }),
         );
-    }
-
-    /// Rename (also over an existing target, `RENAME_NOREPLACE`,
-    /// `RENAME_EXCHANGE`). The item keeps its record, so a renamed placeholder
-    /// still hydrates from its original path and version.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn rename(
-        self: &Arc<Self>,
-        ctx: &RequestCtx,
-        parent: u64,
-        name: &OsStr,
-        new_parent: u64,
-        new_name: &OsStr,
-        flags: u32,
-        done: Responder<()>,
-    ) {
-        if let Some(who) = self.notifying(ctx) {
-            let paths = self.child_path(parent, name).and_then(|(_, from)| {
-                let item = self.item(&from)?;
-                let (_, to) = self.child_path(new_parent, new_name)?;
-                Ok((from, item, to))
-            });
-            if let Ok((from, item, to)) = paths {
-                let node = self.nodes.find(parent, name);
-                let (inner, ctx2) = (self.clone(), ctx.clone());
-                let (name2, new_name2) = (name.to_os_string(), new_name.to_os_string());
-                let now = move |done| {
-                    inner.rename_now(&ctx2, parent, &name2, new_parent, &new_name2, flags, done)
-                };
-                return self.notify_pair(
-                    ctx,
-                    who,
-                    (
-                        crate::provider::NotificationKind::PreRename,
-                        crate::provider::NotificationKind::FileRenamed,
-                    ),
-                    (node, from, item.kind == FileKind::Directory),
-                    to,
-                    now,
-                    done,
-                );
-            }
-        }
-        self.rename_now(ctx, parent, name, new_parent, new_name, flags, done)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn rename_now(
-        self: &Arc<Self>,
-        ctx: &RequestCtx,
-        parent: u64,
-        name: &OsStr,
-        new_parent: u64,
-        new_name: &OsStr,
-        flags: u32,
-        done: Responder<()>,
-    ) {
-        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
-            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
-        {
-            return done(Err(libc::EINVAL));
-        }
-        let exchange = flags & RENAME_EXCHANGE != 0;
-        let prep = (|| {
-            let (from_dir, from) = self.child_path(parent, name)?;
-            let (to_dir, to) = self.child_path(new_parent, new_name)?;
-            let src = self.item(&from)?;
-            let dst = match self.item(&to) {
-                Ok(i) => Some(i),
-                Err(libc::ENOENT) => None,
-                Err(e) => return Err(e),
-            };
-            if exchange && dst.is_none() {
-                return Err(libc::ENOENT);
-            }
-            if flags & RENAME_NOREPLACE != 0 && dst.is_some() {
-                return Err(libc::EEXIST);
-            }
-            if to.starts_with(&from) && to != from {
-                return Err(libc::EINVAL);
-            }
-            Ok((from_dir, from, to_dir, to, src, dst))
-        })();
-        let (from_dir, from, to_dir, to, src, dst) = match prep {
-            Ok(x) => x,
-            Err(e) => return done(Err(e)),
-        };
-        if from == to {
-            return done(Ok(()));
-        }
-        let inner = self.clone();
-        let name: OsString = name.to_os_string();
-        let new_name: OsString = new_name.to_os_string();
-        let new_name_for_handles = new_name.clone();
-        let target = to.clone();
-        // The file a rename replaces loses its name as by an unlink.
-        let replaced = match &dst {
-            Some(d) if !exchange && d.kind == FileKind::File => self
-                .nodes
-                .find(new_parent, &new_name)
-                .map(|n| (n, d.clone())),
-            _ => None,
-        };
-        let apply = move |r: Result<bool, Errno>| {
-            done(r.and_then(|target_empty| {
-                if !target_empty {
-                    return Err(libc::ENOTEMPTY);
-                }
-                let tombstone = !exchange && inner.needs_tombstone(&from_dir, &from);
-                let keeper = replaced
-                    .as_ref()
-                    .and_then(|(n, d)| inner.keeper_for(Some(*n), &to, d));
-                let renamed = inner
-                    .layer
-                    .rename(
-                        &from,
-                        &to,
-                        RenameFlags {
-                            noreplace: flags & RENAME_NOREPLACE != 0,
-                            exchange,
-                        },
-                        tombstone,
-                    )
-                    .map_err(|e| e.errno());
-                inner.commit_keeper(keeper, renamed.is_ok());
-                renamed?;
-                inner
-                    .nodes
-                    .rename(parent, &name, new_parent, &new_name, exchange);
-                inner.mark_dirty_dir(&from_dir);
-                inner.mark_dirty_dir(&to_dir);
-                Ok(())
-            }))
-        };
-        // Open handles of a file the rename replaces keep working without its
-        // name, as after an unlink: those without an on-disk file get one (a
-        // placeholder never read is fetched first) before the name goes.
-        let replaced_handles = match &dst {
-            Some(d) if !exchange && d.kind != FileKind::Directory => self
-                .nodes
-                .find(new_parent, &new_name_for_handles)
-                .map(|n| self.handles_needing_path(n))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        match dst {
-            Some(d) if !replaced_handles.is_empty() && src.kind != FileKind::Directory => {
-                let inner = self.clone();
-                let to = target.clone();
-                self.ensure_hydrated(
-                    ctx,
-                    &target,
-                    &d,
-                    0,
-                    Box::new(move |r| {
-                        apply(r.and_then(|()| {
-                            for h in &replaced_handles {
-                                inner.keep_open(h, &to)?;
-                            }
-                            Ok(true)
-                        }))
-                    }),
-                );
-            }
-            Some(d) if !exchange && d.kind == FileKind::Directory => {
-                if src.kind != FileKind::Directory {
-                    return apply(Err(libc::EISDIR));
-                }
-                // Replacing a directory needs it empty, virtual children included.
-                self.visibly_empty(ctx, &target, Box::new(apply));
-            }
-            Some(d)
-                if !exchange
-                    && src.kind == FileKind::Directory
-                    && d.kind != FileKind::Directory =>
-            {
-                apply(Err(libc::ENOTDIR))
-            }
-            _ => apply(Ok(true)),
-        }
     }
 
     /// Change attributes. Truncating a placeholder to a non-zero size hydrates it
