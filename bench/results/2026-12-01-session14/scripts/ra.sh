@@ -3,13 +3,14 @@
 # mount of ARCHIVE (cat of each path, in one process: python), wall time and
 # the daemon's CPU; with "trace", the FUSE requests it waited on (kernel
 # tracepoints fuse_request_send/end; needs root and tracefs), per opcode.
+# MOPTS: extra mount options (e.g. --no-open).
 P=${P:-/work/main/target/release/prjfs}
 A=$1
 cd /tmp/s12/mnt || exit 1
 $P unmount r1 2>/dev/null; rm -rf r1; mkdir r1; $P mount $A r1 >/dev/null 2>&1 || exit 1
 find r1 -type f > /tmp/s12/ra.list; $P unmount r1; rm -rf r1.keep; mv r1/.prjfs /tmp/s12/ra.state; rm -rf r1; mkdir r1; mv /tmp/s12/ra.state r1/.prjfs
 rm -rf r1/.prjfs/layer r1/.prjfs/vstore* 2>/dev/null
-$P mount $A r1 >/dev/null 2>&1 || exit 1; sync
+$P mount $MOPTS $A r1 >/dev/null 2>&1 || exit 1; sync
 pid=$($P status r1 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['pid'])")
 a=$(awk '{print $14+$15}' /proc/$pid/stat)
 read_all='import sys

@@ -6,6 +6,9 @@
 //! fresh root, and the daemon's RSS after that. Ratios are prjfs time /
 //! unpacking time; the goals (issue 11) are printed below the table.
 //!
+//! The read-all runs again through a root mounted `--no-open` (no OPEN or
+//! RELEASE request per file).
+//!
 //! With bindfs installed, the FUSE peer reads every file too: the unpacked
 //! tree through a fresh bindfs mount, by the same single reader as prjfs's
 //! read-all, whose row then also shows `prjfs/bindfs`.
@@ -336,6 +339,27 @@ fn one_format(
             kind,
             "prjfs read-all, 1 reader (fresh root)",
             &[t_all],
+            n,
+            bytes,
+        )
+        .mb()
+        .vs(what, &peer)
+        .vs_opt("prjfs/bindfs", bindfs_all.as_ref()),
+    );
+    // The same through a root mounted `--no-open`: opens and closes do not
+    // reach the daemon, so each file costs a LOOKUP and a READ.
+    let root_no_open = scratch.join(format!("root-{kind}-no-open"));
+    fresh_root(&root, &root_no_open)?;
+    let m = BenchMount::new(&["--no-open".to_string()], &archive, &root_no_open)?;
+    progress(&format!("archive: {kind}: read-all --no-open"));
+    let t_no_open = timed(|| read_files(&root_no_open, files).map(drop))?;
+    drop(m);
+    sh(&format!("rm -rf '{}'", root_no_open.display()))?;
+    rows.push(
+        Row::new(
+            kind,
+            "prjfs read-all, 1 reader, --no-open (fresh root)",
+            &[t_no_open],
             n,
             bytes,
         )
