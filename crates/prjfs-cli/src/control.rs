@@ -1,8 +1,7 @@
 //! The control socket between `prjfs` commands and a mount's daemon: an abstract
 //! Unix socket named after the root, one JSON request and one JSON answer per line.
 //! A long request ([`ControlRequest::is_long`]: `hydrate`) gets a thread of its
-//! own; its client may send more lines after it (hydrate's further paths), and
-//! it may send progress lines (objects with a `progress` key) before its
+//! own and may send progress lines (objects with a `progress` key) before its
 //! answer; the client stops it by shutting down its side of the connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,19 +34,14 @@ pub enum ControlRequest {
         path: String,
     },
     /// Hydrate these files (paths relative to the root), `jobs` at a time,
-    /// in the daemon; answers progress lines, then a summary. With `more`,
-    /// further paths follow on lines of their own (`{"paths": [...]}`) until
-    /// one says `{"done": true}`: the files are hydrated while the client
-    /// still walks.
+    /// in the daemon; answers progress lines, then a summary. The client
+    /// sends nothing after the request; it hangs up to stop the hydration.
     Hydrate {
         /// Relative paths of regular files; with `walk`, of files or
         /// directories (`""`: the root).
         paths: Vec<String>,
         /// Files hydrated at once.
         jobs: u32,
-        /// More paths follow.
-        #[serde(default)]
-        more: bool,
         /// The daemon walks `paths` itself and hydrates every regular file
         /// under them; progress lines and the answer count the files found
         /// (`walked`, `walked_bytes`).
@@ -105,20 +99,6 @@ impl Conn {
                 Err(_) => return,
             }
         }
-    }
-
-    /// Whether the client shut down its side (it stopped the request) or
-    /// went away; does not wait.
-    pub fn hung_up(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut fd = libc::pollfd {
-            fd: self.stream.as_raw_fd(),
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        let n = unsafe { libc::poll(&mut fd, 1, 0) };
-        n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
 
     /// Shut down the reading side here (ends [`Conn::read_lines`]);

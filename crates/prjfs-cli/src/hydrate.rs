@@ -2,11 +2,12 @@
 //! files at a time, with a progress bar (bytes and files) on a terminal and a
 //! summary line otherwise.
 //!
-//! The paths are walked through the mount (listings and `lstat`s, one at a
-//! time). Then the files are hydrated by the root's daemon when one answers
-//! on its control socket (`daemon/prefetch.rs`: no open, read or close
-//! through the kernel per file), else — or with `--read` — by reading each
-//! file through the mount.
+//! When the root's daemon answers on its control socket, it walks the paths
+//! itself and hydrates the files it finds (`daemon/walk.rs`,
+//! `daemon/prefetch.rs`: no listing, lookup, open, read or close through the
+//! kernel per file); this command shows its progress. Else — or with
+//! `--read` — the paths are walked through the mount here (listings and
+//! `lstat`s) and each file is read through the mount.
 //!
 //! Invariants: at most `jobs` files are in hand at once (in the daemon or
 //! here), so at most `jobs` callbacks of this command are in flight. Ctrl-C
@@ -292,7 +293,6 @@ fn in_daemon(
     let req = ControlRequest::Hydrate {
         paths: rels,
         jobs,
-        more: false,
         walk: true,
     };
     // What the daemon's walk has found, as the progress bar counts it.

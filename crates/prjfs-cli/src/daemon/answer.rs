@@ -149,12 +149,9 @@ pub(super) fn answer(served: &Served<'_>, req: ControlRequest, conn: &Conn) -> s
                     .collect::<serde_json::Map<_, _>>(),
             })
         }
-        ControlRequest::Hydrate {
-            paths,
-            jobs,
-            more,
-            walk,
-        } => super::prefetch::run(virt, conn, paths, more, walk, jobs),
+        ControlRequest::Hydrate { paths, jobs, walk } => {
+            super::prefetch::run(virt, conn, paths, walk, jobs)
+        }
         ControlRequest::Switch { rev } => match git {
             Some(git) => crate::source::switch(instance, &instance.handle(), git, &rev),
             None => serde_json::json!({

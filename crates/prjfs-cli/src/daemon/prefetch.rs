@@ -1,14 +1,14 @@
 //! The daemon's side of `prjfs hydrate`: hydrate a list of files in the
 //! daemon ([`prjfs::virtualizer::Virtualizer::prefetch`]), `jobs` at a time,
 //! reporting progress on the control connection, until done or until the
-//! client hangs up (Ctrl-C). The list may grow while it runs: the client
-//! sends the paths it walks on further lines, then says it is done.
+//! client hangs up (Ctrl-C). With `walk`, the list grows while it runs: the
+//! daemon's own walk ([`super::walk`]) queues the files it finds.
 //!
 //! Invariants: at most `jobs` files are in hand at once (one per worker
 //! thread, each waiting for its file's answer before taking the next), and
-//! only `jobs - 1` while the client still walks (its listings and lookups
-//! may raise callbacks too), so at most `jobs` callbacks of the command are
-//! in flight. Once the client hangs up no file is started and every file in
+//! only `jobs - 1` while the walk goes on (its listings and lookups may raise
+//! callbacks too), so at most `jobs` callbacks of the command are in
+//! flight. Once the client hangs up no file is started and every file in
 //! hand is cancelled through its request's cancel slot (its GetFileData
 //! cancelled, its temp file dropped: hydration is all or nothing); the
 //! answer comes after every worker ended.
@@ -27,7 +27,7 @@ use crate::control::Conn;
 /// How often a progress line is sent while files are hydrated.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
-/// Paths received and waiting, at most: memory stays bounded on any tree.
+/// Paths queued and waiting, at most: memory stays bounded on any tree.
 const QUEUED_MAX: usize = 65_536;
 
 /// Paths of one directory a worker takes at once, at most.
@@ -41,8 +41,8 @@ fn parent_of(path: &str) -> &str {
 /// At most this many failures are named in the answer (the rest counted).
 const ERRORS_NAMED: usize = 100;
 
-/// The paths to hydrate: those received and not yet taken, and whether the
-/// client said it is done (or stopped).
+/// The paths to hydrate: those queued and not yet taken, and whether no more
+/// will come (the list was whole, the walk ended, or the job stopped).
 #[derive(Default)]
 struct Feed {
     paths: VecDeque<String>,
@@ -93,7 +93,7 @@ impl Job<'_> {
 
     /// The next run of paths to hydrate: those at the queue's front that
     /// share the first one's directory, [`RUN_MAX`] at most, waiting for the
-    /// client to send more; empty once none will come.
+    /// walk to queue more; empty once none will come.
     ///
     /// Why runs: workers then hydrate different directories at once, so
     /// they do not queue on one directory's lock to link their files, and,
@@ -121,40 +121,15 @@ impl Job<'_> {
         }
     }
 
-    /// A line the client sent after its request: more paths, or the end.
-    /// Holds the reading thread while [`QUEUED_MAX`] paths wait (the
-    /// client's writes then block: its walk waits for the hydrations),
-    /// watching for the client's hang-up meanwhile.
-    fn receive(&self, line: &str, conn: &Conn) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            tracing::warn!("hydrate: a line that is not JSON from the client; stopping");
-            return self.stop();
-        };
-        let mut feed = self.feed.lock().expect("feed lock");
-        while feed.paths.len() >= QUEUED_MAX && !feed.complete {
-            feed = self
-                .fed
-                .wait_timeout(feed, PROGRESS_EVERY)
-                .expect("feed lock")
-                .0;
-            if conn.hung_up() {
-                drop(feed);
-                return self.stop();
-            }
-        }
-        if let Some(paths) = v["paths"].as_array() {
-            feed.paths
-                .extend(paths.iter().filter_map(|p| p.as_str().map(String::from)));
-        }
-        if v["done"].as_bool() == Some(true) {
-            feed.complete = true;
-        }
-        drop(feed);
-        self.fed.notify_all();
+    /// A line the client sent after its request: nothing is expected
+    /// there (the client only hangs up, to stop), so the job stops.
+    fn receive(&self, _line: &str) {
+        tracing::warn!("hydrate: a line from the client after its request; stopping");
+        self.stop();
     }
 
-    /// Worker `i` of `jobs`. The last one starts only once the client's walk
-    /// is over: the walk's own callbacks (listings, lookups) count as one of
+    /// Worker `i` of `jobs`. The last one starts only once the walk is
+    /// over: the walk's own callbacks (listings, lookups) count as one of
     /// the `jobs` while it goes on.
     fn worker(&self, i: usize, jobs: usize, peer: &rustix::net::UCred) {
         if i + 1 == jobs {
@@ -274,8 +249,8 @@ fn ctx_of(peer: &rustix::net::UCred, cancel: CancelSlot) -> RequestCtx {
     }
 }
 
-/// Hydrate `paths` (relative to the root), and with `more` those the client
-/// sends after them, `jobs` at a time for the client on `conn`; with `walk`,
+/// Hydrate `paths` (relative to the root), `jobs` at a time for the client
+/// on `conn`; with `walk`,
 /// `paths` are files or directories that the daemon walks itself
 /// ([`super::walk`]) while it hydrates what it found. The answer counts what
 /// was done.
@@ -283,7 +258,6 @@ pub(super) fn run(
     virt: &Virtualizer,
     conn: &Conn,
     paths: Vec<String>,
-    more: bool,
     walk: bool,
     jobs: u32,
 ) -> serde_json::Value {
@@ -299,7 +273,7 @@ pub(super) fn run(
             "error": format!("{} (uid {})", crate::control::HYDRATE_REFUSED, me.as_raw()),
         });
     }
-    let jobs = if more || walk {
+    let jobs = if walk {
         jobs.max(1) as usize
     } else {
         (jobs.max(1) as usize).min(paths.len().max(1))
@@ -313,7 +287,7 @@ pub(super) fn run(
         virt,
         feed: Mutex::new(Feed {
             paths: files.into(),
-            complete: !more && !walk,
+            complete: !walk,
         }),
         fed: Condvar::new(),
         stop: AtomicBool::new(false),
@@ -362,7 +336,7 @@ pub(super) fn run(
             let job = &job;
             let finished = &finished;
             s.spawn(move || {
-                conn.read_lines(|line| job.receive(line, conn));
+                conn.read_lines(|line| job.receive(line));
                 if !finished.load(Ordering::SeqCst) {
                     job.stop();
                 }
