@@ -334,18 +334,6 @@ fn one_format(
     let rss = status_kb(pid, "VmRSS:");
     let hwm = status_kb(pid, "VmHWM:");
     drop(m);
-    rows.push(
-        Row::new(
-            kind,
-            "prjfs read-all, 1 reader (fresh root)",
-            &[t_all],
-            n,
-            bytes,
-        )
-        .mb()
-        .vs(what, &peer)
-        .vs_opt("prjfs/bindfs", bindfs_all.as_ref()),
-    );
     // The same through a root mounted `--no-open`: opens and closes do not
     // reach the daemon, so each file costs a LOOKUP and a READ.
     let root_no_open = scratch.join(format!("root-{kind}-no-open"));
@@ -355,18 +343,20 @@ fn one_format(
     let t_no_open = timed(|| read_files(&root_no_open, files).map(drop))?;
     drop(m);
     sh(&format!("rm -rf '{}'", root_no_open.display()))?;
-    rows.push(
-        Row::new(
-            kind,
+    for (variant, t) in [
+        ("prjfs read-all, 1 reader (fresh root)", t_all),
+        (
             "prjfs read-all, 1 reader, --no-open (fresh root)",
-            &[t_no_open],
-            n,
-            bytes,
-        )
-        .mb()
-        .vs(what, &peer)
-        .vs_opt("prjfs/bindfs", bindfs_all.as_ref()),
-    );
+            t_no_open,
+        ),
+    ] {
+        rows.push(
+            Row::new(kind, variant, &[t], n, bytes)
+                .mb()
+                .vs(what, &peer)
+                .vs_opt("prjfs/bindfs", bindfs_all.as_ref()),
+        );
+    }
     // The prefetch command: reading through the mount as a client would
     // (`--read`), and by the daemon (no kernel round trip per file), 4 files
     // at a time and as by default (one per logical CPU). Each on a new root.
