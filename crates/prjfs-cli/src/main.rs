@@ -72,8 +72,30 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// A command that prints a listing ends quietly once its reader has gone
+/// (`prjfs state DIR/* | head`), as Unix tools do: SIGPIPE gets its default
+/// action back. Rust starts with it ignored, and `println!` then panics on
+/// `EPIPE`. The control socket's writes use `MSG_NOSIGNAL` (the standard
+/// library's), so only stdout can raise it. Not for `mount`, `hydrate` and
+/// `bench`, which clean up (mounts, hydrations in flight) whatever happens.
+fn end_quietly_on_closed_stdout() {
+    // SAFETY: setting a signal's disposition to its default; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Status { .. }
+            | Command::State { .. }
+            | Command::Switch { .. }
+            | Command::Refresh { .. }
+    ) {
+        end_quietly_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Mount(args) => daemon::mount(args),
         Command::Unmount { root } => unmount(&root),

@@ -329,6 +329,44 @@ fn status_counts_listings_read_ahead() {
 }
 
 /// Case 2: Virtual → Placeholder (stat) → Hydrated (cat); `ls -l` hydrates nothing.
+/// `prjfs status` and `prjfs state` whose reader has gone (`| head`) end by
+/// SIGPIPE, as `ls` does, not with a panic message. The pipe's read end is
+/// closed before the command starts, so its first write fails for sure.
+#[test]
+fn listing_commands_end_quietly_when_their_reader_is_gone() {
+    if !mount_available() {
+        return;
+    }
+    let d = Dirs::new();
+    write_file(&d.source.join("a.txt"), b"a\n");
+    let m = CliMount::new(&bin(), &[], &d.source, &d.root);
+    let file = m.root.join("a.txt");
+    for args in [
+        vec!["status".to_string(), m.root.display().to_string()],
+        vec!["state".to_string(), file.display().to_string()],
+    ] {
+        let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
+        drop(read_end);
+        let out = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("running prjfs");
+        let err = text(&out.stderr);
+        assert!(
+            !err.contains("panicked"),
+            "prjfs {args:?} panicked writing to a closed pipe: {err}"
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "prjfs {args:?}: {:?}, stderr: {err}",
+            out.status
+        );
+    }
+}
+
 #[test]
 fn state_transitions_seen_by_prjfs_state() {
     if !mount_available() {
