@@ -205,8 +205,8 @@ pub fn run(args: HydrateArgs) -> Result<(), String> {
     }
     let secs = started.elapsed().as_secs_f64();
     let stopped = STOP.load(Ordering::Relaxed);
-    println!(
-        "{} {done} of {walked} files ({:.1} MB) in {secs:.2} s with {} jobs{}",
+    crate::print_result(&format!(
+        "{} {done} of {walked} files ({:.1} MB) in {secs:.2} s with {} jobs{}\n",
         if stopped {
             "interrupted: hydrated"
         } else {
@@ -219,7 +219,7 @@ pub fn run(args: HydrateArgs) -> Result<(), String> {
         } else {
             format!(", {} failed", errors.len())
         }
-    );
+    ));
     if stopped {
         std::process::exit(130);
     }

@@ -85,6 +85,22 @@ fn end_quietly_on_closed_stdout() {
     }
 }
 
+/// Print `text` on stdout at the end of a command whose work is done
+/// (`hydrate`'s summary, `bench`'s table): a reader that has gone (`| head`)
+/// is not an error there, and what follows (the exit status, removing a
+/// bench's scratch directory) must still run. Other write errors are told on
+/// stderr.
+pub(crate) fn print_result(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("prjfs: writing the result to stdout: {e}");
+        }
+        _ => {}
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(

@@ -329,9 +329,17 @@ fn status_counts_listings_read_ahead() {
 }
 
 /// Case 2: Virtual → Placeholder (stat) → Hydrated (cat); `ls -l` hydrates nothing.
+/// A pipe whose read end is closed: a write to it fails for sure.
+fn closed_pipe() -> Stdio {
+    let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
+    drop(read_end);
+    Stdio::from(write_end)
+}
+
 /// `prjfs status` and `prjfs state` whose reader has gone (`| head`) end by
-/// SIGPIPE, as `ls` does, not with a panic message. The pipe's read end is
-/// closed before the command starts, so its first write fails for sure.
+/// SIGPIPE, as `ls` does, not with a panic message; `prjfs hydrate` does its
+/// work and exits 0 (its summary line is all it prints). Their stdout is a
+/// pipe whose read end is closed before they start.
 #[test]
 fn listing_commands_end_quietly_when_their_reader_is_gone() {
     if !mount_available() {
@@ -345,11 +353,9 @@ fn listing_commands_end_quietly_when_their_reader_is_gone() {
         vec!["status".to_string(), m.root.display().to_string()],
         vec!["state".to_string(), file.display().to_string()],
     ] {
-        let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
-        drop(read_end);
         let out = Command::new(bin())
             .args(&args)
-            .stdout(Stdio::from(write_end))
+            .stdout(closed_pipe())
             .stderr(Stdio::piped())
             .output()
             .expect("running prjfs");
@@ -365,6 +371,20 @@ fn listing_commands_end_quietly_when_their_reader_is_gone() {
             out.status
         );
     }
+    let out = Command::new(bin())
+        .arg("hydrate")
+        .arg(&m.root)
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("running prjfs hydrate");
+    let err = text(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("panicked"),
+        "prjfs hydrate with its reader gone: {:?}, stderr: {err}",
+        out.status
+    );
+    assert_state(&m, &file, "Placeholder|HydratedPlaceholder (3)");
 }
 
 #[test]

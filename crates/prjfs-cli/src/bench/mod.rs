@@ -277,9 +277,12 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 .map(|(w, e)| serde_json::json!({"workload": w, "error": e}))
                 .collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        crate::print_result(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).expect("json")
+        ));
     } else {
-        print!("{text}");
+        crate::print_result(&text);
     }
     if failures.is_empty() {
         Ok(())
